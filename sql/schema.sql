@@ -1,0 +1,43 @@
+-- textrec schema version 1 for postgresql.
+-- Generated from the models in textrec/store.py: `python -m textrec.schema sqlite|postgresql`.
+
+CREATE TABLE df_snapshots (
+	id VARCHAR(64) NOT NULL, 
+	n_docs BIGINT NOT NULL, 
+	n_terms BIGINT NOT NULL, 
+	scheme VARCHAR(64) NOT NULL, 
+	status VARCHAR(16) NOT NULL, 
+	data BYTEA NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (id)
+);
+
+CREATE TABLE documents (
+	id BIGSERIAL NOT NULL, 
+	external_id VARCHAR(512) NOT NULL, 
+	title TEXT, 
+	text TEXT NOT NULL, 
+	meta TEXT NOT NULL, 
+	terms TEXT, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (id), 
+	UNIQUE (external_id)
+);
+
+CREATE TABLE textrec_meta (
+	key VARCHAR(64) NOT NULL, 
+	value TEXT NOT NULL, 
+	PRIMARY KEY (key)
+);
+
+CREATE TABLE fingerprints (
+	snapshot_id VARCHAR(64) NOT NULL, 
+	document_id BIGINT NOT NULL, 
+	scheme VARCHAR(64) NOT NULL, 
+	fp BIGINT NOT NULL, 
+	PRIMARY KEY (snapshot_id, document_id), 
+	FOREIGN KEY(snapshot_id) REFERENCES df_snapshots (id) ON DELETE CASCADE, 
+	FOREIGN KEY(document_id) REFERENCES documents (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_fingerprints_document_id ON fingerprints (document_id);

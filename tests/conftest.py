@@ -1,0 +1,178 @@
+"""Shared fixtures: real Mecab, real SQLite files and a real PostgreSQL 15 server.
+
+The PostgreSQL server is started once per test session with ``initdb`` and ``pg_ctl`` as the
+``postgres`` user on 127.0.0.1 and a free port, and stopped at the end. Without the server
+binaries the PostgreSQL cases are skipped, unless ``TEXTREC_REQUIRE_POSTGRES=1`` (set by
+``.ci/run``), where a missing server is an error.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bindir() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+class PostgresServer:
+    def __init__(self, bindir: str) -> None:
+        self.bindir = bindir
+        self.port = _free_port()
+        self.root = tempfile.mkdtemp(prefix="textrec-pg-")
+        self.datadir = os.path.join(self.root, "data")
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+
+    def _run(self, *args: str) -> None:
+        cmd = [os.path.join(self.bindir, args[0]), *args[1:]]
+        if self.as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, cwd=self.root)
+
+    def start(self) -> None:
+        self._run(
+            "initdb",
+            "-D",
+            self.datadir,
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
+        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            self.datadir,
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            os.path.join(self.root, "log"),
+            "start",
+        )
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", self.datadir, "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        import sqlalchemy as sa
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        engine = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    bindir = _pg_bindir()
+    required = os.environ.get("TEXTREC_REQUIRE_POSTGRES") == "1"
+    if bindir is None:
+        if required:
+            pytest.fail("TEXTREC_REQUIRE_POSTGRES=1 but no PostgreSQL server binaries found")
+        pytest.skip("PostgreSQL server binaries not installed")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        if required:
+            pytest.fail("TEXTREC_REQUIRE_POSTGRES=1 but psycopg is not installed")
+        pytest.skip("psycopg not installed")
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture(scope="session")
+def mecab():  # type: ignore[no-untyped-def]
+    from textrec.tokenize import default_tokenizer
+
+    return default_tokenizer()
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"shared corpus {path} not present")
+    return path
+
+
+def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, object]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            rows.append(json.loads(line))
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every engine a test's stores opened, so no connection outlives its test."""
+    import sqlalchemy as sa
+
+    import textrec.store
+
+    engines: list[sa.Engine] = []
+    real = textrec.store.create_engine
+
+    def recording(*args: object, **kwargs: object) -> sa.Engine:
+        engine = real(*args, **kwargs)  # type: ignore[call-overload]
+        engines.append(engine)
+        return engine
+
+    monkeypatch.setattr(textrec.store, "create_engine", recording)
+    yield
+    for engine in engines:
+        engine.dispose()

@@ -1,0 +1,609 @@
+"""The SQL store: documents, DF snapshots and fingerprints, through SQLAlchemy 2.x.
+
+The store is the one source of truth; the in-memory index and its snapshot files are derived
+from it. Any SQLAlchemy URL works; by default a SQLite file ``textrec.db`` in the current
+directory, or the URL in the ``TEXTREC_DB`` environment variable.
+
+Tables (``sql/schema.sql`` for PostgreSQL and ``sql/schema.sqlite.sql`` for SQLite are
+generated from these models and checked against them by the tests):
+
+- ``documents``: internal ``id`` (the id used by the index), the caller's ``external_id``
+  (unique), ``title``, ``text``, ``meta`` (JSON: every other field of the input record),
+  ``terms`` (JSON: the document's term counts, computed once at ingest), timestamps.
+- ``df_snapshots``: one row per DF snapshot: id, N, vocabulary size, fingerprint scheme,
+  status (``building`` or ``ready``), the gzip-compressed canonical snapshot.
+- ``fingerprints``: ``(snapshot_id, document_id) -> fp`` with the scheme. A fingerprint is an
+  unsigned 64-bit integer, stored in a signed BIGINT (two's complement); the conversion is
+  :class:`Fingerprint64`, and nowhere else.
+- ``textrec_meta``: key/value pairs: the schema version and the current snapshot.
+
+Every write is one transaction: a batch of documents is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from .tfidf import DFSnapshot
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "SCHEMA_VERSION",
+    "DuplicateIdError",
+    "Fingerprint64",
+    "NewDocument",
+    "NotBuiltError",
+    "Store",
+    "StoredDocument",
+    "resolve_db_url",
+]
+
+DEFAULT_DB_URL = "sqlite:///textrec.db"
+SCHEMA_VERSION = "1"
+
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+
+
+class DuplicateIdError(ValueError):
+    """A document id is already in the store (or twice in one batch)."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.ids = list(ids)
+        shown = ", ".join(repr(i) for i in self.ids[:5])
+        more = f" and {len(self.ids) - 5} more" if len(self.ids) > 5 else ""
+        super().__init__(f"document id already stored: {shown}{more}")
+
+
+class NotBuiltError(RuntimeError):
+    """The store has no DF snapshot yet."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"{url} has no DF snapshot and no fingerprints yet: run `textrec build` first."
+        )
+
+
+def resolve_db_url(url: str | None = None) -> str:
+    """The database URL: the argument, else ``$TEXTREC_DB``, else ``sqlite:///textrec.db``."""
+    return url or os.environ.get("TEXTREC_DB") or DEFAULT_DB_URL
+
+
+class Fingerprint64(TypeDecorator[int]):
+    """An unsigned 64-bit fingerprint in a signed BIGINT column: the one conversion.
+
+    Values at or above 2^63 are stored as ``value - 2^64`` (two's complement), so the column
+    holds exactly the bits of the fingerprint, and read back as the unsigned value.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        value = int(value)
+        if not 0 <= value < _U64:
+            raise ValueError(f"a fingerprint is an unsigned 64-bit integer, got {value}")
+        return value - _U64 if value > _I64_MAX else value
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        value = int(value)
+        return value + _U64 if value < 0 else value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# BIGINT ids, but SQLite only auto-increments an `INTEGER PRIMARY KEY`.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DocumentRow(Base):
+    __tablename__ = "documents"
+    # AUTOINCREMENT: SQLite must never reuse the id of a deleted document.
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    external_id: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
+    title: Mapped[str | None] = mapped_column(Text, nullable=True)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    meta: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    terms: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class SnapshotRow(Base):
+    __tablename__ = "df_snapshots"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n_docs: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    n_terms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    scheme: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class FingerprintRow(Base):
+    __tablename__ = "fingerprints"
+
+    snapshot_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("df_snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    document_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    scheme: Mapped[str] = mapped_column(String(64), nullable=False)
+    fp: Mapped[int] = mapped_column(Fingerprint64, nullable=False)
+
+
+class MetaRow(Base):
+    __tablename__ = "textrec_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A validated document about to be stored."""
+
+    external_id: str
+    text: str
+    title: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    terms: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as stored, with its internal id."""
+
+    id: int
+    external_id: str
+    title: str | None
+    text: str
+    meta: dict[str, Any]
+    terms: dict[str, int] | None
+    created_at: datetime
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _to_stored(row: DocumentRow) -> StoredDocument:
+    return StoredDocument(
+        id=row.id,
+        external_id=row.external_id,
+        title=row.title,
+        text=row.text,
+        meta=json.loads(row.meta),
+        terms=json.loads(row.terms) if row.terms is not None else None,
+        created_at=row.created_at,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Store:
+    """Documents, DF snapshots and fingerprints in a SQL database.
+
+    ``Store(url)`` connects and creates the tables when they are missing. Safe to share
+    between threads: each method opens its own session.
+    """
+
+    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+        self.url = resolve_db_url(url)
+        self.engine: Engine = create_engine(self.url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        if create:
+            Base.metadata.create_all(self.engine)
+            with self._session.begin() as s:
+                if s.get(MetaRow, "schema_version") is None:
+                    s.add(MetaRow(key="schema_version", value=SCHEMA_VERSION))
+
+    def __repr__(self) -> str:
+        return f"Store<{self.engine.url.render_as_string(hide_password=True)}>"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The database file of a file-backed SQLite store, else None."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        db = self.engine.url.database
+        return db if db and db != ":memory:" else None
+
+    # documents --------------------------------------------------------------------------------
+
+    def add_documents(
+        self,
+        docs: Sequence[NewDocument],
+        *,
+        fingerprints: tuple[str, str, Sequence[int]] | None = None,
+    ) -> list[int]:
+        """Store a batch in one transaction and return the new internal ids, in order.
+
+        ``fingerprints=(snapshot_id, scheme, fps)`` stores each document's fingerprint under
+        that snapshot in the same transaction. Raises :class:`DuplicateIdError` (and stores
+        nothing) when any external id is already stored or repeated in the batch.
+        """
+        if not docs:
+            return []
+        ext = [d.external_id for d in docs]
+        seen: set[str] = set()
+        repeated = [e for e in ext if e in seen or seen.add(e)]  # type: ignore[func-returns-value]
+        if repeated:
+            raise DuplicateIdError(repeated)
+        now = _now()
+        rows = [
+            DocumentRow(
+                external_id=d.external_id,
+                title=d.title,
+                text=d.text,
+                meta=_dumps(d.meta),
+                terms=_dumps(d.terms) if d.terms is not None else None,
+                created_at=now,
+                updated_at=now,
+            )
+            for d in docs
+        ]
+        try:
+            with self._session.begin() as s:
+                existing = self._existing(s, ext)
+                if existing:
+                    raise DuplicateIdError(sorted(existing))
+                s.add_all(rows)
+                s.flush()
+                if fingerprints is not None:
+                    snapshot_id, scheme, fps = fingerprints
+                    if len(fps) != len(rows):
+                        raise ValueError(f"{len(fps)} fingerprints for {len(rows)} documents")
+                    s.execute(
+                        insert(FingerprintRow),
+                        [
+                            {
+                                "snapshot_id": snapshot_id,
+                                "document_id": r.id,
+                                "scheme": scheme,
+                                "fp": fp,
+                            }
+                            for r, fp in zip(rows, fps, strict=True)
+                        ],
+                    )
+                return [r.id for r in rows]
+        except IntegrityError as exc:  # a concurrent writer stored the same id first
+            raise DuplicateIdError(sorted(self.existing_external_ids(ext))) from exc
+
+    @staticmethod
+    def _existing(s: Session, ext: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ext), 500):
+            chunk = ext[i : i + 500]
+            q = select(DocumentRow.external_id).where(DocumentRow.external_id.in_(chunk))
+            found.update(s.scalars(q))
+        return found
+
+    def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
+        with self._session() as s:
+            return self._existing(s, external_ids)
+
+    def count_documents(self) -> int:
+        with self._session() as s:
+            return int(s.scalar(select(func.count()).select_from(DocumentRow)) or 0)
+
+    def get_document(self, doc_id: int) -> StoredDocument | None:
+        with self._session() as s:
+            row = s.get(DocumentRow, doc_id)
+            return _to_stored(row) if row is not None else None
+
+    def get_documents(self, doc_ids: Sequence[int]) -> dict[int, StoredDocument]:
+        out: dict[int, StoredDocument] = {}
+        with self._session() as s:
+            for i in range(0, len(doc_ids), 500):
+                q = select(DocumentRow).where(DocumentRow.id.in_(list(doc_ids[i : i + 500])))
+                out.update((r.id, _to_stored(r)) for r in s.scalars(q))
+        return out
+
+    def find_document(self, external_id: str) -> StoredDocument | None:
+        with self._session() as s:
+            q = select(DocumentRow).where(DocumentRow.external_id == external_id)
+            row = s.scalars(q).first()
+            return _to_stored(row) if row is not None else None
+
+    def iter_documents(self, *, batch_size: int = 1000) -> Iterator[StoredDocument]:
+        """Every document in id order, read in batches (keyset pagination)."""
+        last = -(1 << 62)
+        while True:
+            with self._session() as s:
+                q = (
+                    select(DocumentRow)
+                    .where(DocumentRow.id > last)
+                    .order_by(DocumentRow.id)
+                    .limit(batch_size)
+                )
+                rows = [_to_stored(r) for r in s.scalars(q)]
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].id
+
+    def list_documents(
+        self, *, offset: int = 0, limit: int = 50, title_contains: str | None = None
+    ) -> tuple[int, list[StoredDocument]]:
+        """A page of documents in id order, optionally filtered by a title substring."""
+        with self._session() as s:
+            q = select(DocumentRow)
+            c = select(func.count()).select_from(DocumentRow)
+            if title_contains:
+                cond = DocumentRow.title.contains(title_contains, autoescape=True)
+                q, c = q.where(cond), c.where(cond)
+            total = int(s.scalar(c) or 0)
+            rows = s.scalars(q.order_by(DocumentRow.id).offset(offset).limit(limit))
+            return total, [_to_stored(r) for r in rows]
+
+    def remove_document(self, doc_id: int) -> bool:
+        """Delete a document and its fingerprints. Returns whether it existed."""
+        with self._session.begin() as s:
+            s.execute(delete(FingerprintRow).where(FingerprintRow.document_id == doc_id))
+            result = s.execute(delete(DocumentRow).where(DocumentRow.id == doc_id))
+            return bool(getattr(result, "rowcount", 0))
+
+    # DF snapshots -----------------------------------------------------------------------------
+
+    def _meta(self, s: Session, key: str) -> str | None:
+        row = s.get(MetaRow, key)
+        return row.value if row is not None else None
+
+    def _set_meta(self, s: Session, key: str, value: str) -> None:
+        row = s.get(MetaRow, key)
+        if row is None:
+            s.add(MetaRow(key=key, value=value))
+        else:
+            row.value = value
+
+    def current_snapshot_id(self) -> str | None:
+        with self._session() as s:
+            return self._meta(s, "current_snapshot")
+
+    def current_snapshot(self) -> tuple[DFSnapshot, str] | None:
+        """The current DF snapshot and its fingerprint scheme, or None before any build."""
+        with self._session() as s:
+            sid = self._meta(s, "current_snapshot")
+            if sid is None:
+                return None
+            row = s.get(SnapshotRow, sid)
+            if row is None:
+                return None
+            snap = DFSnapshot.from_bytes(gzip.decompress(row.data), source=f"snapshot {sid}")
+            return snap, row.scheme
+
+    def snapshot_status(self, snapshot_id: str) -> tuple[str, str] | None:
+        """``(status, scheme)`` of a stored snapshot, or None."""
+        with self._session() as s:
+            row = s.get(SnapshotRow, snapshot_id)
+            return (row.status, row.scheme) if row is not None else None
+
+    def begin_snapshot(self, snapshot: DFSnapshot, scheme: str) -> None:
+        """Record a snapshot as ``building``; fingerprints are then added with
+        :meth:`put_fingerprints` and the snapshot made current by :meth:`activate_snapshot`.
+
+        Rebuilding a snapshot that exists under another scheme drops its old fingerprints.
+        """
+        data = gzip.compress(snapshot.to_bytes(), compresslevel=6, mtime=0)
+        with self._session.begin() as s:
+            row = s.get(SnapshotRow, snapshot.id)
+            if row is not None and row.scheme != scheme:
+                s.execute(delete(FingerprintRow).where(FingerprintRow.snapshot_id == snapshot.id))
+                row.scheme = scheme
+                row.status = "building"
+            elif row is None:
+                s.add(
+                    SnapshotRow(
+                        id=snapshot.id,
+                        n_docs=snapshot.n_docs,
+                        n_terms=len(snapshot),
+                        scheme=scheme,
+                        status="building",
+                        data=data,
+                        created_at=_now(),
+                    )
+                )
+
+    def put_fingerprints(
+        self, snapshot_id: str, scheme: str, items: Iterable[tuple[int, int]]
+    ) -> int:
+        """Store ``(document_id, fp)`` pairs for a snapshot, replacing existing ones, in one
+        transaction. Returns how many were written."""
+        rows = [
+            {"snapshot_id": snapshot_id, "document_id": d, "scheme": scheme, "fp": fp}
+            for d, fp in items
+        ]
+        if not rows:
+            return 0
+        ids = [r["document_id"] for r in rows]
+        with self._session.begin() as s:
+            for i in range(0, len(ids), 500):
+                s.execute(
+                    delete(FingerprintRow).where(
+                        FingerprintRow.snapshot_id == snapshot_id,
+                        FingerprintRow.document_id.in_(ids[i : i + 500]),
+                    )
+                )
+            s.execute(insert(FingerprintRow), rows)
+        return len(rows)
+
+    def activate_snapshot(self, snapshot_id: str) -> None:
+        """Mark a snapshot ready and current, and drop the fingerprints of older snapshots,
+        in one transaction: readers see either the old snapshot or the new one."""
+        with self._session.begin() as s:
+            s.execute(
+                update(SnapshotRow).where(SnapshotRow.id == snapshot_id).values(status="ready")
+            )
+            self._set_meta(s, "current_snapshot", snapshot_id)
+            s.execute(delete(FingerprintRow).where(FingerprintRow.snapshot_id != snapshot_id))
+
+    def fingerprints(
+        self, snapshot_id: str
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], str | None]:
+        """``(document ids, fingerprints, scheme)`` of a snapshot, in document id order."""
+        ids: list[int] = []
+        fps: list[int] = []
+        scheme: str | None = None
+        with self._session() as s:
+            q = (
+                select(FingerprintRow.document_id, FingerprintRow.fp, FingerprintRow.scheme)
+                .where(FingerprintRow.snapshot_id == snapshot_id)
+                .order_by(FingerprintRow.document_id)
+                .execution_options(yield_per=100_000)
+            )
+            for doc_id, fp, sch in s.execute(q):
+                ids.append(doc_id)
+                fps.append(fp)
+                scheme = sch
+        return np.array(ids, dtype=np.int64), np.array(fps, dtype=np.uint64), scheme
+
+    def fingerprint_of(self, snapshot_id: str, doc_id: int) -> int | None:
+        with self._session() as s:
+            row = s.get(FingerprintRow, (snapshot_id, doc_id))
+            return row.fp if row is not None else None
+
+    def count_fingerprints(self, snapshot_id: str) -> int:
+        return self.fingerprint_summary(snapshot_id)[0]
+
+    def fingerprint_summary(self, snapshot_id: str) -> tuple[int, int]:
+        """``(count, sum of document ids)`` of a snapshot's fingerprints: enough to tell
+        whether an index file still matches the store (ids are never reused)."""
+        with self._session() as s:
+            q = select(func.count(), func.coalesce(func.sum(FingerprintRow.document_id), 0))
+            count, total = s.execute(q.where(FingerprintRow.snapshot_id == snapshot_id)).one()
+            return int(count), int(total)
+
+    def iter_terms(
+        self, *, batch_size: int = 2000
+    ) -> Iterator[tuple[int, dict[str, int] | None, str | None, str | None]]:
+        """``(id, terms, title, text)`` of every document in id order; title and text are
+        only read (not None) for documents whose terms were never computed."""
+        last = -(1 << 62)
+        while True:
+            with self._session() as s:
+                q = (
+                    select(DocumentRow.id, DocumentRow.terms)
+                    .where(DocumentRow.id > last)
+                    .order_by(DocumentRow.id)
+                    .limit(batch_size)
+                )
+                rows = list(s.execute(q))
+                missing = [r[0] for r in rows if r[1] is None]
+                texts: dict[int, tuple[str | None, str]] = {}
+                if missing:
+                    tq = select(DocumentRow.id, DocumentRow.title, DocumentRow.text).where(
+                        DocumentRow.id.in_(missing)
+                    )
+                    texts = {i: (t, x) for i, t, x in s.execute(tq)}
+            if not rows:
+                return
+            for doc_id, terms in rows:
+                if terms is None:
+                    title, text = texts[doc_id]
+                    yield doc_id, None, title, text
+                else:
+                    yield doc_id, json.loads(terms), None, None
+            last = rows[-1][0]
+
+    def documents_without_fingerprint(
+        self, snapshot_id: str, *, batch_size: int = 1000
+    ) -> Iterator[StoredDocument]:
+        """Documents that have no fingerprint under a snapshot, in id order."""
+        last = -(1 << 62)
+        while True:
+            with self._session() as s:
+                has_fp = select(FingerprintRow.document_id).where(
+                    FingerprintRow.snapshot_id == snapshot_id,
+                    FingerprintRow.document_id == DocumentRow.id,
+                )
+                q = (
+                    select(DocumentRow)
+                    .where(DocumentRow.id > last, ~has_fp.exists())
+                    .order_by(DocumentRow.id)
+                    .limit(batch_size)
+                )
+                rows = [_to_stored(r) for r in s.scalars(q)]
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].id
+
+
+_REGEN = "python -m textrec.schema sqlite|postgresql"
+
+
+def schema_ddl(dialect_name: str) -> str:
+    """The ``CREATE TABLE`` statements of the models for ``sqlite`` or ``postgresql``."""
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialects: dict[str, Dialect] = {
+        "sqlite": sqlite.dialect(),
+        "postgresql": postgresql.dialect(),  # type: ignore[no-untyped-call]
+    }
+    dialect = dialects[dialect_name]
+    parts = [f"-- textrec schema version {SCHEMA_VERSION} for {dialect_name}.\n"]
+    parts.append(f"-- Generated from the models in textrec/store.py: `{_REGEN}`.\n")
+    for table in Base.metadata.sorted_tables:
+        ddl = str(CreateTable(table).compile(dialect=dialect)).strip()
+        parts.append(f"\n{ddl};\n")
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            parts.append(f"{str(CreateIndex(index).compile(dialect=dialect)).strip()};\n")
+    return "".join(parts)
