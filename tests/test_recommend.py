@@ -1,0 +1,86 @@
+"""The Python API on the bundled Wikinews sample: similar, similar_text, add, remove."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from textrec import NotBuiltError, Recommender, Store, build, ingest, read_records
+from textrec.build import default_index_path
+from textrec.index import HammingIndex
+
+CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("rec") / "wiki.db"
+    url = f"sqlite:///{path}"
+    store = Store(url)
+    report = ingest(store, read_records(str(CORPUS)))
+    assert len(report.stored) == 644 and not report.rejected
+    build(store)
+    store.close()
+    return url
+
+
+def test_not_built(tmp_path: Path) -> None:
+    with pytest.raises(NotBuiltError, match="textrec build"):
+        Recommender(f"sqlite:///{tmp_path / 'empty.db'}")
+
+
+def test_similar_excludes_the_query_and_is_ordered(built: str) -> None:
+    rec = Recommender(built)
+    assert len(rec) == 644
+    matches = rec.similar("wikinews-0001", k=10)
+    assert len(matches) == 10
+    assert all(m.id != "wikinews-0001" for m in matches)
+    assert [m.distance for m in matches] == sorted(m.distance for m in matches)
+    assert all(-1.0 <= m.score <= 1.0 for m in matches)
+    assert matches[0].to_dict().keys() == {"id", "title", "distance", "score", "shared_terms"}
+
+
+def test_similar_text_finds_the_document_itself(built: str) -> None:
+    rec = Recommender(built)
+    doc = rec.store.find_document("wikinews-0054")
+    assert doc is not None
+    [top] = rec.similar_text(doc.text, k=1, title=doc.title)
+    assert top.id == "wikinews-0054" and top.distance == 0 and top.score == 1.0
+
+
+def test_index_file_is_used_when_it_matches(built: str) -> None:
+    store = Store(built)
+    path = default_index_path(store)
+    assert path is not None
+    on_disk = HammingIndex.load(path)
+    assert len(on_disk) == 644
+    assert on_disk.snapshot_id == store.current_snapshot_id()
+
+
+def test_add_and_remove_are_visible_without_rebuild(built: str, tmp_path: Path) -> None:
+    import shutil
+
+    # Work on a copy: the module's database stays as built.
+    db = tmp_path / "copy.db"
+    shutil.copy(built.removeprefix("sqlite:///"), db)
+    shutil.copy(built.removeprefix("sqlite:///") + ".index", str(db) + ".index")
+    rec = Recommender(f"sqlite:///{db}")
+    text = (
+        "화성 탐사선이 붉은 행성의 표면에서 물의 흔적을 발견했다. "
+        "탐사선 로버는 암석 시료를 채취했다."
+    )
+    stored, rejected = rec.add(
+        [{"id": "new-1", "title": "화성 탐사", "text": text}, {"id": "", "text": "x"}]
+    )
+    assert stored == ["new-1"]
+    assert len(rejected) == 1 and "field 'id' is empty" in str(rejected[0])
+    assert len(rec) == 645
+    assert rec.similar_text(text, k=1)[0].id == "new-1"
+    # The index file no longer matches the store, so a new Recommender reloads from it.
+    again = Recommender(f"sqlite:///{db}")
+    assert len(again) == 645
+    rec.remove("new-1")
+    assert len(rec) == 644
+    assert all(m.id != "new-1" for m in rec.similar_text(text, k=5))
+    assert len(Recommender(f"sqlite:///{db}")) == 644

@@ -1,0 +1,246 @@
+"""In-process build and ingest: the single-machine pipeline over the store.
+
+``ingest`` validates documents, extracts their terms once (stored with the document) and, when
+the store already has a DF snapshot, fingerprints them against it in the same transaction, so
+an appended document is immediately searchable. ``build`` computes a DF snapshot over every
+stored document, fingerprints every document under it and makes it current, then writes the
+index snapshot file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from .corpus import Record, RecordError
+from .index import HammingIndex
+from .pipeline import Analyzer
+from .store import DuplicateIdError, NewDocument, Store
+from .tfidf import DFSnapshot
+
+__all__ = [
+    "BuildReport",
+    "IngestReport",
+    "build",
+    "default_index_path",
+    "ingest",
+    "load_index",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What an ingest stored and what it rejected."""
+
+    stored: list[str] = field(default_factory=list)
+    rejected: list[RecordError] = field(default_factory=list)
+    fingerprinted: int = 0
+
+
+@dataclass
+class BuildReport:
+    """The outcome of a build."""
+
+    snapshot_id: str
+    n_docs: int
+    n_terms: int
+    fingerprinted: int
+    index_path: str | None
+
+
+def default_index_path(store: Store) -> str | None:
+    """``<database file>.index`` beside a SQLite database file, else None."""
+    path = store.sqlite_path
+    return f"{path}.index" if path else None
+
+
+def _batches(
+    items: Iterable[Record | RecordError], size: int
+) -> Iterator[list[Record | RecordError]]:
+    batch: list[Record | RecordError] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def ingest(
+    store: Store,
+    records: Iterable[Record | RecordError],
+    *,
+    analyzer: Analyzer | None = None,
+    batch_size: int = 500,
+    progress: bool = False,
+    on_stored: Callable[[list[int], list[int]], None] | None = None,
+) -> IngestReport:
+    """Store valid records in transactions of ``batch_size``; collect the rejected ones.
+
+    A record is rejected when it is malformed (see :mod:`textrec.corpus`), has no terms, or
+    its id is already stored or appeared earlier in this ingest. ``on_stored(ids, fps)`` is
+    called after each committed batch that was fingerprinted (the Recommender adds them to
+    its index there).
+    """
+    analyzer = analyzer or Analyzer()
+    report = IngestReport()
+    seen: set[str] = set()
+    current = store.current_snapshot()
+    bar = tqdm(desc="ingest", unit="doc", disable=not progress, leave=False)
+    for batch in _batches(records, batch_size):
+        good: list[Record] = []
+        for item in batch:
+            if isinstance(item, RecordError):
+                report.rejected.append(item)
+            elif item.id in seen:
+                report.rejected.append(
+                    RecordError(item.source, item.line, "duplicate id in this input", item.id)
+                )
+            else:
+                seen.add(item.id)
+                good.append(item)
+        already = store.existing_external_ids([r.id for r in good])
+        docs: list[NewDocument] = []
+        kept: list[Record] = []
+        for r in good:
+            if r.id in already:
+                report.rejected.append(RecordError(r.source, r.line, "id already stored", r.id))
+                continue
+            terms = analyzer.term_counts(r.text, r.title)
+            if not terms:
+                report.rejected.append(
+                    RecordError(r.source, r.line, "no terms (nouns) found in title or text", r.id)
+                )
+                continue
+            docs.append(NewDocument(r.id, r.text, r.title, r.meta, terms))
+            kept.append(r)
+        if docs:
+            fps: list[int] | None = None
+            fp_arg = None
+            if current is not None:
+                snapshot, scheme = current
+                fps = [analyzer.fingerprint(d.terms or {}, snapshot) for d in docs]
+                fp_arg = (snapshot.id, scheme, fps)
+            try:
+                ids = store.add_documents(docs, fingerprints=fp_arg)
+            except DuplicateIdError as exc:  # a concurrent writer took an id meanwhile
+                clash = set(exc.ids)
+                for r in kept:
+                    if r.id in clash:
+                        report.rejected.append(
+                            RecordError(r.source, r.line, "id already stored", r.id)
+                        )
+                keep = [i for i, r in enumerate(kept) if r.id not in clash]
+                docs = [docs[i] for i in keep]
+                kept = [kept[i] for i in keep]
+                if fps is not None and fp_arg is not None:
+                    fps = [fps[i] for i in keep]
+                    fp_arg = (fp_arg[0], fp_arg[1], fps)
+                ids = store.add_documents(docs, fingerprints=fp_arg) if docs else []
+            report.stored.extend(r.id for r in kept)
+            if fps is not None:
+                report.fingerprinted += len(fps)
+                if on_stored is not None:
+                    on_stored(ids, fps)
+        bar.update(len(batch))
+    bar.close()
+    report.rejected.sort(key=lambda e: (e.source, e.line))
+    return report
+
+
+def build(
+    store: Store,
+    *,
+    analyzer: Analyzer | None = None,
+    index_path: str | None = None,
+    progress: bool = False,
+    batch_size: int = 5000,
+) -> BuildReport:
+    """Compute the DF snapshot of all stored documents, fingerprint them, make it current.
+
+    Idempotent: when the corpus has not changed, the snapshot id is the same and only
+    documents without a fingerprint under it are fingerprinted.
+    """
+    analyzer = analyzer or Analyzer()
+    total = store.count_documents()
+    if total == 0:
+        raise ValueError(f"{store.url} holds no documents: run `textrec ingest FILE` first.")
+
+    def counts_of_all(desc: str) -> Iterator[tuple[int, dict[str, int]]]:
+        with tqdm(total=total, desc=desc, unit="doc", disable=not progress) as bar:
+            for doc_id, terms, title, text in store.iter_terms():
+                if terms is None:
+                    terms = analyzer.term_counts(text or "", title)
+                yield doc_id, terms
+                bar.update(1)
+
+    df: Counter[str] = Counter()
+    n = 0
+    for _, terms in counts_of_all("document frequency"):
+        df.update(terms.keys())
+        n += 1
+    snapshot = DFSnapshot.from_counts(n, df)
+    del df
+    status = store.snapshot_status(snapshot.id)
+    if status != ("ready", analyzer.scheme) or store.current_snapshot_id() != snapshot.id:
+        store.begin_snapshot(snapshot, analyzer.scheme)
+    done = 0
+    pending: list[tuple[int, int]] = []
+    todo = {d.id for d in store.documents_without_fingerprint(snapshot.id)}
+    if todo:
+        for doc_id, terms in counts_of_all("fingerprints"):
+            if doc_id not in todo:
+                continue
+            pending.append((doc_id, analyzer.fingerprint(terms, snapshot)))
+            if len(pending) >= batch_size:
+                done += store.put_fingerprints(snapshot.id, analyzer.scheme, pending)
+                pending = []
+        done += store.put_fingerprints(snapshot.id, analyzer.scheme, pending)
+    store.activate_snapshot(snapshot.id)
+    log.info("DF snapshot %s: %d documents, %d terms", snapshot.id, n, len(snapshot))
+    if index_path is None:
+        index_path = default_index_path(store)
+    if index_path is not None:
+        index_from_store(store, snapshot.id, analyzer.scheme).save(index_path)
+    return BuildReport(snapshot.id, n, len(snapshot), done, index_path)
+
+
+def index_from_store(store: Store, snapshot_id: str, scheme: str) -> HammingIndex:
+    ids, codes, stored_scheme = store.fingerprints(snapshot_id)
+    index = HammingIndex(scheme=stored_scheme or scheme, snapshot_id=snapshot_id)
+    index.add(ids, codes)
+    return index
+
+
+def load_index(store: Store, index_path: str | None = None) -> HammingIndex:
+    """The index of the current snapshot: from ``index_path`` when that file matches the store
+    (scheme, DF snapshot and count), otherwise rebuilt from the store's fingerprints."""
+    from .store import NotBuiltError
+
+    current = store.current_snapshot()
+    if current is None:
+        raise NotBuiltError(store.url)
+    snapshot, scheme = current
+    path = index_path if index_path is not None else default_index_path(store)
+    if path is not None:
+        try:
+            index = HammingIndex.load(path)
+        except (OSError, ValueError) as exc:
+            log.info("index file %s not used (%s); loading from the store", path, exc)
+        else:
+            summary = (len(index), int(index.ids.sum()))
+            if (
+                index.scheme == scheme
+                and index.snapshot_id == snapshot.id
+                and summary == store.fingerprint_summary(snapshot.id)
+            ):
+                return index
+            log.info("index file %s is stale; loading from the store", path)
+    return index_from_store(store, snapshot.id, scheme)

@@ -1,0 +1,342 @@
+"""The ``textrec`` command line: a thin layer over the library.
+
+Every subcommand has ``--help``. The database is ``--db URL``, else ``$TEXTREC_DB``, else
+``sqlite:///textrec.db``. Exit status: 0 on success, 1 when something failed or records were
+rejected, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from importlib import resources
+from typing import TextIO
+
+from . import __version__
+from .build import build, default_index_path, ingest, load_index
+from .corpus import DEFAULT_MAX_CHARS, read_records
+from .recommend import Match, Recommender, UnknownDocumentError
+from .simhash import fingerprint_hex
+from .store import NotBuiltError, Store, resolve_db_url
+from .tokenize import TokenizerUnavailableError
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """An error to report to the user in one line, without a traceback."""
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(args.db)
+
+
+def _read_text(arg: str) -> str:
+    return sys.stdin.read() if arg == "-" else arg
+
+
+def _print_matches(out: TextIO, query: str, title: str | None, matches: list[Match]) -> None:
+    out.write(f"{query}  {title or ''}\n".rstrip() + "\n")
+    if not matches:
+        out.write("  (no related documents)\n")
+        return
+    width = max(len(m.id) for m in matches)
+    out.write(f"  {'rank':>4}  {'id':<{width}}  {'dist':>4}  {'score':>6}  title\n")
+    for rank, m in enumerate(matches, start=1):
+        shared = f"  [{', '.join(m.shared_terms)}]" if m.shared_terms else ""
+        out.write(
+            f"  {rank:>4}  {m.id:<{width}}  {m.distance:>4}  {m.score:>6.3f}  "
+            f"{m.title or ''}{shared}\n"
+        )
+
+
+def _json_line(out: TextIO, query: str, matches: list[Match]) -> None:
+    payload = {
+        "query": query,
+        "results": [
+            {"id": m.id, "title": m.title, "distance": m.distance, "score": round(m.score, 6)}
+            for m in matches
+        ],
+    }
+    out.write(json.dumps(payload, ensure_ascii=False) + "\n")
+
+
+# subcommands ---------------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    store = _store(args)
+    total_stored = 0
+    rejected = 0
+    for path in args.files:
+        if path != "-" and not os.path.isfile(path):
+            raise CliError(f"{path}: no such file")
+        report = ingest(
+            store,
+            read_records(path, max_chars=args.max_chars),
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+        )
+        for err in report.rejected:
+            print(f"rejected: {err}", file=sys.stderr)
+        total_stored += len(report.stored)
+        rejected += len(report.rejected)
+        extra = f", {report.fingerprinted} fingerprinted" if report.fingerprinted else ""
+        print(
+            f"{path}: {len(report.stored)} stored{extra}, {len(report.rejected)} rejected",
+            file=sys.stderr,
+        )
+    if rejected and not args.skip_invalid:
+        print(
+            f"textrec: {rejected} record(s) rejected (the valid ones were stored); "
+            f"pass --skip-invalid to exit 0 anyway",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    store = _store(args)
+    started = time.perf_counter()
+    report = build(store, index_path=args.index, progress=not args.quiet)
+    elapsed = time.perf_counter() - started
+    print(
+        f"DF snapshot {report.snapshot_id}: {report.n_docs:,} documents, "
+        f"{report.n_terms:,} terms; {report.fingerprinted:,} fingerprinted in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    if report.index_path:
+        print(f"index written to {report.index_path}", file=sys.stderr)
+    return 0
+
+
+def _recommender(args: argparse.Namespace) -> Recommender:
+    return Recommender(_store(args), index_path=args.index)
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    rec = _recommender(args)
+    failed = False
+    for doc_id in args.ids:
+        try:
+            doc = rec.store.find_document(doc_id)
+            matches = rec.similar(doc_id, k=args.k)
+        except UnknownDocumentError as exc:
+            print(f"textrec: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        if args.json:
+            _json_line(sys.stdout, doc_id, matches)
+        else:
+            _print_matches(sys.stdout, doc_id, doc.title if doc else None, matches)
+    return 1 if failed else 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    text = _read_text(args.text)
+    if not text.strip():
+        raise CliError("the query text is empty")
+    matches = _recommender(args).similar_text(text, k=args.k)
+    if args.json:
+        _json_line(sys.stdout, text, matches)
+    else:
+        _print_matches(sys.stdout, "query", None, matches)
+    return 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    text = _read_text(args.text)
+    store = _store(args)
+    current = store.current_snapshot()
+    if current is None:
+        raise NotBuiltError(store.url)
+    from .pipeline import Analyzer
+
+    fp = Analyzer().fingerprint_text(text, current[0])
+    print(fingerprint_hex(fp))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    store = _store(args)
+    current = store.current_snapshot()
+    stats: dict[str, object] = {
+        "database": store.engine.url.render_as_string(hide_password=True),
+        "documents": store.count_documents(),
+    }
+    if current is None:
+        stats["snapshot"] = None
+    else:
+        snapshot, scheme = current
+        index = load_index(store, args.index or default_index_path(store))
+        stats.update(
+            snapshot=snapshot.id,
+            scheme=scheme,
+            snapshot_documents=snapshot.n_docs,
+            vocabulary=len(snapshot),
+            indexed=len(index),
+            index_bytes=index.nbytes,
+            index_file=args.index or default_index_path(store),
+        )
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False))
+    else:
+        for key, value in stats.items():
+            if key == "index_bytes" and isinstance(value, int):
+                value = f"{value:,} ({value / max(int(str(stats['indexed'])), 1):.0f} per document)"
+            elif isinstance(value, int):
+                value = f"{value:,}"
+            print(f"{key:>18}: {value if value is not None else '(none: run `textrec build`)'}")
+    return 0
+
+
+DEMO_QUERIES = ("wikinews-0007", "wikinews-0001", "wikinews-0002")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.db:
+        url = resolve_db_url(args.db)
+    else:
+        folder = tempfile.mkdtemp(prefix="textrec-demo-")
+        url = f"sqlite:///{os.path.join(folder, 'demo.db')}"
+    store = Store(url)
+    if store.count_documents():
+        raise CliError(f"{url} already holds documents; the demo needs a fresh database")
+    corpus = resources.files("textrec") / "data" / "wikinews_ko.jsonl.gz"
+    with resources.as_file(corpus) as path:
+        print(f"ingesting the bundled Korean Wikinews sample (CC BY 2.5) into {url}")
+        report = ingest(store, read_records(str(path)), progress=not args.quiet)
+    print(f"{len(report.stored)} documents stored, {len(report.rejected)} rejected")
+    result = build(store, progress=not args.quiet)
+    print(f"built DF snapshot {result.snapshot_id}: {result.n_terms:,} terms")
+    rec = Recommender(store)
+    for doc_id in DEMO_QUERIES:
+        print()
+        doc = store.find_document(doc_id)
+        _print_matches(sys.stdout, doc_id, doc.title if doc else None, rec.similar(doc_id, k=5))
+    print(f"\nTry: textrec --db {url} similar wikinews-0100")
+    return 0
+
+
+# parser --------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="textrec",
+        description="Related posts for Korean text: Mecab nouns, TF-IDF, 64-bit SimHash.",
+    )
+    parser.add_argument("--version", action="version", version=f"textrec {__version__}")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="SQLAlchemy database URL (default: $TEXTREC_DB or sqlite:///textrec.db)",
+    )
+    parser.add_argument(
+        "--index",
+        metavar="PATH",
+        help="index snapshot file (default: <database file>.index for SQLite)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="store documents from JSON Lines files")
+    p.description = (
+        "Store documents from JSON Lines files (.jsonl, .jsonl.gz, or - for stdin). Each line "
+        "is an object with 'id' and 'text' (strings), optional 'title'; other fields are kept "
+        "as metadata. Bad records are reported with file:line and skipped; the rest is stored."
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--skip-invalid", action="store_true", help="exit 0 even if records were rejected"
+    )
+    p.add_argument(
+        "--max-chars",
+        type=_positive_int,
+        default=DEFAULT_MAX_CHARS,
+        help="reject texts longer than this (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=500,
+        help="documents per transaction (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("build", help="compute the DF snapshot and all fingerprints")
+    p.description = (
+        "Compute the DF snapshot over all stored documents, fingerprint every document under "
+        "it, make it current and write the index snapshot file."
+    )
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("similar", help="related documents of stored documents")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("-k", type=_positive_int, default=10, help="how many (default: 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("query", help="stored documents related to a free text")
+    p.add_argument("text", metavar="TEXT", help="the text, or - to read standard input")
+    p.add_argument("-k", type=_positive_int, default=10, help="how many (default: 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("fingerprint", help="the 16-hex-digit fingerprint of a text")
+    p.add_argument("text", metavar="TEXT", help="the text, or - to read standard input")
+    p.set_defaults(func=cmd_fingerprint)
+
+    p = sub.add_parser("stats", help="documents, vocabulary, DF snapshot, index size")
+    p.add_argument("--json", action="store_true", help="as one JSON object")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("demo", help="build the bundled Korean Wikinews sample and query it")
+    p.description = (
+        "Ingest the bundled sample corpus (644 Korean Wikinews articles, CC BY 2.5) into a "
+        "fresh SQLite file (in a temporary folder unless --db is given), build it, and show "
+        "related posts for a few documents."
+    )
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (CliError, NotBuiltError, UnknownDocumentError, TokenizerUnavailableError) as exc:
+        print(f"textrec: error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"textrec: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

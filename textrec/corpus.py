@@ -1,0 +1,141 @@
+"""Reading and validating JSON Lines corpora.
+
+One document per line, a JSON object with:
+
+- ``id``: a non-empty string, unique in the store;
+- ``text``: a non-empty string (at most ``max_chars`` characters, 1,000,000 by default);
+- ``title``: a string, ``null`` or absent;
+- anything else: kept as the document's metadata.
+
+Files may be gzip-compressed (``.gz``) and ``-`` reads standard input. A bad line never stops
+the rest: :func:`read_records` yields either a :class:`Record` or a :class:`RecordError` that
+names the file, the line and what is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, cast
+
+__all__ = ["DEFAULT_MAX_CHARS", "Record", "RecordError", "parse_record", "read_records"]
+
+DEFAULT_MAX_CHARS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Record:
+    """A valid input document and where it came from."""
+
+    source: str
+    line: int
+    id: str
+    text: str
+    title: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A rejected input line."""
+
+    source: str
+    line: int
+    reason: str
+    id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}"
+        return f"{where}: {self.reason}" + (f" (id {self.id!r})" if self.id is not None else "")
+
+
+def _describe(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def parse_record(
+    raw: bytes | str, *, source: str = "<input>", line: int = 1, max_chars: int = DEFAULT_MAX_CHARS
+) -> Record | RecordError:
+    """Validate one JSON line. Returns a :class:`Record` or a :class:`RecordError`."""
+
+    def error(reason: str, doc_id: str | None = None) -> RecordError:
+        return RecordError(source, line, reason, doc_id)
+
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return error(f"invalid UTF-8 at byte {exc.start}")
+    if "\x00" in raw:
+        return error("NUL character in the line")
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return error(f"invalid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return error("invalid JSON: nested too deeply")
+    if not isinstance(obj, dict):
+        return error(f"expected a JSON object, got {_describe(obj)}")
+    doc_id = obj.get("id")
+    if "id" not in obj:
+        return error("missing field 'id'")
+    if not isinstance(doc_id, str):
+        return error(f"field 'id' must be a string, got {_describe(doc_id)} {doc_id!r}")
+    if not doc_id.strip():
+        return error("field 'id' is empty")
+    if len(doc_id) > 512:
+        return error(f"field 'id' is {len(doc_id)} characters long; the limit is 512")
+    if "text" not in obj:
+        return error("missing field 'text'", doc_id)
+    text = obj["text"]
+    if not isinstance(text, str):
+        return error(f"field 'text' must be a string, got {_describe(text)}", doc_id)
+    if not text.strip():
+        return error("field 'text' is empty", doc_id)
+    if len(text) > max_chars:
+        return error(
+            f"field 'text' is {len(text):,} characters long; the limit is {max_chars:,} "
+            f"(raise it with --max-chars)",
+            doc_id,
+        )
+    title = obj.get("title")
+    if title is not None and not isinstance(title, str):
+        return error(f"field 'title' must be a string or null, got {_describe(title)}", doc_id)
+    meta = {k: v for k, v in obj.items() if k not in ("id", "title", "text")}
+    return Record(source, line, doc_id, text, title or None, meta)
+
+
+def _open(path: str, stack: contextlib.ExitStack) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    f: IO[bytes] = stack.enter_context(open(path, "rb"))  # noqa: SIM115
+    head = f.peek(2)[:2] if isinstance(f, io.BufferedReader) else b""
+    if head == b"\x1f\x8b":
+        gz = cast(IO[bytes], gzip.GzipFile(fileobj=f, mode="rb"))
+        return stack.enter_context(gz)
+    return f
+
+
+def read_records(
+    path: str, *, max_chars: int = DEFAULT_MAX_CHARS
+) -> Iterator[Record | RecordError]:
+    """Every line of a JSONL file (``.gz`` and ``-`` too), valid or not, in order.
+
+    Blank lines are skipped silently. A file that cannot be opened or read raises ``OSError``.
+    """
+    source = "<stdin>" if path == "-" else path
+    with contextlib.ExitStack() as stack:
+        f = _open(path, stack)
+        try:
+            for number, raw in enumerate(f, start=1):
+                stripped = raw.strip()
+                if not stripped:
+                    continue
+                yield parse_record(stripped, source=source, line=number, max_chars=max_chars)
+        except (EOFError, gzip.BadGzipFile) as exc:
+            raise OSError(f"{source}: cannot read: {exc}") from exc

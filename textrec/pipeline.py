@@ -1,0 +1,56 @@
+"""Per-document steps of the pipeline: terms, TF-IDF weights, fingerprint.
+
+These functions are the whole algorithm; the in-process build (:mod:`textrec.build`), the
+mrjob jobs (``jobs/``) and the query paths call them, so every runner computes the same terms,
+weights and fingerprints. Each depends only on the document and, for weights and fingerprint,
+on a DF snapshot.
+
+A document's terms are the terms of its title followed by the terms of its text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .simhash import SCHEME, simhash
+from .tfidf import DFSnapshot, Weighting, tfidf_weights
+from .tokenize import Tokenizer, default_tokenizer
+
+__all__ = ["Analyzer"]
+
+
+@dataclass
+class Analyzer:
+    """Turns documents into term counts, weights and fingerprints.
+
+    ``tokenizer`` defaults to the Mecab noun tokenizer (created on first use). ``scheme``
+    names the fingerprint scheme that this combination of tokenizer and weighting produces;
+    keep the default unless you change either.
+    """
+
+    tokenizer: Tokenizer | None = None
+    weighting: Weighting = field(default_factory=Weighting)
+    scheme: str = SCHEME
+
+    def _tokenize(self, text: str) -> list[str]:
+        if self.tokenizer is None:
+            self.tokenizer = default_tokenizer()
+        return self.tokenizer(text)
+
+    def term_counts(self, text: str, title: str | None = None) -> dict[str, int]:
+        """Term frequencies of a document (title and text), sorted by term."""
+        terms = self._tokenize(title) if title else []
+        terms += self._tokenize(text)
+        return dict(sorted(Counter(terms).items()))
+
+    def weights(self, counts: Mapping[str, int], snapshot: DFSnapshot) -> dict[str, float]:
+        return tfidf_weights(counts, snapshot, self.weighting)
+
+    def fingerprint(self, counts: Mapping[str, int], snapshot: DFSnapshot) -> int:
+        """The 64-bit fingerprint of a document's term counts under a DF snapshot."""
+        return simhash(self.weights(counts, snapshot))
+
+    def fingerprint_text(self, text: str, snapshot: DFSnapshot, title: str | None = None) -> int:
+        return self.fingerprint(self.term_counts(text, title), snapshot)
