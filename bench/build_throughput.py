@@ -29,12 +29,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
 
-    rows = [json.loads(line) for line in open(args.corpus, encoding="utf-8")]
+    with open(args.corpus, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
     if args.limit:
         rows = rows[: args.limit]
     chars = sum(len(r["text"]) + len(r.get("title") or "") for r in rows)
     print(f"corpus {args.corpus}: {len(rows):,} documents, {chars:,} characters")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    python = platform.python_version()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
 
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "in.jsonl")
@@ -64,16 +66,20 @@ def main() -> None:
     t4 = time.perf_counter()
 
     n = len(report.stored)
-    print(f"stored {n:,}, rejected {len(report.rejected):,}; snapshot {result.snapshot_id}, "
-          f"{result.n_terms:,} terms")
+    print(
+        f"stored {n:,}, rejected {len(report.rejected):,}; snapshot {result.snapshot_id}, "
+        f"{result.n_terms:,} terms"
+    )
     for name, seconds in [
         ("ingest (validate, Mecab nouns, store)", t1 - t0),
         ("build (DF snapshot, TF-IDF, fingerprints, index)", t2 - t1),
         ("ingest + build", t2 - t0),
         ("peer: KoNLPy Mecab.nouns alone", t4 - t3),
     ]:
-        print(f"{name:<50} {seconds:7.2f} s  {len(rows) / seconds:9,.0f} docs/s  "
-              f"{chars / seconds:11,.0f} chars/s")
+        print(
+            f"{name:<50} {seconds:7.2f} s  {len(rows) / seconds:9,.0f} docs/s  "
+            f"{chars / seconds:11,.0f} chars/s"
+        )
     print(f"ratio ingest+build / Mecab.nouns alone: {(t2 - t0) / (t4 - t3):.2f}")
 
 

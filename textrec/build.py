@@ -10,6 +10,7 @@ index snapshot file.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "default_index_path",
     "ingest",
     "load_index",
+    "refresh_index_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -219,21 +221,37 @@ def index_from_store(store: Store, snapshot_id: str, scheme: str) -> HammingInde
     return index
 
 
+def refresh_index_file(store: Store, index_path: str | None = None) -> str | None:
+    """Rewrite the index file from the store if it no longer matches; return its path."""
+    path = index_path if index_path is not None else default_index_path(store)
+    if path is None or store.current_snapshot_id() is None:
+        return None
+    index, from_file = _load_index(store, path)
+    if not from_file:
+        index.save(path)
+    return path
+
+
 def load_index(store: Store, index_path: str | None = None) -> HammingIndex:
     """The index of the current snapshot: from ``index_path`` when that file matches the store
-    (scheme, DF snapshot and count), otherwise rebuilt from the store's fingerprints."""
+    (scheme, DF snapshot and the same document ids), otherwise from the store's fingerprints."""
+    path = index_path if index_path is not None else default_index_path(store)
+    return _load_index(store, path)[0]
+
+
+def _load_index(store: Store, path: str | None) -> tuple[HammingIndex, bool]:
+    """``(index, whether it came from the file at path)``."""
     from .store import NotBuiltError
 
     current = store.current_snapshot()
     if current is None:
         raise NotBuiltError(store.url)
     snapshot, scheme = current
-    path = index_path if index_path is not None else default_index_path(store)
-    if path is not None:
+    if path is not None and os.path.exists(path):
         try:
             index = HammingIndex.load(path)
         except (OSError, ValueError) as exc:
-            log.info("index file %s not used (%s); loading from the store", path, exc)
+            log.warning("index file %s not used (%s); loading from the store", path, exc)
         else:
             summary = (len(index), int(index.ids.sum()))
             if (
@@ -241,6 +259,6 @@ def load_index(store: Store, index_path: str | None = None) -> HammingIndex:
                 and index.snapshot_id == snapshot.id
                 and summary == store.fingerprint_summary(snapshot.id)
             ):
-                return index
+                return index, True
             log.info("index file %s is stale; loading from the store", path)
-    return index_from_store(store, snapshot.id, scheme)
+    return index_from_store(store, snapshot.id, scheme), False

@@ -19,7 +19,8 @@ from importlib import resources
 from typing import TextIO
 
 from . import __version__
-from .build import build, default_index_path, ingest, load_index
+from .build import build, default_index_path, ingest, load_index, refresh_index_file
+from .check import check
 from .corpus import DEFAULT_MAX_CHARS, read_records
 from .recommend import Match, Recommender, UnknownDocumentError
 from .simhash import fingerprint_hex
@@ -85,6 +86,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         for err in report.rejected:
             print(f"rejected: {err}", file=sys.stderr)
+        if report.fingerprinted:
+            refresh_index_file(store, args.index)
         total_stored += len(report.stored)
         rejected += len(report.rejected)
         extra = f", {report.fingerprinted} fingerprinted" if report.fingerprinted else ""
@@ -194,6 +197,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
             elif isinstance(value, int):
                 value = f"{value:,}"
             print(f"{key:>18}: {value if value is not None else '(none: run `textrec build`)'}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    store = _store(args)
+    report = check(store, index_path=args.index, sample=args.sample)
+    for key, value in report.facts.items():
+        print(f"{key:>14}: {value}")
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if report.problems:
+        print(f"textrec: check found {len(report.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print("ok: the store, its DF snapshot and the index agree")
     return 0
 
 
@@ -308,6 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="documents, vocabulary, DF snapshot, index size")
     p.add_argument("--json", action="store_true", help="as one JSON object")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("check", help="verify that the store, DF snapshot and index agree")
+    p.description = (
+        "Verify the current DF snapshot's checksum, that every document has a fingerprint of "
+        "the current scheme, that a sample of fingerprints recomputed from the texts equals "
+        "the stored ones, and that the index file is intact. Exits 1 naming every problem."
+    )
+    p.add_argument(
+        "--sample",
+        type=_positive_int,
+        default=100,
+        help="documents to recompute (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="build the bundled Korean Wikinews sample and query it")
     p.description = (

@@ -435,6 +435,31 @@ class Store:
             row = s.get(SnapshotRow, snapshot_id)
             return (row.status, row.scheme) if row is not None else None
 
+    def snapshot_record(self, snapshot_id: str) -> dict[str, Any] | None:
+        """The stored row of a snapshot, its payload decompressed (for consistency checks)."""
+        with self._session() as s:
+            row = s.get(SnapshotRow, snapshot_id)
+            if row is None:
+                return None
+            return {
+                "id": row.id,
+                "n_docs": row.n_docs,
+                "n_terms": row.n_terms,
+                "scheme": row.scheme,
+                "status": row.status,
+                "data": gzip.decompress(row.data),
+            }
+
+    def fingerprint_schemes(self, snapshot_id: str) -> dict[str, int]:
+        """How many fingerprints of a snapshot carry each scheme."""
+        with self._session() as s:
+            q = (
+                select(FingerprintRow.scheme, func.count())
+                .where(FingerprintRow.snapshot_id == snapshot_id)
+                .group_by(FingerprintRow.scheme)
+            )
+            return {scheme: int(n) for scheme, n in s.execute(q)}
+
     def begin_snapshot(self, snapshot: DFSnapshot, scheme: str) -> None:
         """Record a snapshot as ``building``; fingerprints are then added with
         :meth:`put_fingerprints` and the snapshot made current by :meth:`activate_snapshot`.

@@ -1,0 +1,149 @@
+"""`textrec check`: verify that the store, its DF snapshot and the index file agree.
+
+Every problem found is named; an empty list means the store is consistent:
+
+- the current DF snapshot's stored payload hashes to its id, and its N and vocabulary size
+  match its row;
+- every document has exactly one fingerprint under the current snapshot, all of its scheme;
+- a random sample of documents, re-tokenised from their text, gives the stored term counts and
+  the stored fingerprint;
+- the index file (when there is one) is intact (checksum); one whose scheme, snapshot or
+  contents no longer match the store is reported as a warning, since it is then not used.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .build import default_index_path
+from .index import HammingIndex
+from .pipeline import Analyzer
+from .simhash import fingerprint_hex
+from .store import Store
+from .tfidf import DFSnapshot, DFSnapshotError
+
+__all__ = ["CheckReport", "check"]
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(
+    store: Store,
+    *,
+    index_path: str | None = None,
+    sample: int = 100,
+    seed: int = 0,
+    analyzer: Analyzer | None = None,
+) -> CheckReport:
+    """Check the store (and the index file) for consistency; see the module docstring."""
+    analyzer = analyzer or Analyzer()
+    report = CheckReport()
+    n_docs = store.count_documents()
+    report.facts["documents"] = n_docs
+    sid = store.current_snapshot_id()
+    if sid is None:
+        report.facts["snapshot"] = None
+        return report
+    report.facts["snapshot"] = sid
+    record = store.snapshot_record(sid)
+    if record is None:
+        report.problems.append(f"the current snapshot {sid} has no row in df_snapshots")
+        return report
+    scheme = str(record["scheme"])
+    report.facts["scheme"] = scheme
+    try:
+        snapshot = DFSnapshot.from_bytes(record["data"], source=f"snapshot {sid}")
+    except (DFSnapshotError, ValueError) as exc:
+        report.problems.append(f"snapshot {sid}: stored payload is unreadable: {exc}")
+        return report
+    if snapshot.id != sid:
+        report.problems.append(
+            f"snapshot {sid}: stored payload hashes to {snapshot.id} (checksum mismatch)"
+        )
+    if (snapshot.n_docs, len(snapshot)) != (record["n_docs"], record["n_terms"]):
+        report.problems.append(
+            f"snapshot {sid}: row says N={record['n_docs']}, {record['n_terms']} terms; "
+            f"payload has N={snapshot.n_docs}, {len(snapshot)} terms"
+        )
+    if record["status"] != "ready":
+        report.problems.append(f"snapshot {sid} is current but its status is {record['status']}")
+
+    ids, codes, _ = store.fingerprints(sid)
+    report.facts["fingerprints"] = len(ids)
+    missing = [d.external_id for d in store.documents_without_fingerprint(sid)]
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5])
+        report.problems.append(
+            f"{len(missing)} document(s) have no fingerprint under snapshot {sid}: {shown}"
+            + (" …" if len(missing) > 5 else "")
+        )
+    if len(ids) + len(missing) != n_docs:
+        report.problems.append(
+            f"{n_docs} documents but {len(ids)} fingerprints and {len(missing)} missing"
+        )
+    schemes = store.fingerprint_schemes(sid)
+    for other, count in schemes.items():
+        if other != scheme:
+            report.problems.append(f"{count} fingerprint(s) have scheme {other!r}, not {scheme!r}")
+
+    # Recompute a sample from the texts.
+    if len(ids):
+        rng = random.Random(seed)
+        chosen = sorted(rng.sample(range(len(ids)), min(sample, len(ids))))
+        docs = store.get_documents([int(ids[i]) for i in chosen])
+        checked = 0
+        for i in chosen:
+            doc = docs.get(int(ids[i]))
+            if doc is None:
+                continue
+            terms = analyzer.term_counts(doc.text, doc.title)
+            if doc.terms is not None and doc.terms != terms:
+                report.problems.append(
+                    f"document {doc.external_id!r}: stored term counts differ from its text's"
+                )
+            fp = analyzer.fingerprint(terms, snapshot)
+            if fp != int(codes[i]):
+                report.problems.append(
+                    f"document {doc.external_id!r}: stored fingerprint "
+                    f"{fingerprint_hex(int(codes[i]))} but its text gives {fingerprint_hex(fp)}"
+                )
+            checked += 1
+        report.facts["recomputed"] = checked
+
+    path = index_path if index_path is not None else default_index_path(store)
+    report.facts["index_file"] = path
+    if path is not None:
+        try:
+            index = HammingIndex.load(path, verify=True)
+        except FileNotFoundError:
+            report.problems.append(f"index file {path} does not exist: run `textrec build`")
+        except (OSError, ValueError) as exc:
+            report.problems.append(str(exc))
+        else:
+            # A stale file is not an inconsistency: it is never used (the index is then
+            # loaded from the store), but it makes start-up slower.
+            if (index.scheme, index.snapshot_id) != (scheme, sid):
+                report.warnings.append(
+                    f"index file {path} is stale: scheme {index.scheme!r} and snapshot "
+                    f"{index.snapshot_id!r}, the store's are {scheme!r} and {sid!r}; "
+                    f"`textrec build` rewrites it"
+                )
+            elif not (np.array_equal(index.ids, ids) and np.array_equal(index.codes, codes)):
+                report.warnings.append(
+                    f"index file {path} is stale: {len(index)} documents, the store has "
+                    f"{len(ids)} fingerprints; `textrec build` rewrites it"
+                )
+            report.facts["indexed"] = len(index)
+    return report
