@@ -1,4 +1,4 @@
--- textrec schema version 1 for postgresql.
+-- textrec schema version 0002 for postgresql.
 -- Generated from the models in textrec/store.py: `python -m textrec.schema sqlite|postgresql`.
 
 CREATE TABLE df_snapshots (
@@ -21,9 +21,11 @@ CREATE TABLE documents (
 	terms TEXT, 
 	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
 	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	content_hash VARCHAR(64), 
 	PRIMARY KEY (id), 
 	UNIQUE (external_id)
 );
+CREATE INDEX ix_documents_content_hash ON documents (content_hash);
 
 CREATE TABLE textrec_meta (
 	key VARCHAR(64) NOT NULL, 
@@ -41,3 +43,10 @@ CREATE TABLE fingerprints (
 	FOREIGN KEY(document_id) REFERENCES documents (id) ON DELETE CASCADE
 );
 CREATE INDEX ix_fingerprints_document_id ON fingerprints (document_id);
+
+-- The schema revision, so that textrec and `textrec migrate` recognise it.
+CREATE TABLE alembic_version (
+	version_num VARCHAR(32) NOT NULL,
+	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+INSERT INTO alembic_version (version_num) VALUES ('0002');

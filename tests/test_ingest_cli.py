@@ -61,7 +61,17 @@ def run(db: str, *args: str) -> int:
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for cmd in ["ingest", "build", "similar", "query", "fingerprint", "stats", "demo"]:
+    for cmd in [
+        "ingest",
+        "build",
+        "similar",
+        "query",
+        "fingerprint",
+        "stats",
+        "check",
+        "migrate",
+        "demo",
+    ]:
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from textrec.store import Base, Store, schema_ddl
+from textrec.store import SCHEMA_VERSION, Base, Store, schema_ddl
 
 SQL = Path(__file__).resolve().parents[1] / "sql"
 FILES = {"postgresql": SQL / "schema.sql", "sqlite": SQL / "schema.sqlite.sql"}
@@ -20,7 +20,7 @@ def test_schema_files_are_generated_from_the_models(dialect: str) -> None:
     )
 
 
-def _describe(engine: sa.Engine) -> dict[str, object]:
+def describe_schema(engine: sa.Engine) -> dict[str, object]:
     insp = sa.inspect(engine)
     out: dict[str, object] = {}
     for table in sorted(insp.get_table_names()):
@@ -45,30 +45,48 @@ def _describe(engine: sa.Engine) -> dict[str, object]:
     return out
 
 
-def test_applied_schema_equals_the_models(db_url: str, tmp_path: Path) -> None:
-    dialect = "sqlite" if db_url.startswith("sqlite") else "postgresql"
-    # Database 1: the schema file, applied statement by statement.
+def apply_schema_file(db_url: str, dialect: str) -> None:
+    """Run the dialect's schema file against a database, statement by statement."""
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         for stmt in FILES[dialect].read_text(encoding="utf-8").split(";"):
             lines = [ln for ln in stmt.splitlines() if not ln.startswith("--")]
             if "".join(lines).strip():
                 conn.exec_driver_sql("\n".join(lines))
-    from_file = _describe(engine)
+    engine.dispose()
+
+
+def second_database(db_url: str, tmp_path: Path) -> str:
+    """Another empty database of the same kind as ``db_url``."""
+    if db_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / 'second.db'}"
+    base, name = db_url.rsplit("/", 1)
+    other = "m" + name[1:]
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{other}"')
+    admin.dispose()
+    return f"{base}/{other}"
+
+
+def test_applied_schema_equals_the_models(db_url: str, tmp_path: Path) -> None:
+    dialect = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    # Database 1: the schema file, applied statement by statement.
+    apply_schema_file(db_url, dialect)
+    engine = sa.create_engine(db_url)
+    from_file = describe_schema(engine)
     engine.dispose()
     # Database 2: the models' create_all.
-    if dialect == "sqlite":
-        other = f"sqlite:///{tmp_path / 'models.db'}"
-    else:
-        other = db_url.rsplit("/", 1)[0] + "/" + "m" + db_url.rsplit("/", 1)[1][1:]
-        admin = sa.create_engine(
-            db_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT"
-        )
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{other.rsplit("/", 1)[1]}"')
-        admin.dispose()
-    store = Store(other)
-    from_models = _describe(store.engine)
+    store = Store(second_database(db_url, tmp_path))
+    from_models = describe_schema(store.engine)
     store.close()
     assert from_file == from_models
-    assert set(from_file) == set(Base.metadata.tables)
+    assert set(from_file) == {*Base.metadata.tables, "alembic_version"}
+
+
+def test_a_database_made_from_the_schema_file_opens(db_url: str) -> None:
+    dialect = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    apply_schema_file(db_url, dialect)
+    store = Store(db_url)
+    assert store.schema_revision() == SCHEMA_VERSION
+    assert store.count_documents() == 0

@@ -132,3 +132,29 @@ def test_url_from_environment(monkeypatch, tmp_path) -> None:  # type: ignore[no
     store = Store()
     assert store.url == url
     assert store.sqlite_path == str(tmp_path / "env.db")
+
+
+def test_search_in_database_equals_the_index(db_url: str) -> None:
+    import numpy as np
+
+    from textrec.index import HammingIndex
+
+    store = Store(db_url)
+    rng = np.random.default_rng(3)
+    ids = store.add_documents([_doc(i) for i in range(300)])
+    codes = [int(c) for c in rng.integers(0, 2**64, size=300, dtype=np.uint64)]
+    codes[:4] = EDGES[1:]  # the extremes, and ties
+    codes[10] = codes[11] = codes[12]
+    snap = DFSnapshot.from_counts(300, {"본문": 300})
+    store.begin_snapshot(snap, "s1")
+    store.put_fingerprints(snap.id, "s1", list(zip(ids, codes, strict=True)))
+    if not db_url.startswith("postgresql"):
+        with pytest.raises(ValueError, match="needs PostgreSQL"):
+            store.search_in_database(snap.id, 0, 5)
+        return
+    index = HammingIndex(snapshot_id=snap.id)
+    index.add(ids, codes)
+    for q in [codes[10], 0, 2**64 - 1, 2**63, int(rng.integers(0, 2**63))]:
+        expected_ids, expected_d = index.search(q, 25)
+        got = store.search_in_database(snap.id, q, 25)
+        assert got == list(zip(expected_ids.tolist(), expected_d.tolist(), strict=True))

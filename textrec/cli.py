@@ -24,7 +24,7 @@ from .check import check
 from .corpus import DEFAULT_MAX_CHARS, read_records
 from .recommend import Match, Recommender, UnknownDocumentError
 from .simhash import fingerprint_hex
-from .store import NotBuiltError, Store, resolve_db_url
+from .store import NotBuiltError, SchemaOutOfDateError, Store, resolve_db_url
 from .tokenize import TokenizerUnavailableError
 
 __all__ = ["main"]
@@ -200,6 +200,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    store = Store(args.db, create=False)
+    before, after = store.upgrade()
+    if before == after:
+        print(f"{store!r}: schema already at revision {after}")
+    else:
+        print(f"{store!r}: schema upgraded from revision {before or '(empty)'} to {after}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     store = _store(args)
     report = check(store, index_path=args.index, sample=args.sample)
@@ -342,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("migrate", help="upgrade the database schema to this textrec's")
+    p.description = (
+        "Upgrade the database's schema to the revision this version of textrec uses, keeping "
+        "every document, snapshot and fingerprint. Back the database up first."
+    )
+    p.set_defaults(func=cmd_migrate)
+
     p = sub.add_parser("demo", help="build the bundled Korean Wikinews sample and query it")
     p.description = (
         "Ingest the bundled sample corpus (644 Korean Wikinews articles, CC BY 2.5) into a "
@@ -361,7 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (CliError, NotBuiltError, UnknownDocumentError, TokenizerUnavailableError) as exc:
+    except (
+        CliError,
+        NotBuiltError,
+        SchemaOutOfDateError,
+        UnknownDocumentError,
+        TokenizerUnavailableError,
+    ) as exc:
         print(f"textrec: error: {exc}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:

@@ -15,7 +15,10 @@ generated from these models and checked against them by the tests):
 - ``fingerprints``: ``(snapshot_id, document_id) -> fp`` with the scheme. A fingerprint is an
   unsigned 64-bit integer, stored in a signed BIGINT (two's complement); the conversion is
   :class:`Fingerprint64`, and nowhere else.
-- ``textrec_meta``: key/value pairs: the schema version and the current snapshot.
+- ``textrec_meta``: key/value pairs: the current snapshot.
+- ``alembic_version``: the schema revision. A new database is created at the current
+  revision; an older one is upgraded without loss by ``textrec migrate``
+  (:meth:`Store.upgrade`), with the migrations in ``textrec/migrations``.
 
 Every write is one transaction: a batch of documents is stored whole or not at all.
 """
@@ -23,6 +26,7 @@ Every write is one transaction: a batch of documents is stored whole or not at a
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,14 +46,17 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -63,13 +70,15 @@ __all__ = [
     "Fingerprint64",
     "NewDocument",
     "NotBuiltError",
+    "SchemaOutOfDateError",
     "Store",
     "StoredDocument",
     "resolve_db_url",
 ]
 
 DEFAULT_DB_URL = "sqlite:///textrec.db"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "0002"
+"""The Alembic revision of the schema that this version of textrec reads and writes."""
 
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
@@ -83,6 +92,10 @@ class DuplicateIdError(ValueError):
         shown = ", ".join(repr(i) for i in self.ids[:5])
         more = f" and {len(self.ids) - 5} more" if len(self.ids) > 5 else ""
         super().__init__(f"document id already stored: {shown}{more}")
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The database's schema revision is not the one this textrec uses."""
 
 
 class NotBuiltError(RuntimeError):
@@ -124,6 +137,11 @@ class Fingerprint64(TypeDecorator[int]):
         return value + _U64 if value < 0 else value
 
 
+def content_hash(text: str) -> str:
+    """SHA-256 of a document's text (UTF-8), as 64 hex digits: equal texts, equal hashes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -149,6 +167,8 @@ class DocumentRow(Base):
     terms: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Added by migration 0002, hence last.
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class SnapshotRow(Base):
@@ -240,16 +260,57 @@ class Store:
     """
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+        """Connect; with ``create``, make the tables of an empty database, and refuse a
+        database whose schema revision differs (:class:`SchemaOutOfDateError`)."""
         self.url = resolve_db_url(url)
         self.engine: Engine = create_engine(self.url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         if create:
-            Base.metadata.create_all(self.engine)
-            with self._session.begin() as s:
-                if s.get(MetaRow, "schema_version") is None:
-                    s.add(MetaRow(key="schema_version", value=SCHEMA_VERSION))
+            self._create_or_check()
+
+    # schema -----------------------------------------------------------------------------------
+
+    def _alembic_config(self, connection: Any) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", "textrec:migrations")
+        config.attributes["connection"] = connection
+        return config
+
+    def schema_revision(self) -> str | None:
+        """The database's schema revision (None for an empty database)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def _create_or_check(self) -> None:
+        from alembic import command
+
+        with self.engine.begin() as conn:
+            if not inspect(conn).has_table("documents"):
+                Base.metadata.create_all(conn)
+                command.stamp(self._alembic_config(conn), SCHEMA_VERSION)
+                return
+        found = self.schema_revision()
+        if found != SCHEMA_VERSION:
+            raise SchemaOutOfDateError(
+                f"{self!r} has schema revision {found or 'unknown'}; this textrec needs "
+                f"{SCHEMA_VERSION}. Back up the database, then run `textrec migrate`."
+            )
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Upgrade the schema to the current revision, in one transaction where the database
+        allows it. Returns ``(revision before, revision after)``."""
+        from alembic import command
+
+        before = self.schema_revision()
+        with self.engine.begin() as conn:
+            command.upgrade(self._alembic_config(conn), "head")
+        return before, str(self.schema_revision())
 
     def __repr__(self) -> str:
         return f"Store<{self.engine.url.render_as_string(hide_password=True)}>"
@@ -294,6 +355,7 @@ class Store:
                 text=d.text,
                 meta=_dumps(d.meta),
                 terms=_dumps(d.terms) if d.terms is not None else None,
+                content_hash=content_hash(d.text),
                 created_at=now,
                 updated_at=now,
             )
@@ -544,6 +606,29 @@ class Store:
             row = s.get(FingerprintRow, (snapshot_id, doc_id))
             return row.fp if row is not None else None
 
+    def search_in_database(self, snapshot_id: str, code: int, k: int) -> list[tuple[int, int]]:
+        """Exact Hamming top-k computed by PostgreSQL itself: ``[(document_id, distance)]``
+        ordered by (distance, id), for users who keep everything in the database.
+
+        Uses ``bit_count((fp # q)::bit(64))`` (PostgreSQL 14 or later) over the snapshot's
+        fingerprints: a full scan, so the in-memory index is far faster (see bench/README.md).
+        """
+        if self.engine.dialect.name != "postgresql":
+            raise ValueError(
+                f"in-database Hamming search needs PostgreSQL 14 or later; {self!r} is "
+                f"{self.engine.dialect.name}. Use the in-memory index instead."
+            )
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        q = sql_text(
+            "SELECT document_id, bit_count((fp # :q)::bit(64)) AS distance "
+            "FROM fingerprints WHERE snapshot_id = :s "
+            "ORDER BY distance, document_id LIMIT :k"
+        ).bindparams(bindparam("q", type_=Fingerprint64()))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q, {"q": code, "s": snapshot_id, "k": k}).all()
+        return [(int(d), int(dist)) for d, dist in rows]
+
     def count_fingerprints(self, snapshot_id: str) -> int:
         return self.fingerprint_summary(snapshot_id)[0]
 
@@ -631,4 +716,10 @@ def schema_ddl(dialect_name: str) -> str:
         parts.append(f"\n{ddl};\n")
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             parts.append(f"{str(CreateIndex(index).compile(dialect=dialect)).strip()};\n")
+    parts.append(
+        "\n-- The schema revision, so that textrec and `textrec migrate` recognise it.\n"
+        "CREATE TABLE alembic_version (\n\tversion_num VARCHAR(32) NOT NULL,\n"
+        "\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n);\n"
+        f"INSERT INTO alembic_version (version_num) VALUES ('{SCHEMA_VERSION}');\n"
+    )
     return "".join(parts)
