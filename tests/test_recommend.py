@@ -36,9 +36,48 @@ def test_similar_excludes_the_query_and_is_ordered(built: str) -> None:
     matches = rec.similar("wikinews-0001", k=10)
     assert len(matches) == 10
     assert all(m.id != "wikinews-0001" for m in matches)
-    assert [m.distance for m in matches] == sorted(m.distance for m in matches)
-    assert all(-1.0 <= m.score <= 1.0 for m in matches)
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    assert all(0.0 < m.score <= 1.0 for m in matches)
+    assert all(m.shared_terms for m in matches)
     assert matches[0].to_dict().keys() == {"id", "title", "distance", "score", "shared_terms"}
+    by_hamming = rec.similar("wikinews-0001", k=10, mode="hamming")
+    assert [m.distance for m in by_hamming] == sorted(m.distance for m in by_hamming)
+    assert all(m.id != "wikinews-0001" for m in by_hamming)
+    with pytest.raises(ValueError, match="unknown mode 'x'"):
+        rec.similar("wikinews-0001", mode="x")
+
+
+def test_related_mode_finds_the_same_story(built: str) -> None:
+    # wikinews-0001 announces the 2018/2022 World Cup candidates; 0054 is the host decision.
+    rec = Recommender(built)
+    top = [m.id for m in rec.similar("wikinews-0001", k=3)]
+    assert "wikinews-0054" in top
+    assert "월드컵" in rec.similar("wikinews-0001", k=1)[0].shared_terms
+
+
+@pytest.fixture
+def copy_of_built(built: str, tmp_path: Path) -> str:
+    """A private copy of the built database and its index file, for tests that write."""
+    import shutil
+
+    db = tmp_path / "copy.db"
+    shutil.copy(built.removeprefix("sqlite:///"), db)
+    shutil.copy(built.removeprefix("sqlite:///") + ".index", str(db) + ".index")
+    return f"sqlite:///{db}"
+
+
+def test_near_duplicates(copy_of_built: str) -> None:
+    rec = Recommender(copy_of_built)
+    doc = rec.store.find_document("wikinews-0002")
+    assert doc is not None
+    assert rec.near_duplicates("wikinews-0002", 0) == []
+    rec.add([{"id": "copy", "title": doc.title, "text": doc.text}])
+    rec.add([{"id": "edited", "title": doc.title, "text": doc.text + " 추가 문장입니다."}])
+    dups = rec.near_duplicates("wikinews-0002", 6)
+    assert dups[0].id == "copy" and dups[0].distance == 0
+    assert "edited" in [m.id for m in dups]
+    with pytest.raises(ValueError, match="max_distance"):
+        rec.near_duplicates("wikinews-0002", 65)
 
 
 def test_similar_text_finds_the_document_itself(built: str) -> None:
@@ -46,6 +85,9 @@ def test_similar_text_finds_the_document_itself(built: str) -> None:
     doc = rec.store.find_document("wikinews-0054")
     assert doc is not None
     [top] = rec.similar_text(doc.text, k=1, title=doc.title)
+    # The related score is the cosine with the document's top terms, quantised: near 1.
+    assert top.id == "wikinews-0054" and top.distance == 0 and top.score > 0.95
+    [top] = rec.similar_text(doc.text, k=1, title=doc.title, mode="hamming")
     assert top.id == "wikinews-0054" and top.distance == 0 and top.score == 1.0
 
 
@@ -58,13 +100,8 @@ def test_index_file_is_used_when_it_matches(built: str) -> None:
     assert on_disk.snapshot_id == store.current_snapshot_id()
 
 
-def test_add_and_remove_are_visible_without_rebuild(built: str, tmp_path: Path) -> None:
-    import shutil
-
-    # Work on a copy: the module's database stays as built.
-    db = tmp_path / "copy.db"
-    shutil.copy(built.removeprefix("sqlite:///"), db)
-    shutil.copy(built.removeprefix("sqlite:///") + ".index", str(db) + ".index")
+def test_add_and_remove_are_visible_without_rebuild(copy_of_built: str) -> None:
+    db = copy_of_built.removeprefix("sqlite:///")
     rec = Recommender(f"sqlite:///{db}")
     text = (
         "화성 탐사선이 붉은 행성의 표면에서 물의 흔적을 발견했다. "
@@ -77,10 +114,12 @@ def test_add_and_remove_are_visible_without_rebuild(built: str, tmp_path: Path) 
     assert len(rejected) == 1 and "field 'id' is empty" in str(rejected[0])
     assert len(rec) == 645
     assert rec.similar_text(text, k=1)[0].id == "new-1"
+    assert rec.similar_text(text, k=1, mode="hamming")[0].id == "new-1"
     # The index file no longer matches the store, so a new Recommender reloads from it.
     again = Recommender(f"sqlite:///{db}")
     assert len(again) == 645
     rec.remove("new-1")
     assert len(rec) == 644
     assert all(m.id != "new-1" for m in rec.similar_text(text, k=5))
+    assert all(m.id != "new-1" for m in rec.similar_text(text, k=5, mode="hamming"))
     assert len(Recommender(f"sqlite:///{db}")) == 644

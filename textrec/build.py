@@ -82,14 +82,14 @@ def ingest(
     analyzer: Analyzer | None = None,
     batch_size: int = 500,
     progress: bool = False,
-    on_stored: Callable[[list[int], list[int]], None] | None = None,
+    on_stored: Callable[[list[int], list[int], list[dict[str, int]]], None] | None = None,
 ) -> IngestReport:
     """Store valid records in transactions of ``batch_size``; collect the rejected ones.
 
     A record is rejected when it is malformed (see :mod:`textrec.corpus`), has no terms, or
-    its id is already stored or appeared earlier in this ingest. ``on_stored(ids, fps)`` is
-    called after each committed batch that was fingerprinted (the Recommender adds them to
-    its index there).
+    its id is already stored or appeared earlier in this ingest. ``on_stored(ids, fps, terms)``
+    is called after each committed batch that was fingerprinted (the Recommender adds them to
+    its indexes there).
     """
     analyzer = analyzer or Analyzer()
     report = IngestReport()
@@ -150,7 +150,7 @@ def ingest(
             if fps is not None:
                 report.fingerprinted += len(fps)
                 if on_stored is not None:
-                    on_stored(ids, fps)
+                    on_stored(ids, fps, [d.terms or {} for d in docs])
         bar.update(len(batch))
     bar.close()
     report.rejected.sort(key=lambda e: (e.source, e.line))

@@ -1,0 +1,323 @@
+"""Related posts at near-exact TF-IDF cosine: impact postings over each document's top terms.
+
+Ranking by 64-bit Hamming distance finds near-duplicates, not related posts (see the README).
+:class:`RelatedIndex` answers "which documents have the highest TF-IDF cosine with this one"
+almost exactly, in a few milliseconds at a million documents:
+
+- **Per document** (a map step, independent of every other document given the DF snapshot):
+  its TF-IDF weights ``w(t, d)``; keep the ``top_terms`` largest (ties: the smaller term id);
+  divide them by the norm of the kept weights, so each document is a unit vector of at most
+  ``top_terms`` terms; quantise each value to one byte on a log scale
+  (``LUT[c] = exp(ln(1e-4) · (1 − (c − 1)/254))``, relative error within ±1.8 %).
+- **Postings**: for every term, the documents that kept it, as (row uint32, impact uint8):
+  5 bytes per kept term, at most ``5 · top_terms`` bytes per document (27 bytes amortised on
+  the 766k-document scale test, whose distractors are short).
+- **Query**: the query's *full* TF-IDF vector, normalised; for every query term, add
+  ``q_t · LUT[impact]`` into a per-document accumulator over its postings, then take the top
+  k (ties: the smaller document id). This is the exact top k of the cosine between the query
+  and each document's truncated vector: there is no candidate count to tune and no second
+  stage. Cost: proportional to the postings of the query's terms.
+- **Append** adds a new small segment (rows continue the sequence; segments are merged when
+  there are more than ``max_segments``); **remove** sets a tombstone. A new DF snapshot needs
+  a rebuild, which :class:`~textrec.recommend.Recommender` does from the store.
+
+Measured against exact cosine over full vectors (400 petition queries, 766,051 documents:
+petitions + news headlines + movie reviews): recall@10 0.949, topic precision@10 0.963 × exact
+cosine's, p50 6.6–8.6 ms on one core (see ``bench/README.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from numba import njit
+
+__all__ = ["DEFAULT_TOP_TERMS", "IMPACT_LUT", "RelatedIndex", "quantize_impacts"]
+
+DEFAULT_TOP_TERMS = 64
+"""Terms kept per document: chosen by measurement (T=48 missed topic precision at 303k)."""
+
+_QMIN = 1e-4
+_LOGMIN = math.log(_QMIN)
+IMPACT_LUT: npt.NDArray[np.float32] = np.zeros(256, np.float32)
+IMPACT_LUT[1:] = np.exp(_LOGMIN + (np.arange(1, 256) - 1) / 254.0 * (-_LOGMIN)).astype(np.float32)
+
+
+def quantize_impacts(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+    """Normalised weights in (0, 1] to codes 1…255, so that ``IMPACT_LUT[code] ≈ value``."""
+    x = (np.log(np.clip(values, _QMIN, 1.0)) - _LOGMIN) / (-_LOGMIN) * 254.0
+    return (np.rint(x) + 1).astype(np.uint8)
+
+
+def _impact_rows(weights: sp.csr_matrix, top_terms: int) -> sp.csr_matrix:
+    """Each row's ``top_terms`` largest weights, divided by their norm (a unit vector)."""
+    w = weights.tocsr()
+    w.sort_indices()
+    n = w.shape[0]
+    lens = np.diff(w.indptr)
+    if lens.max(initial=0) > top_terms:
+        row = np.repeat(np.arange(n), lens)
+        order = np.lexsort((w.indices, -w.data, row))  # by row, weight desc, term id
+        rank = np.arange(len(order)) - np.repeat(w.indptr[:-1], lens)
+        keep = np.sort(order[rank < top_terms])
+        indptr = np.zeros(n + 1, np.int64)
+        indptr[1:] = np.cumsum(np.minimum(lens, top_terms))
+        w = sp.csr_matrix((w.data[keep], w.indices[keep], indptr), shape=w.shape)
+    norms = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    out = (sp.diags(inv) @ w).tocsr()
+    out.eliminate_zeros()
+    return out
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """Term-major postings of a range of rows: ``ptr[t]:ptr[t+1]`` in ``rows``/``impacts``."""
+
+    ptr: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.uint32]
+    impacts: npt.NDArray[np.uint8]
+
+    @classmethod
+    def build(cls, unit: sp.csr_matrix, first_row: int) -> _Segment:
+        csc = unit.tocsc()
+        csc.sort_indices()
+        rows = (csc.indices.astype(np.int64) + first_row).astype(np.uint32)
+        return cls(csc.indptr.astype(np.int64), rows, quantize_impacts(csc.data))
+
+    @classmethod
+    def merge(cls, segments: Sequence[_Segment]) -> _Segment:
+        """One segment from several, older first: rows stay ascending within each term."""
+        n_terms = max(len(s.ptr) - 1 for s in segments)
+        terms = np.concatenate(
+            [np.repeat(np.arange(len(s.ptr) - 1), np.diff(s.ptr)) for s in segments]
+        )
+        rows = np.concatenate([s.rows for s in segments])
+        impacts = np.concatenate([s.impacts for s in segments])
+        order = np.lexsort((rows, terms))
+        ptr = np.zeros(n_terms + 1, np.int64)
+        ptr[1:] = np.cumsum(np.bincount(terms, minlength=n_terms))
+        return cls(ptr, rows[order], impacts[order])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.ptr.nbytes + self.rows.nbytes + self.impacts.nbytes)
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(q_terms, q_w, ptr, rows, impacts, lut, acc, touched, nt):  # type: ignore[no-untyped-def]
+    n_terms = ptr.shape[0] - 1
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        if t >= n_terms:
+            continue
+        w = q_w[i]
+        for p in range(ptr[t], ptr[t + 1]):
+            r = rows[p]
+            if acc[r] == 0.0:
+                touched[nt] = r
+                nt += 1
+            acc[r] += w * lut[impacts[p]]
+    return nt
+
+
+@njit(cache=True, nogil=True)
+def _top_k(acc, touched, nt, exclude, dead, k):  # type: ignore[no-untyped-def]
+    best_r = np.full(k, 2**62, np.int64)
+    best_s = np.full(k, -1.0, np.float32)
+    for j in range(nt):
+        r = touched[j]
+        s = acc[r]
+        acc[r] = 0.0
+        if r == exclude or dead[r]:
+            continue
+        if s < best_s[k - 1] or (s == best_s[k - 1] and r > best_r[k - 1]):
+            continue
+        i = k - 1
+        while i > 0 and (s > best_s[i - 1] or (s == best_s[i - 1] and r < best_r[i - 1])):
+            best_s[i] = best_s[i - 1]
+            best_r[i] = best_r[i - 1]
+            i -= 1
+        best_s[i] = s
+        best_r[i] = r
+    return best_r, best_s
+
+
+@dataclass(frozen=True)
+class _State:
+    """What a query reads, swapped whole by writers (copy-on-write)."""
+
+    segments: tuple[_Segment, ...]
+    doc_ids: npt.NDArray[np.int64]  # row -> document id, ascending
+    dead: npt.NDArray[np.bool_]
+
+
+class RelatedIndex:
+    """Impact postings over each document's top TF-IDF terms (see the module docstring).
+
+    Documents are identified by the store's document ids, added in increasing order.
+    ``vocabulary`` maps terms to term ids (the DF snapshot's sorted terms); terms first seen
+    in appended documents get new ids. Queries may run in many threads while one writer
+    appends or removes: each query reads one consistent state and has its own scratch space.
+    """
+
+    def __init__(
+        self,
+        vocabulary: Iterable[str] = (),
+        *,
+        top_terms: int = DEFAULT_TOP_TERMS,
+        max_segments: int = 8,
+    ) -> None:
+        if not isinstance(top_terms, int) or top_terms < 1:
+            raise ValueError(f"top_terms must be a whole number >= 1, got {top_terms!r}")
+        if max_segments < 1:
+            raise ValueError(f"max_segments must be >= 1, got {max_segments}")
+        self.top_terms = top_terms
+        self.max_segments = max_segments
+        self._term_ids: dict[str, int] = {t: i for i, t in enumerate(vocabulary)}
+        self._state = _State((), np.zeros(0, np.int64), np.zeros(0, np.bool_))
+        self._write_lock = threading.Lock()
+        self._scratch = threading.local()
+
+    def __len__(self) -> int:
+        state = self._state
+        return int(len(state.doc_ids) - np.count_nonzero(state.dead))
+
+    def __repr__(self) -> str:
+        return (
+            f"RelatedIndex<{len(self):,} documents, top {self.top_terms} terms, "
+            f"{len(self._state.segments)} segment(s), {self.nbytes:,} bytes>"
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held for postings, row ids and tombstones (the vocabulary apart)."""
+        state = self._state
+        return sum(s.nbytes for s in state.segments) + state.doc_ids.nbytes + state.dead.nbytes
+
+    def postings_bytes_per_document(self) -> float:
+        """Postings bytes (5 per kept term) per indexed document."""
+        state = self._state
+        postings = sum(s.rows.nbytes + s.impacts.nbytes for s in state.segments)
+        return postings / max(len(state.doc_ids), 1)
+
+    # writes ----------------------------------------------------------------------------------
+
+    def _matrix(self, weights: Sequence[Mapping[str, float]]) -> sp.csr_matrix:
+        indptr = np.zeros(len(weights) + 1, np.int64)
+        indices: list[int] = []
+        data: list[float] = []
+        ids = self._term_ids
+        for i, w in enumerate(weights):
+            for term, value in w.items():
+                if value > 0:
+                    tid = ids.get(term)
+                    if tid is None:
+                        tid = ids[term] = len(ids)
+                    indices.append(tid)
+                    data.append(value)
+            indptr[i + 1] = len(indices)
+        return sp.csr_matrix(
+            (np.array(data, np.float64), np.array(indices, np.int64), indptr),
+            shape=(len(weights), max(len(ids), 1)),
+        )
+
+    def add(self, doc_ids: Sequence[int], weights: Sequence[Mapping[str, float]]) -> None:
+        """Index documents by their TF-IDF weights (under the index's DF snapshot).
+
+        ``doc_ids`` must be greater than every id already added (the store's ids are).
+        """
+        if len(doc_ids) != len(weights):
+            raise ValueError(f"{len(doc_ids)} ids but {len(weights)} weight vectors")
+        if not len(doc_ids):
+            return
+        new_ids = np.asarray(doc_ids, np.int64)
+        with self._write_lock:
+            state = self._state
+            last = state.doc_ids[-1] if len(state.doc_ids) else np.iinfo(np.int64).min
+            if np.any(np.diff(new_ids) <= 0) or new_ids[0] <= last:
+                raise ValueError("document ids must be added in strictly increasing order")
+            unit = _impact_rows(self._matrix(weights), self.top_terms)
+            segments = (*state.segments, _Segment.build(unit, len(state.doc_ids)))
+            if len(segments) > self.max_segments:
+                segments = (segments[0], _Segment.merge(segments[1:]))
+            self._state = _State(
+                segments,
+                np.concatenate([state.doc_ids, new_ids]),
+                np.concatenate([state.dead, np.zeros(len(new_ids), np.bool_)]),
+            )
+
+    def remove(self, doc_ids: Iterable[int]) -> int:
+        """Tombstone documents; returns how many were indexed and live."""
+        with self._write_lock:
+            state = self._state
+            ids = np.asarray(list(doc_ids), np.int64)
+            rows = np.searchsorted(state.doc_ids, ids)
+            ok = rows < len(state.doc_ids)
+            ok[ok] &= state.doc_ids[rows[ok]] == ids[ok]
+            rows = rows[ok]
+            rows = rows[~state.dead[rows]]
+            if len(rows):
+                dead = state.dead.copy()
+                dead[rows] = True
+                self._state = _State(state.segments, state.doc_ids, dead)
+            return len(rows)
+
+    def compact(self) -> None:
+        """Merge all segments into one (faster queries after many appends)."""
+        with self._write_lock:
+            state = self._state
+            if len(state.segments) > 1:
+                merged = (_Segment.merge(state.segments),)
+                self._state = _State(merged, state.doc_ids, state.dead)
+
+    # queries ---------------------------------------------------------------------------------
+
+    def _buffers(self, n: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        acc = getattr(self._scratch, "acc", None)
+        if acc is None or len(acc) < n:
+            size = max(n, 1024) + n // 4
+            acc = self._scratch.acc = np.zeros(size, np.float32)
+            self._scratch.touched = np.zeros(size, np.int64)
+        return acc, self._scratch.touched
+
+    def search(
+        self, weights: Mapping[str, float], k: int, *, exclude: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The ``k`` documents of highest cosine with the query's full weight vector:
+        ``(document ids, cosines)``, by cosine descending then id; fewer when fewer documents
+        share a term with the query. ``exclude`` is a document id to leave out."""
+        if not isinstance(k, int) or k < 0:
+            raise ValueError(f"k must be a whole number >= 0, got {k!r}")
+        state = self._state
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if k == 0 or not state.segments:
+            return empty
+        pairs = [
+            (self._term_ids[t], w) for t, w in weights.items() if w > 0 and t in self._term_ids
+        ]
+        norm = math.sqrt(sum(w * w for w in weights.values() if w > 0))
+        if not pairs or norm == 0:
+            return empty
+        q_terms = np.array([p[0] for p in pairs], np.int64)
+        q_w = np.array([p[1] / norm for p in pairs], np.float32)
+        exclude_row = -1
+        if exclude is not None:
+            row = int(np.searchsorted(state.doc_ids, exclude))
+            if row < len(state.doc_ids) and state.doc_ids[row] == exclude:
+                exclude_row = row
+        acc, touched = self._buffers(len(state.doc_ids))
+        nt = 0
+        for seg in state.segments:
+            nt = _accumulate(
+                q_terms, q_w, seg.ptr, seg.rows, seg.impacts, IMPACT_LUT, acc, touched, nt
+            )
+        rows, scores = _top_k(acc, touched, nt, exclude_row, state.dead, k)
+        found = scores >= 0
+        return state.doc_ids[rows[found]], np.minimum(scores[found], np.float32(1.0))
