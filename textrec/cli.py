@@ -254,6 +254,64 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import EvalCorpus, evaluate, near_duplicate_quality
+    from .pipeline import Analyzer
+
+    analyzer = Analyzer()
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr)
+
+    started = time.perf_counter()
+    main_corpus = EvalCorpus.read(args.corpus, analyzer, limit=args.limit)
+    say(f"{args.corpus}: {len(main_corpus):,} documents")
+    distractors = EvalCorpus([], [], [], [])
+    for path in args.distractors:
+        more = EvalCorpus.read(
+            path,
+            analyzer,
+            labelled=False,
+            progress=lambda n, p=path: say(f"{p}: {n:,} documents tokenised"),
+        )
+        distractors = distractors.extend(more, len(more))
+        say(f"{path}: {len(more):,} distractor documents")
+    say(f"tokenised in {time.perf_counter() - started:.0f} s")
+    sizes = (
+        sorted({0, *(min(n, len(distractors)) for n in args.sizes)}) if args.distractors else [0]
+    )
+    rows = []
+    for n in sizes:
+        corpus = main_corpus.extend(distractors, n)
+        for result in evaluate(
+            corpus, len(main_corpus), modes=args.modes, n_queries=args.queries, seed=args.seed
+        ):
+            rows.append(result.as_dict())
+            if args.json:
+                print(json.dumps(result.as_dict(), ensure_ascii=False), flush=True)
+            else:
+                r = result
+                print(
+                    f"{r.mode:<8} N={r.n_docs:>9,}  recall@10 {r.recall:.3f}  "
+                    f"topic p@10 {r.topic_precision:.3f} (exact {r.exact_topic_precision:.3f}, "
+                    f"ratio {r.topic_precision / max(r.exact_topic_precision, 1e-9):.3f})  "
+                    f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  {r.bytes_per_doc:.1f} B/doc",
+                    flush=True,
+                )
+    if args.near_duplicates:
+        for row in near_duplicate_quality(main_corpus):
+            if args.json:
+                print(json.dumps({"near_duplicates": row}), flush=True)
+            else:
+                print(
+                    f"near-duplicates r<={row['max_distance']}: precision {row['precision']:.3f}"
+                    f"  recall {row['recall']:.3f}  ({row['predicted']} predicted,"
+                    f" {row['true_pairs']} pairs with 5-gram Jaccard >= 0.8)"
+                )
+    return 0
+
+
 DEMO_QUERIES = ("wikinews-0007", "wikinews-0001", "wikinews-0002")
 
 
@@ -409,6 +467,46 @@ def build_parser() -> argparse.ArgumentParser:
         "every document, snapshot and fingerprint. Back the database up first."
     )
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("eval", help="measure each retrieval mode against exact cosine")
+    p.description = (
+        "Recall@10 against the exact TF-IDF cosine top 10 (scipy sparse, full vectors), topic "
+        "precision@10 against the corpus labels, p50/p99 latency and bytes per document, for "
+        "each mode; with distractor files, at each corpus size. Queries are drawn from CORPUS "
+        "with a fixed seed. CORPUS and distractors are JSONL with id, title, text and label."
+    )
+    p.add_argument("corpus", metavar="CORPUS")
+    p.add_argument(
+        "--distractors",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="unlabelled documents appended, in file order, to grow N",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="N",
+        help="how many distractors to append for each run (0 is always run)",
+    )
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--queries", type=_positive_int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        help="read only the first N documents of CORPUS",
+    )
+    p.add_argument(
+        "--near-duplicates",
+        action="store_true",
+        help="also measure near-duplicate precision/recall on CORPUS",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per result")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="build the bundled Korean Wikinews sample and query it")
     p.description = (
