@@ -269,12 +269,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     say(f"{args.corpus}: {len(main_corpus):,} documents")
     distractors = EvalCorpus([], [], [], [])
     for path in args.distractors:
-        more = EvalCorpus.read(
-            path,
-            analyzer,
-            labelled=False,
-            progress=lambda n, p=path: say(f"{p}: {n:,} documents tokenised"),
-        )
+
+        def tokenised(n: int, path: str = path) -> None:
+            say(f"{path}: {n:,} documents tokenised")
+
+        more = EvalCorpus.read(path, analyzer, labelled=False, progress=tokenised)
         distractors = distractors.extend(more, len(more))
         say(f"{path}: {len(more):,} distractor documents")
     say(f"tokenised in {time.perf_counter() - started:.0f} s")

@@ -173,28 +173,29 @@ def evaluate(
     doc_ids = list(range(len(corpus)))
     results: list[ModeResult] = []
     for mode in modes:
+        search: Callable[[int], list[int]]
         if mode == "hamming":
             index = HammingIndex(snapshot_id=snapshot.id)
             index.add(doc_ids, [analyzer.fingerprint(c, snapshot) for c in corpus.counts])
 
-            def search(q: int, index: HammingIndex = index) -> list[int]:
+            def search_hamming(q: int, index: HammingIndex = index) -> list[int]:
                 w = analyzer.weights(corpus.counts[q], snapshot)
                 ids, _ = index.search(simhash(w), k + 1)
                 return [i for i in ids.tolist() if i != q][:k]
 
-            size = 16.0
+            search, size = search_hamming, 16.0
         elif mode == "related":
             related = RelatedIndex(snapshot.df.keys())
             for a in range(0, len(corpus), 50_000):
                 related.add(doc_ids[a : a + 50_000], weights[a : a + 50_000])
             related.compact()
 
-            def search(q: int, related: RelatedIndex = related) -> list[int]:
+            def search_related(q: int, related: RelatedIndex = related) -> list[int]:
                 w = analyzer.weights(corpus.counts[q], snapshot)
                 found: list[int] = related.search(w, k, exclude=q)[0].tolist()
                 return found
 
-            size = related.nbytes / max(len(corpus), 1)
+            search, size = search_related, related.nbytes / max(len(corpus), 1)
         else:
             raise ValueError(f"unknown mode {mode!r}; choose related or hamming")
         rows: list[list[int]] = []

@@ -41,6 +41,7 @@ directory, so a crash leaves either the old file or the new one, never a mixture
 from __future__ import annotations
 
 import contextlib
+import itertools
 import mmap as _mmap
 import operator
 import os
@@ -50,6 +51,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
@@ -58,7 +60,7 @@ import numpy.typing as npt
 
 from .simhash import BITS, SCHEME, check_scheme
 
-__all__ = ["HammingIndex", "IndexFileError"]
+__all__ = ["MAX_TABLE_RADIUS", "HammingIndex", "IndexFileError", "kernel_name"]
 
 Codes: TypeAlias = npt.NDArray[np.uint64]
 Ids: TypeAlias = npt.NDArray[np.int64]
@@ -195,17 +197,159 @@ def _format_ids(ids: npt.NDArray[np.int64], limit: int = 5) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Selection: the one kernel behind search and search_batch.
+# Selection. The compiled kernel (textrec/_hamming.c) fuses XOR, popcount and selection in one
+# pass; where it could not be built, the NumPy functions below give identical results.
+
+_compiled: Any
+try:
+    from . import _hamming as _compiled
+except ImportError:  # pragma: no cover - exercised by forcing _kernel = None in the tests
+    _compiled = None
+
+# The kernel module in use, or None for the NumPy path (the tests set it to None to check that
+# both paths agree).
+_kernel: Any = _compiled
+
+_POS_BITS: Final = 56
+_POS_MASK: Final = (1 << _POS_BITS) - 1
+# Below this many codes a thread is not worth starting.
+_MIN_CODES_PER_THREAD: Final = 1 << 18
+# Radius queries use the multi-index tables up to this radius; beyond it they scan.
+MAX_TABLE_RADIUS: Final = 8
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
 
 
-def _topk(codes: Codes, ids: Ids, q: np.uint64, k: int) -> tuple[Ids, Distances]:
+def kernel_name() -> str:
+    """The scan implementation in use: ``"avx512-vpopcntdq"``, ``"popcnt"``, ``"generic"``
+    (the compiled kernel, by the CPU's instruction set) or ``"numpy"`` (no compiled kernel)."""
+    return "numpy" if _kernel is None else str(_kernel.kernel())
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _as_threads(threads: object) -> int:
+    if threads is None:
+        return _available_cores()
+    v = _int_scalar(threads, "threads")
+    if v < 1:
+        raise ValueError(f"threads must be >= 1 (or None for every available core), got {v}")
+    return v
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=max(2, _available_cores()), thread_name_prefix="textrec-scan"
+            )
+        return _pool
+
+
+def _topk_kernel(codes: Codes, queries: Codes, k: int, threads: int) -> npt.NDArray[np.uint64]:
+    """Packed keys ``distance << 56 | position`` of the ``min(k, n)`` nearest codes per query,
+    shape ``(m, min(k, n))``, each row sorted (so by distance, then position).
+
+    With several threads the array is split into contiguous parts, one per thread (the kernel
+    releases the GIL); each part yields its own top k and the parts are merged exactly by
+    sorting their keys, since keys order by (distance, position) and positions are global.
+    """
+    n = codes.shape[0]
+    m = queries.shape[0]
+    parts = max(1, min(threads, n // _MIN_CODES_PER_THREAD))
+    bounds = [n * i // parts for i in range(parts + 1)]
+
+    def run(lo: int, hi: int) -> npt.NDArray[np.uint64]:
+        out = np.empty((m, k), dtype=np.uint64)
+        filled = int(_kernel.topk(codes[lo:hi], queries, k, out))
+        keys = out[:, :filled]
+        if lo:
+            keys += np.uint64(lo)
+        return keys
+
+    if parts == 1:
+        return run(0, n)
+    futures = [_thread_pool().submit(run, lo, hi) for lo, hi in itertools.pairwise(bounds)]
+    merged = np.sort(np.concatenate([f.result() for f in futures], axis=1), axis=1)
+    return merged[:, : min(k, n)]
+
+
+def _unpack(keys: npt.NDArray[np.uint64], ids: Ids) -> tuple[Ids, Distances]:
+    dist = (keys >> np.uint64(_POS_BITS)).astype(np.int32)
+    pos = (keys & np.uint64(_POS_MASK)).astype(np.intp)
+    return ids[pos], dist
+
+
+def _search(codes: Codes, ids: Ids, queries: Codes, k: int, threads: int) -> tuple[Ids, Distances]:
+    """``(ids, distances)`` of shape ``(m, min(k, n))``: each query's nearest documents."""
+    n = codes.shape[0]
+    m = queries.shape[0]
+    kk = min(k, n)
+    if kk == 0 or m == 0:
+        return np.empty((m, kk), dtype=np.int64), np.empty((m, kk), dtype=np.int32)
+    if _kernel is not None:
+        return _unpack(_topk_kernel(codes, np.ascontiguousarray(queries), k, threads), ids)
+    out_ids = np.empty((m, kk), dtype=np.int64)
+    out_dist = np.empty((m, kk), dtype=np.int32)
+    for row, q in enumerate(queries):
+        out_ids[row], out_dist[row] = _topk_numpy(codes, ids, q, kk)
+    return out_ids, out_dist
+
+
+def _within_numpy(codes: Codes, ids: Ids, q: np.uint64, r: int) -> tuple[Ids, Distances]:
+    d = np.bitwise_count(codes ^ q)
+    sel = np.flatnonzero(d <= r)
+    ds = d[sel]
+    order = np.argsort(ds, kind="stable")
+    return ids[sel[order]], ds[order].astype(np.int32)
+
+
+class _RadiusTables:
+    """Multi-index hashing tables (Norouzi et al.) for one state of an index.
+
+    The 64 bits are cut into 3 substrings (21, 21 and 22 bits). Each table lists the positions
+    of all codes (uint32) counting-sorted by that substring, with an offsets array per bucket.
+    A code within ``r = 3s + a`` bits of the query is within ``s`` bits of it on one of the
+    first ``a + 1`` substrings or within ``s - 1`` on one of the others (pigeonhole), so probing
+    those buckets finds every match; each candidate is checked on all 64 bits. Extra memory:
+    12 bytes a document plus 32 MiB of offsets.
+    """
+
+    __slots__ = ("offsets", "positions", "state")
+
+    def __init__(self, state: tuple[Codes, Ids]) -> None:
+        codes = state[0]
+        tables, _, _, offsets_len = _kernel.mih_layout()
+        self.state = state
+        self.positions = np.empty(tables * codes.shape[0], dtype=np.uint32)
+        self.offsets = np.empty(offsets_len, dtype=np.uint32)
+        _kernel.mih_build(codes, self.positions, self.offsets)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.positions.nbytes + self.offsets.nbytes)
+
+    def within(self, q: np.uint64, r: int) -> npt.NDArray[np.uint64]:
+        raw = _kernel.mih_within(self.state[0], self.positions, self.offsets, int(q), r)
+        return np.frombuffer(raw, dtype=np.uint64)
+
+
+def _topk_numpy(codes: Codes, ids: Ids, q: np.uint64, k: int) -> tuple[Ids, Distances]:
     """The ``min(k, n)`` documents nearest to ``q``, ordered by ``(distance, id)``.
 
     ``codes`` and ``ids`` are parallel and sorted by id, so positions are in id order. The
     distances (uint8) are histogrammed; ``t`` is the smallest distance whose cumulative count
     reaches ``k``. Every position with distance ``< t`` is taken, plus the first
     ``k - count_below`` positions at distance ``t`` (the smallest ids among the ties), and the
-    selection is stable-sorted by distance. This is the seam for a future fused kernel.
+    selection is stable-sorted by distance. This is the NumPy path, used where the compiled
+    kernel is missing, and the reference the kernel is tested against.
     """
     n = codes.shape[0]
     k = min(k, n)
@@ -253,7 +397,7 @@ class HammingIndex:
     mutable, because the first add or remove builds new in-memory arrays.
     """
 
-    __slots__ = ("_lock", "_scheme", "_snapshot_id", "_state")
+    __slots__ = ("_lock", "_radius", "_radius_enabled", "_scheme", "_snapshot_id", "_state")
 
     def __init__(self, scheme: str = SCHEME, snapshot_id: str = "") -> None:
         """An empty index for fingerprints of ``scheme`` built with DF snapshot ``snapshot_id``.
@@ -265,6 +409,8 @@ class HammingIndex:
         self._snapshot_id = _check_label(snapshot_id, "snapshot_id", allow_empty=True)
         self._lock = threading.Lock()
         self._state: tuple[Codes, Ids] = (_EMPTY_CODES, _EMPTY_IDS)
+        self._radius_enabled = False
+        self._radius: _RadiusTables | None = None
 
     @classmethod
     def _from_arrays(cls, scheme: str, snapshot_id: str, codes: Codes, ids: Ids) -> HammingIndex:
@@ -349,6 +495,8 @@ class HammingIndex:
         self._scheme = _check_label(scheme, "scheme", allow_empty=False)
         self._snapshot_id = _check_label(snapshot_id, "snapshot_id", allow_empty=True)
         self._lock = threading.Lock()
+        self._radius_enabled = False
+        self._radius = None
         self._state = (
             _frozen(np.array(codes, dtype=np.uint64)),
             _frozen(np.array(ids, dtype=np.int64)),
@@ -395,6 +543,7 @@ class HammingIndex:
                 merged_codes = np.insert(old_codes, pos, scodes)
                 merged_ids = np.insert(old_ids, pos, sids)
             self._state = (_frozen(merged_codes), _frozen(merged_ids))
+            self._radius = None
 
     def remove(self, ids: object) -> int:
         """Remove the documents with these ids; returns how many were present (and removed).
@@ -416,6 +565,7 @@ class HammingIndex:
             keep = np.ones(n, dtype=bool)
             keep[pos] = False
             self._state = (_frozen(old_codes[keep]), _frozen(old_ids[keep]))
+            self._radius = None
             return int(pos.size)
 
     def extend(self, other: HammingIndex) -> None:
@@ -435,53 +585,104 @@ class HammingIndex:
 
     # ---- queries ----------------------------------------------------------------------
 
-    def search(self, code: int, k: int) -> tuple[Ids, Distances]:
+    def search(self, code: int, k: int, *, threads: int | None = 1) -> tuple[Ids, Distances]:
         """The ``k`` documents nearest to fingerprint ``code``: ``(ids, distances)``.
 
         Exact; ordered by ``(distance, id)``. Returns ``min(k, len(self))`` results (no
         padding); ``k = 0`` gives empty arrays. ``ids`` is int64, ``distances`` int32.
+        ``threads`` splits the scan of a large index over that many cores (``None``: every
+        available core); the result does not depend on it.
         """
         q = _as_code(code)
         k = _as_k(k)
+        n_threads = _as_threads(threads)
         codes, ids = self._state
-        return _topk(codes, ids, q, k)
+        found, dist = _search(codes, ids, np.array([q], dtype=np.uint64), k, n_threads)
+        return found[0], dist[0]
 
-    def search_batch(self, codes: object, k: int) -> tuple[Ids, Distances]:
+    def search_batch(
+        self, codes: object, k: int, *, threads: int | None = 1
+    ) -> tuple[Ids, Distances]:
         """:meth:`search` for each of ``m`` query fingerprints: arrays of shape ``(m, k)``.
 
         Row ``i`` holds the results for ``codes[i]``, ordered by ``(distance, id)``. When the
         index holds fewer than ``k`` documents, each row is padded at the end with id ``-1``
-        and distance ``-1`` (as faiss does). All queries see the same state of the index.
+        and distance ``-1`` (as faiss does). All queries see the same state of the index,
+        and the stored fingerprints are read once for the whole batch, so a batch costs far
+        less than its queries one by one. ``threads`` as in :meth:`search`.
         """
         queries = _as_codes(codes)
         k = _as_k(k)
+        n_threads = _as_threads(threads)
         stored_codes, stored_ids = self._state
         m = queries.shape[0]
+        found, dist = _search(stored_codes, stored_ids, queries, k, n_threads)
+        if found.shape[1] == k:
+            return found, dist
         out_ids = np.full((m, k), -1, dtype=np.int64)
         out_dist = np.full((m, k), -1, dtype=np.int32)
-        if k == 0 or stored_ids.shape[0] == 0:
-            return out_ids, out_dist
-        for row, q in enumerate(queries):
-            r_ids, r_dist = _topk(stored_codes, stored_ids, q, k)
-            out_ids[row, : r_ids.shape[0]] = r_ids
-            out_dist[row, : r_dist.shape[0]] = r_dist
+        out_ids[:, : found.shape[1]] = found
+        out_dist[:, : dist.shape[1]] = dist
         return out_ids, out_dist
 
     def within(self, code: int, radius: int) -> tuple[Ids, Distances]:
         """Every document at Hamming distance ``<= radius`` (inclusive) of ``code``.
 
-        ``radius`` is in ``0 .. 64``. Ordered by ``(distance, id)``.
+        ``radius`` is in ``0 .. 64``. Ordered by ``(distance, id)``. Scans every fingerprint,
+        unless :meth:`enable_radius_index` was called and ``radius <= MAX_TABLE_RADIUS`` (8):
+        then the multi-index tables answer in time that grows with the number of matches and
+        probed buckets, not with the size of the index. Both give the same result.
         """
         q = _as_code(code)
         r = _int_scalar(radius, "radius")
         if not 0 <= r <= BITS:
             raise ValueError(f"radius must be in 0 .. {BITS}, got {r}")
-        codes, ids = self._state
-        d = np.bitwise_count(codes ^ q)
-        sel = np.flatnonzero(d <= r)
-        ds = d[sel]
-        order = np.argsort(ds, kind="stable")
-        return ids[sel[order]], ds[order].astype(np.int32)
+        state = self._state
+        codes, ids = state
+        if _kernel is None or codes.shape[0] == 0:
+            return _within_numpy(codes, ids, q, r)
+        if self._radius_enabled and r <= MAX_TABLE_RADIUS:
+            keys = self._radius_tables(state).within(q, r)
+        else:
+            keys = np.frombuffer(_kernel.within(codes, int(q), r), dtype=np.uint64)
+        return _unpack(keys, ids)
+
+    def enable_radius_index(self) -> None:
+        """Build multi-index hashing tables so that :meth:`within` with a radius up to 8 does
+        not scan the whole index (see ``bench/README.md`` for timings).
+
+        They cost about 12.6 bytes a document on top of the 16 of the index (three uint32
+        position tables plus 32 MiB of bucket offsets). After an :meth:`add` or
+        :meth:`remove` they are rebuilt at the next :meth:`within` call (about 1 s per 10
+        million documents). Without the compiled kernel (see :func:`kernel_name`) this is a
+        no-op and :meth:`within` scans. Indexes of 2**32 - 1 documents or more always scan.
+        """
+        self._radius_enabled = _kernel is not None
+        if self._radius_enabled:
+            self._radius_tables(self._state)
+
+    def disable_radius_index(self) -> None:
+        """Drop the multi-index tables built by :meth:`enable_radius_index`."""
+        self._radius_enabled = False
+        self._radius = None
+
+    @property
+    def radius_index_nbytes(self) -> int:
+        """Bytes held by the multi-index tables (0 if they are not enabled or not yet built)."""
+        tables = self._radius
+        return 0 if tables is None else tables.nbytes
+
+    def _radius_tables(self, state: tuple[Codes, Ids]) -> _RadiusTables:
+        tables = self._radius
+        if tables is not None and tables.state is state:
+            return tables
+        if state[0].shape[0] >= 0xFFFFFFFF:  # pragma: no cover - 64 GiB of fingerprints
+            raise ValueError("radius tables hold uint32 positions: the index is too large")
+        tables = _RadiusTables(state)
+        with self._lock:  # publish only if no mutation happened meanwhile
+            if self._state is state and self._radius_enabled:
+                self._radius = tables
+        return tables
 
     # ---- persistence ------------------------------------------------------------------
 
@@ -543,14 +744,17 @@ class HammingIndex:
         """Read an index written by :meth:`save`.
 
         ``mmap=True`` maps the file read-only instead of reading it (no copy; the index stays
-        mutable by copy-on-write). ``verify=False`` skips the body CRC-32, which otherwise
-        reads the whole file; the header checksum, the size and the id order are always
-        checked. If ``expected_scheme`` or ``expected_snapshot_id`` is given and differs from
-        the file's, :class:`~textrec.simhash.SchemeMismatchError` is raised.
+        mutable by copy-on-write). ``verify=False`` skips the body CRC-32 and the check that
+        the ids are strictly increasing, which otherwise read the whole file (so a mapped 60
+        million document index opens in milliseconds); the header checksum and the size are
+        always checked. Only skip verification for files this process or a trusted build
+        wrote: a corrupt body then gives wrong results instead of an error. If
+        ``expected_scheme`` or ``expected_snapshot_id`` is given and differs from the file's,
+        :class:`~textrec.simhash.SchemeMismatchError` is raised.
 
         Raises :class:`IndexFileError` (a ValueError) naming the path if the file is not a
         textrec index, has an unsupported format version, is truncated or has trailing
-        bytes, fails a checksum, or its ids are not strictly increasing.
+        bytes, fails a checksum, or (when verifying) its ids are not strictly increasing.
         """
         p = os.fspath(path)
         with open(p, "rb") as f:
@@ -595,7 +799,7 @@ class HammingIndex:
         if not _NATIVE_LE:  # pragma: no cover - big-endian hosts convert (and copy)
             codes = _frozen(codes.astype(np.uint64))
             ids = _frozen(ids.astype(np.int64))
-        if n > 1:
+        if verify and n > 1:
             bad = np.flatnonzero(ids[1:] <= ids[:-1])
             if bad.size:
                 i = int(bad[0])

@@ -1,0 +1,229 @@
+"""Scan speed of HammingIndex against faiss IndexBinaryFlat, plain NumPy and the read floor.
+
+    python bench/scan.py --sizes 1e6,1e7,6e7            # random codes
+    python bench/scan.py --real /tmp/textrec-real.npy    # fingerprints of the shared corpora
+    python bench/scan.py --fingerprint /tmp/textrec-real.npy --limit 200000   # make that file
+
+Prints one line per measurement: p50 and p99 milliseconds per call (a call is one query, or one
+batch of 100 queries), for 1 and 2 threads. "floor" is one NumPy ``sum`` over the fingerprint
+array: the time to read it once. The machine is shared: compare rows of one run as ratios.
+Needs the ``bench`` extra (faiss-cpu, psutil).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from textrec.index import HammingIndex, _topk_numpy, kernel_name
+
+K = 10
+BATCH = 100
+
+
+def timed(fn: Callable[[], object], reps: int, budget_s: float) -> tuple[float, float, int]:
+    """p50 and p99 in ms of ``fn`` over up to ``reps`` runs, stopping after ``budget_s``."""
+    fn()  # warm up
+    times = []
+    start = time.perf_counter()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+        if time.perf_counter() - start > budget_s:
+            break
+    a = np.array(times)
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99)), len(times)
+
+
+def report(label: str, p50: float, p99: float, runs: int, per: int = 1) -> dict[str, object]:
+    extra = f"  ({p50 / per:.3f} ms/query)" if per > 1 else ""
+    print(f"  {label:<34} p50 {p50:9.2f} ms  p99 {p99:9.2f} ms  [{runs} runs]{extra}", flush=True)
+    return {"label": label, "p50": p50, "p99": p99, "runs": runs}
+
+
+def bench(codes: np.ndarray, name: str, radius: bool, reps: int) -> list[dict[str, object]]:
+    import faiss
+
+    n = codes.shape[0]
+    rng = np.random.default_rng(7)
+    ids = np.arange(n, dtype=np.int64)
+    index = HammingIndex()
+    index.add(ids, codes)
+    del ids
+    gc.collect()
+    # queries: half random, half stored codes with a few bits flipped (near duplicates)
+    qs = rng.integers(0, 2**64, size=BATCH, dtype=np.uint64)
+    stored = codes[rng.integers(0, n, BATCH // 2)]
+    qs[: BATCH // 2] = stored ^ (np.uint64(1) << rng.integers(0, 64, BATCH // 2).astype(np.uint64))
+    stored_codes, stored_ids = index.codes, index.ids
+    fidx = faiss.IndexBinaryFlat(64)
+    fidx.add(codes.view(np.uint8).reshape(n, 8))
+    fq = qs.view(np.uint8).reshape(BATCH, 8)
+    budget = 8.0
+    print(f"{name}: {n:,} codes, kernel {kernel_name()}, k={K}", flush=True)
+    rows = []
+    qi = iter(range(10**9))
+
+    def one() -> np.uint64:
+        return qs[next(qi) % BATCH]
+
+    rows.append(report("floor: numpy sum (1 thread)", *timed(lambda: codes.sum(), reps, budget)))
+    for threads in (1, 2):
+        faiss.omp_set_num_threads(threads)
+        rows.append(
+            report(
+                f"textrec single, {threads} thr",
+                *timed(lambda t=threads: index.search(one(), K, threads=t), reps, budget),
+            )
+        )
+        rows.append(
+            report(
+                f"faiss single, {threads} thr",
+                *timed(lambda: fidx.search(fq[(j := next(qi) % BATCH) : j + 1], K), reps, budget),
+            )
+        )
+        rows.append(
+            report(
+                f"textrec batch {BATCH}, {threads} thr",
+                *timed(
+                    lambda t=threads: index.search_batch(qs, K, threads=t), max(3, reps // 4), 15
+                ),
+                per=BATCH,
+            )
+        )
+        rows.append(
+            report(
+                f"faiss batch {BATCH}, {threads} thr",
+                *timed(lambda: fidx.search(fq, K), max(2, reps // 10), 15),
+                per=BATCH,
+            )
+        )
+    rows.append(
+        report(
+            "numpy single (1 thread)",
+            *timed(lambda: _topk_numpy(stored_codes, stored_ids, one(), K), max(3, reps // 4), 15),
+        )
+    )
+    fidx.reset()  # free faiss's copy before the radius tables are built
+    gc.collect()
+    if radius:
+        t0 = time.perf_counter()
+        index.enable_radius_index()
+        build = time.perf_counter() - t0
+        print(
+            f"  radius tables: built in {build:.2f} s, "
+            f"{index.radius_index_nbytes / n:.2f} extra bytes/doc",
+            flush=True,
+        )
+        for r in (4, 8):
+            found = [len(index.within(q, r)[0]) for q in qs[:10]]
+            rows.append(
+                report(
+                    f"radius {r} (tables; ~{int(np.mean(found))} hits)",
+                    *timed(lambda r=r: index.within(one(), r), reps * 3, budget),
+                )
+            )
+        index.disable_radius_index()
+        rows.append(
+            report("radius 4 (scan, 1 thr)", *timed(lambda: index.within(one(), 4), reps, budget))
+        )
+    return rows
+
+
+def snapshot_load(codes: np.ndarray) -> None:
+    """Save a snapshot, then open it in a fresh process: load time and RSS per document."""
+    n = codes.shape[0]
+    index = HammingIndex()
+    index.add(np.arange(n, dtype=np.int64), codes)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TEXTREC_BENCH_TMP", "/tmp")) as tmp:
+        path = Path(tmp) / "bench.index"
+        index.save(path)
+        del index
+        gc.collect()
+        child = r"""
+import json, sys, time, psutil, numpy as np
+from textrec.index import HammingIndex
+path = sys.argv[1]
+proc = psutil.Process()
+out = {}
+for mmap, verify in ((True, False), (True, True), (False, False)):
+    t0 = time.perf_counter()
+    idx = HammingIndex.load(path, mmap=mmap, verify=verify)
+    out[f"load mmap={mmap} verify={verify} s"] = time.perf_counter() - t0
+    del idx
+base = proc.memory_info().rss
+idx = HammingIndex.load(path, mmap=False, verify=False)
+idx.search(0, 10)
+out["rss bytes/doc (loaded in memory)"] = (proc.memory_info().rss - base) / len(idx)
+idx.enable_radius_index()
+out["rss bytes/doc (with radius tables)"] = (proc.memory_info().rss - base) / len(idx)
+print(json.dumps(out))
+"""
+        res = subprocess.run(
+            [sys.executable, "-c", child, str(path)], capture_output=True, text=True, check=True
+        )
+        for key, value in json.loads(res.stdout).items():
+            print(f"  snapshot {key:<40} {value:.3f}", flush=True)
+
+
+def fingerprint_corpora(out: Path, limit: int) -> None:
+    """Fingerprint petitions + nsmc reviews with textrec's Analyzer (Mecab) into ``out``."""
+    import gzip
+
+    from textrec import Analyzer, DFSnapshot
+
+    data = Path("/work/shared/data")
+    docs = []
+    with (data / "petitions_ko_17cat.jsonl").open(encoding="utf-8") as f:
+        docs += [json.loads(line) for line in f]
+    with gzip.open(data / "nsmc_raw_reviews.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            if len(docs) >= limit:
+                break
+            docs.append(json.loads(line))
+    analyzer = Analyzer()
+    t0 = time.perf_counter()
+    counts = [analyzer.term_counts(d["text"] or "", d.get("title")) for d in docs]
+    snapshot = DFSnapshot.from_documents(counts)
+    fps = np.array([analyzer.fingerprint(c, snapshot) for c in counts], dtype=np.uint64)
+    np.save(out, fps)
+    print(f"{len(fps):,} fingerprints in {time.perf_counter() - t0:.0f} s -> {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="1e6,1e7,6e7", help="random-code index sizes")
+    ap.add_argument("--real", type=Path, help=".npy of real fingerprints to benchmark")
+    ap.add_argument("--fingerprint", type=Path, help="write real fingerprints to this .npy")
+    ap.add_argument("--limit", type=int, default=720_000, help="documents to fingerprint")
+    ap.add_argument("--reps", type=int, default=40, help="repetitions per measurement")
+    ap.add_argument("--no-snapshot", action="store_true", help="skip the snapshot load test")
+    args = ap.parse_args()
+    if args.fingerprint:
+        fingerprint_corpora(args.fingerprint, args.limit)
+        return
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cpus, load {os.getloadavg()}")
+    if args.real:
+        bench(np.load(args.real), f"real fingerprints {args.real.name}", True, args.reps)
+    for size in [int(float(s)) for s in args.sizes.split(",") if s]:
+        codes = np.random.default_rng(size).integers(0, 2**64, size=size, dtype=np.uint64)
+        bench(codes, f"random {size:,}", True, args.reps)
+        if size >= 10**7 and not args.no_snapshot:
+            snapshot_load(codes)
+        del codes
+        gc.collect()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The compiled scan kernel (textrec/_hamming.c) against brute force and the NumPy path.
+
+Every instruction-set variant the CPU supports is run, as is the NumPy fallback (forced by
+setting ``textrec.index._kernel`` to None), the multi-thread split and the multi-index radius
+tables, on data full of ties.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import textrec.index as index_module
+from textrec.index import MAX_TABLE_RADIUS, HammingIndex, IndexFileError, kernel_name
+
+compiled = index_module._compiled
+
+
+def brute(codes: np.ndarray, ids: np.ndarray, q: int, k: int) -> tuple[list[int], list[int]]:
+    d = np.bitwise_count(codes ^ np.uint64(q)).astype(np.int64)
+    order = np.lexsort((ids, d))[:k]
+    return ids[order].tolist(), d[order].tolist()
+
+
+def brute_within(codes: np.ndarray, ids: np.ndarray, q: int, r: int) -> tuple[list[int], list[int]]:
+    found, dist = brute(codes, ids, q, len(ids))
+    keep = [i for i, d in enumerate(dist) if d <= r]
+    return [found[i] for i in keep], [dist[i] for i in keep]
+
+
+def lists(result: tuple[np.ndarray, np.ndarray]) -> tuple[list[int], list[int]]:
+    ids, dist = result
+    assert ids.dtype == np.int64
+    assert dist.dtype == np.int32
+    return ids.tolist(), dist.tolist()
+
+
+def tied_codes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random codes, a cluster of near neighbours of 0 and many exact duplicates."""
+    codes = rng.integers(0, 2**64, size=n, dtype=np.uint64, endpoint=False)
+    sparse = rng.integers(0, 2**64, size=(n, 3), dtype=np.uint64, endpoint=False)
+    near = sparse[:, 0] & sparse[:, 1] & sparse[:, 2]
+    codes[::3] = near[::3]
+    codes[::7] = np.uint64(0x0F0F)
+    codes[::11] = np.uint64(0)
+    return codes
+
+
+def kernels() -> list[str]:
+    if compiled is None:
+        return []
+    names = ["generic"]
+    for name in ("popcnt", "avx512-vpopcntdq"):
+        try:
+            compiled.use_kernel(name)
+        except ValueError:
+            continue
+        names.append(name)
+    compiled.use_kernel("best")
+    return names
+
+
+@pytest.fixture(params=["numpy", *kernels()])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name: str = request.param
+    if name == "numpy":
+        monkeypatch.setattr(index_module, "_kernel", None)
+        yield name
+        return
+    assert compiled is not None
+    compiled.use_kernel(name)
+    try:
+        yield name
+    finally:
+        compiled.use_kernel("best")
+
+
+def test_compiled_kernel_is_built_and_selected() -> None:
+    # gcc and the Python headers are present wherever textrec is tested: a silently skipped
+    # build would leave every user on the slow path.
+    assert compiled is not None
+    assert kernel_name() == compiled.kernel()
+    assert kernel_name() in {"generic", "popcnt", "avx512-vpopcntdq"}
+
+
+@pytest.mark.parametrize("n", [1, 5, 31, 4096, 9000])
+def test_search_matches_brute_force(path: str, n: int) -> None:
+    rng = np.random.default_rng(n)
+    codes = tied_codes(rng, n)
+    ids = np.sort(rng.choice(10**9, size=n, replace=False)).astype(np.int64)
+    index = HammingIndex()
+    index.add(ids, codes)
+    queries = [0, 0x0F0F, 2**64 - 1, int(codes[n // 2]), int(rng.integers(0, 2**63))]
+    for q in queries:
+        for k in (1, 2, 10, 64, n - 1, n, n + 3):
+            if k < 1:
+                continue
+            assert lists(index.search(q, k)) == brute(codes, ids, q, k), (q, k)
+
+
+@pytest.mark.parametrize("m", [1, 2, 7, 8, 9, 20])
+def test_batch_matches_brute_force(path: str, m: int) -> None:
+    rng = np.random.default_rng(m)
+    n = 10_000  # more than one 4096-code block, and a partial one
+    codes = tied_codes(rng, n)
+    ids = np.arange(5, 5 + 3 * n, 3, dtype=np.int64)
+    index = HammingIndex()
+    index.add(ids, codes)
+    queries = np.concatenate(
+        [np.array([0, 0x0F0F], dtype=np.uint64), rng.integers(0, 2**64, 30, dtype=np.uint64)]
+    )[:m]
+    for k in (1, 13, 700):
+        b_ids, b_dist = index.search_batch(queries, k)
+        for row, q in enumerate(queries.tolist()):
+            assert (b_ids[row].tolist(), b_dist[row].tolist()) == brute(codes, ids, q, k)
+
+
+def test_batch_pads_beyond_n(path: str) -> None:
+    index = HammingIndex()
+    index.add([9, 4, 6], [7, 7, 0])
+    ids, dist = index.search_batch([7, 0], 5)
+    assert ids.tolist() == [[4, 9, 6, -1, -1], [6, 4, 9, -1, -1]]
+    assert dist.tolist() == [[0, 0, 3, -1, -1], [0, 3, 3, -1, -1]]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, None])
+def test_threads_split_and_merge_exactly(
+    path: str, threads: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "_MIN_CODES_PER_THREAD", 1000)
+    rng = np.random.default_rng(3)
+    n = 7001
+    codes = tied_codes(rng, n)
+    ids = np.arange(n, dtype=np.int64) * 2
+    index = HammingIndex()
+    index.add(ids, codes)
+    for q in (0, 0x0F0F, int(codes[4000])):
+        for k in (1, 40, 3000, n + 1):
+            assert lists(index.search(q, k, threads=threads)) == brute(codes, ids, q, k)
+        b_ids, b_dist = index.search_batch([q, q ^ 1], 25, threads=threads)
+        assert (b_ids[0].tolist(), b_dist[0].tolist()) == brute(codes, ids, q, 25)
+        assert (b_ids[1].tolist(), b_dist[1].tolist()) == brute(codes, ids, q ^ 1, 25)
+
+
+def test_threads_validation() -> None:
+    index = HammingIndex()
+    index.add([1], [1])
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        index.search(1, 1, threads=0)
+    with pytest.raises(TypeError, match="threads must be an integer"):
+        index.search_batch([1], 1, threads=1.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tables", [False, True])
+def test_within_matches_brute_force(path: str, tables: bool) -> None:
+    rng = np.random.default_rng(11)
+    n = 20_000
+    base = int(rng.integers(0, 2**63))
+    flips = np.zeros(n, dtype=np.uint64)
+    for _ in range(6):  # up to 6 random bit flips from base, often fewer
+        bits = rng.integers(0, 64, n).astype(np.uint64)
+        flips ^= np.where(rng.random(n) < 0.5, np.uint64(1) << bits, np.uint64(0))
+    codes = np.uint64(base) ^ flips
+    codes[::5] = rng.integers(0, 2**64, size=codes[::5].shape[0], dtype=np.uint64)
+    ids = np.sort(rng.choice(10**7, size=n, replace=False)).astype(np.int64)
+    index = HammingIndex()
+    index.add(ids, codes)
+    if tables:
+        index.enable_radius_index()
+        assert index.radius_index_nbytes == (0 if path == "numpy" else 12 * n + 4 * (2**23 + 3))
+    for q in (base, base ^ 0b1011, int(codes[7]), int(codes[10])):
+        for r in (*range(MAX_TABLE_RADIUS + 2), 20, 64):
+            assert lists(index.within(q, r)) == brute_within(codes, ids, q, r), (q, r)
+    # mutations invalidate the tables; they are rebuilt for the new state
+    gone = ids[::4]
+    index.remove(gone)
+    new_ids = np.arange(10**7, 10**7 + 100, dtype=np.int64)
+    new_codes = np.uint64(base) ^ (np.uint64(1) << np.arange(100, dtype=np.uint64) % 64)
+    index.add(new_ids, new_codes)
+    all_ids = np.concatenate([np.delete(ids, np.s_[::4]), new_ids])
+    all_codes = np.concatenate([np.delete(codes, np.s_[::4]), new_codes])
+    for r in (0, 1, 4, 8):
+        assert lists(index.within(base, r)) == brute_within(all_codes, all_ids, base, r)
+    index.disable_radius_index()
+    assert index.radius_index_nbytes == 0
+    assert lists(index.within(base, 4)) == brute_within(all_codes, all_ids, base, 4)
+
+
+def test_radius_tables_are_dropped_on_mutation() -> None:
+    index = HammingIndex()
+    index.add(range(100), range(100))
+    index.enable_radius_index()
+    assert index.radius_index_nbytes > 0
+    index.add([1000], [5])
+    assert index.radius_index_nbytes == 0  # the old state's tables are not kept alive
+    assert lists(index.within(5, 0)) == ([5, 1000], [0, 0])
+    assert index.radius_index_nbytes > 0
+
+
+def test_mmap_search_without_verify(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    ids = sorted(rng.sample(range(10**6), 3000))
+    codes = np.array([rng.getrandbits(64) for _ in ids], dtype=np.uint64)
+    index = HammingIndex()
+    index.add(ids, codes)
+    path = tmp_path / "x.idx"
+    index.save(path)
+    mapped = HammingIndex.load(path, mmap=True, verify=False)
+    mapped.enable_radius_index()
+    q = int(codes[17])
+    assert lists(mapped.search(q, 9)) == lists(index.search(q, 9))
+    assert lists(mapped.within(q, 6)) == brute_within(codes, np.array(ids), q, 6)
+
+
+def test_unordered_ids_caught_only_by_verify(tmp_path: Path) -> None:
+    index = HammingIndex()
+    index.add([1, 2, 3], [7, 8, 9])
+    path = tmp_path / "x.idx"
+    index.save(path)
+    raw = bytearray(path.read_bytes())
+    raw[4096 + 24 : 4096 + 48] = np.array([3, 2, 1], dtype="<i8").tobytes()
+    struct.pack_into("<I", raw, 24, zlib.crc32(bytes(raw[4096:])))
+    struct.pack_into("<I", raw, 28, 0)
+    struct.pack_into("<I", raw, 28, zlib.crc32(bytes(raw[:4096])))
+    path.write_bytes(raw)
+    with pytest.raises(IndexFileError, match="strictly increasing"):
+        HammingIndex.load(path, mmap=True)
+    assert len(HammingIndex.load(path, mmap=True, verify=False)) == 3

@@ -1,0 +1,676 @@
+/*
+ * textrec._hamming: fused Hamming-distance kernels for textrec.index.
+ *
+ * Everything here works on positions into a uint64 array of fingerprints. A result is a
+ * "packed key" (distance << 56) | position, so sorting keys sorts by (distance, position),
+ * which is (distance, id) because the index keeps its arrays in id order.
+ *
+ * topk:   one pass over the codes; XOR, popcount and selection fused. Per query it keeps a
+ *         65-bin histogram of accepted candidates and a bound `lim` (accept only distances
+ *         < lim) that drops as soon as k accepted codes make a later one useless (accept()).
+ *         A batch streams the array once, in L1-sized blocks, and runs every query over each
+ *         block, so memory is read once per batch.
+ * within: every position at distance <= r, linear scan.
+ * mih_*:  multi-index hashing (Norouzi, Punjani & Fleet): three tables keyed by 21, 21 and
+ *         22-bit substrings, each a counting-sorted array of uint32 positions.
+ *
+ * The popcount kernels are compiled for three targets (AVX-512 VPOPCNTDQ, POPCNT, plain C)
+ * with GCC/Clang target attributes and chosen at import time from what the CPU supports, so
+ * the module is built with portable flags and runs on any x86-64 (or other) machine.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TX_X86 1
+#include <immintrin.h>
+#else
+#define TX_X86 0
+#endif
+
+#define POS_BITS 56
+#define POS_MASK ((((uint64_t)1) << POS_BITS) - 1)
+#define BLOCK 4096 /* codes per block in a batch: 32 KiB, stays in L1/L2 */
+
+/* ---- selection state ----------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t q;
+    uint64_t k;
+    uint64_t *buf; /* packed keys of accepted candidates, in position order */
+    size_t len, cap;
+    uint64_t live; /* accepted candidates with distance < lim */
+    int lim;       /* accept a code only if its distance is < lim */
+    uint64_t hist[65];
+} state_t;
+
+static void compact(state_t *s) {
+    size_t j = 0;
+    uint64_t lim = (uint64_t)s->lim;
+    for (size_t i = 0; i < s->len; i++) {
+        if ((s->buf[i] >> POS_BITS) <= lim) s->buf[j++] = s->buf[i];
+    }
+    s->len = j;
+}
+
+/* Accept a code at distance d < lim. Invariant: live = #accepted with distance < lim, and
+ * live < k. When live reaches k, k codes at smaller positions are strictly nearer than lim-1
+ * or tied at it, so any later code at distance >= lim-1 ranks after k others: lower lim. The
+ * candidates with distance <= lim never exceed k (each accept adds one), so a buffer of 2k
+ * entries compacts to at most k. */
+static inline void accept(state_t *s, uint64_t d, uint64_t pos) {
+    if (s->len == s->cap) compact(s);
+    s->buf[s->len++] = (d << POS_BITS) | pos;
+    s->hist[d]++;
+    s->live++;
+    while (s->live >= s->k) {
+        s->lim--;
+        s->live -= s->hist[s->lim];
+    }
+}
+
+static int state_init(state_t *s, uint64_t q, uint64_t k, uint64_t n) {
+    memset(s, 0, sizeof(*s));
+    s->q = q;
+    s->k = k;
+    s->lim = 65;
+    size_t cap = (size_t)(2 * k + 64);
+    if (cap > n) cap = (size_t)n;
+    if (cap == 0) cap = 1;
+    s->cap = cap;
+    s->buf = (uint64_t *)malloc(cap * sizeof(uint64_t));
+    return s->buf != NULL;
+}
+
+/* Write the min(k, accepted) nearest keys, sorted by (distance, position), into out. */
+static uint64_t state_finish(state_t *s, uint64_t *out) {
+    uint64_t lim = (uint64_t)s->lim;
+    uint64_t start[66];
+    uint64_t total = 0;
+    for (uint64_t d = 0; d <= 64; d++) {
+        start[d] = total;
+        if (d <= lim) total += s->hist[d];
+    }
+    /* counting sort by distance; stable, so positions stay ascending within a distance */
+    uint64_t take = total < s->k ? total : s->k;
+    for (size_t i = 0; i < s->len; i++) {
+        uint64_t d = s->buf[i] >> POS_BITS;
+        if (d > lim) continue;
+        uint64_t at = start[d]++;
+        if (at < take) out[at] = s->buf[i];
+    }
+    free(s->buf);
+    s->buf = NULL;
+    return take;
+}
+
+/* ---- scan kernels, one per instruction set ---------------------------------------------- */
+
+static inline int popcount_generic(uint64_t x) {
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (int)((x * 0x0101010101010101ULL) >> 56);
+}
+
+#define SCALAR_SCAN(NAME, POPCNT, ATTR)                                                    \
+    ATTR static void NAME(state_t *s, const uint64_t *c, size_t n, uint64_t base) {       \
+        uint64_t q = s->q;                                                                 \
+        int lim = s->lim;                                                                  \
+        for (size_t i = 0; i < n; i++) {                                                   \
+            int d = POPCNT(c[i] ^ q);                                                      \
+            if (d < lim) {                                                                 \
+                accept(s, (uint64_t)d, base + i);                                          \
+                lim = s->lim;                                                              \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    ATTR static size_t NAME##_within(const uint64_t *c, size_t n, uint64_t q, int r,      \
+                                     uint64_t **buf, size_t *cap, size_t len) {            \
+        for (size_t i = 0; i < n; i++) {                                                   \
+            int d = POPCNT(c[i] ^ q);                                                      \
+            if (d <= r) {                                                                  \
+                if (len == *cap) {                                                         \
+                    size_t nc = *cap * 2 + 1024;                                           \
+                    uint64_t *nb = (uint64_t *)realloc(*buf, nc * sizeof(uint64_t));       \
+                    if (!nb) return (size_t)-1;                                            \
+                    *buf = nb;                                                             \
+                    *cap = nc;                                                             \
+                }                                                                          \
+                (*buf)[len++] = ((uint64_t)d << POS_BITS) | i;                             \
+            }                                                                              \
+        }                                                                                  \
+        return len;                                                                        \
+    }
+
+SCALAR_SCAN(scan_generic, popcount_generic, )
+
+#if TX_X86
+#define POPCNT_HW(x) ((int)__builtin_popcountll(x))
+SCALAR_SCAN(scan_popcnt, POPCNT_HW, __attribute__((target("popcnt"))))
+
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx512(
+    state_t *s, const uint64_t *c, size_t n, uint64_t base) {
+    const __m512i qv = _mm512_set1_epi64((long long)s->q);
+    __m512i limv = _mm512_set1_epi64(s->lim);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i d0 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i), qv));
+        __m512i d1 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i + 8), qv));
+        __m512i d2 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i + 16), qv));
+        __m512i d3 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i + 24), qv));
+        __mmask8 m0 = _mm512_cmplt_epu64_mask(d0, limv);
+        __mmask8 m1 = _mm512_cmplt_epu64_mask(d1, limv);
+        __mmask8 m2 = _mm512_cmplt_epu64_mask(d2, limv);
+        __mmask8 m3 = _mm512_cmplt_epu64_mask(d3, limv);
+        if ((m0 | m1 | m2 | m3) == 0) continue;
+        uint32_t m = (uint32_t)m0 | ((uint32_t)m1 << 8) | ((uint32_t)m2 << 16) |
+                     ((uint32_t)m3 << 24);
+        while (m) {
+            unsigned j = (unsigned)__builtin_ctz(m);
+            m &= m - 1;
+            int d = __builtin_popcountll(c[i + j] ^ s->q);
+            if (d < s->lim) accept(s, (uint64_t)d, base + i + j);
+        }
+        limv = _mm512_set1_epi64(s->lim);
+    }
+    int lim = s->lim;
+    for (; i < n; i++) {
+        int d = __builtin_popcountll(c[i] ^ s->q);
+        if (d < lim) {
+            accept(s, (uint64_t)d, base + i);
+            lim = s->lim;
+        }
+    }
+}
+
+/* A batch: GROUP queries against the same 8 codes, so each code is loaded once per group. A
+ * group is padded with states whose lim is 0, which accept nothing. */
+#define GROUP 8
+__attribute__((target("avx512f,avx512dq,avx512vpopcntdq,popcnt"))) static void scan_avx512_group(
+    state_t **s, const uint64_t *c, size_t n, uint64_t base) {
+    __m512i qv[GROUP], limv[GROUP];
+    for (int j = 0; j < GROUP; j++) {
+        qv[j] = _mm512_set1_epi64((long long)s[j]->q);
+        limv[j] = _mm512_set1_epi64(s[j]->lim);
+    }
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        /* distance - lim is negative where a query accepts a code: one min over the group and
+         * one sign test per 8 codes; the rare hits are redone per query */
+        __m512i x = _mm512_loadu_si512(c + i);
+        __m512i lo = _mm512_sub_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(x, qv[0])), limv[0]);
+#pragma GCC unroll 8
+        for (int j = 1; j < GROUP; j++)
+            lo = _mm512_min_epi64(
+                lo, _mm512_sub_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j])), limv[j]));
+        if (!_mm512_movepi64_mask(lo)) continue;
+        for (int j = 0; j < GROUP; j++) {
+            unsigned mm = _mm512_cmplt_epu64_mask(
+                _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j])), limv[j]);
+            if (!mm) continue;
+            state_t *st = s[j];
+            while (mm) {
+                unsigned b = (unsigned)__builtin_ctz(mm);
+                mm &= mm - 1;
+                int d = __builtin_popcountll(c[i + b] ^ st->q);
+                if (d < st->lim) accept(st, (uint64_t)d, base + i + b);
+            }
+            limv[j] = _mm512_set1_epi64(st->lim);
+        }
+    }
+    for (int j = 0; j < GROUP; j++) {
+        state_t *st = s[j];
+        for (size_t t = i; t < n; t++) {
+            int d = __builtin_popcountll(c[t] ^ st->q);
+            if (d < st->lim) accept(st, (uint64_t)d, base + t);
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t scan_avx512_within(
+    const uint64_t *c, size_t n, uint64_t q, int r, uint64_t **buf, size_t *cap, size_t len) {
+    const __m512i qv = _mm512_set1_epi64((long long)q);
+    const __m512i rv = _mm512_set1_epi64(r);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i), qv));
+        __mmask8 m = _mm512_cmple_epu64_mask(d, rv);
+        if (!m) continue;
+        size_t got = scan_popcnt_within(c + i, 8, q, r, buf, cap, len);
+        if (got == (size_t)-1) return got;
+        for (size_t t = len; t < got; t++) (*buf)[t] += i; /* positions are relative to c+i */
+        len = got;
+    }
+    size_t got = scan_popcnt_within(c + i, n - i, q, r, buf, cap, len);
+    if (got == (size_t)-1) return got;
+    for (size_t t = len; t < got; t++) (*buf)[t] += i;
+    return got;
+}
+#endif
+
+typedef void (*scan_fn)(state_t *, const uint64_t *, size_t, uint64_t);
+typedef size_t (*within_fn)(const uint64_t *, size_t, uint64_t, int, uint64_t **, size_t *,
+                            size_t);
+static scan_fn SCAN = scan_generic;
+static within_fn WITHIN = scan_generic_within;
+static const char *KERNEL = "generic";
+
+static void choose_kernel(void) {
+#if TX_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vpopcntdq") &&
+        __builtin_cpu_supports("popcnt")) {
+        SCAN = scan_avx512;
+        WITHIN = scan_avx512_within;
+        KERNEL = "avx512-vpopcntdq";
+    } else if (__builtin_cpu_supports("popcnt")) {
+        SCAN = scan_popcnt;
+        WITHIN = scan_popcnt_within;
+        KERNEL = "popcnt";
+    }
+#endif
+}
+
+/* ---- buffers ----------------------------------------------------------------------------- */
+
+static int get_u64(PyObject *obj, Py_buffer *view, int writable, const char *what) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
+    if (view->itemsize != 8 || view->len % 8 != 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous array of 8-byte integers", what);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_u32(PyObject *obj, Py_buffer *view, int writable, const char *what) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
+    if (view->itemsize != 4 || view->len % 4 != 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous array of 4-byte integers", what);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* keys = sort of packed keys by value (distance, position) */
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- topk(codes, queries, k, out) -> filled ------------------------------------------- */
+
+static PyObject *py_topk(PyObject *self, PyObject *args) {
+    PyObject *codes_obj, *queries_obj, *out_obj;
+    unsigned long long k;
+    if (!PyArg_ParseTuple(args, "OOKO", &codes_obj, &queries_obj, &k, &out_obj)) return NULL;
+    Py_buffer cb, qb, ob;
+    if (get_u64(codes_obj, &cb, 0, "codes") < 0) return NULL;
+    if (get_u64(queries_obj, &qb, 0, "queries") < 0) {
+        PyBuffer_Release(&cb);
+        return NULL;
+    }
+    if (get_u64(out_obj, &ob, 1, "out") < 0) {
+        PyBuffer_Release(&cb);
+        PyBuffer_Release(&qb);
+        return NULL;
+    }
+    const uint64_t *c = (const uint64_t *)cb.buf;
+    const uint64_t *qs = (const uint64_t *)qb.buf;
+    uint64_t *out = (uint64_t *)ob.buf;
+    size_t n = (size_t)(cb.len / 8), m = (size_t)(qb.len / 8);
+    uint64_t kk = k < n ? k : n;
+    PyObject *result = NULL;
+    state_t *st = NULL;
+    if (k == 0 || (size_t)(ob.len / 8) < m * k) {
+        PyErr_SetString(PyExc_ValueError, "k must be >= 1 and out must hold len(queries)*k keys");
+        goto done;
+    }
+    if ((uint64_t)n > POS_MASK) {
+        PyErr_SetString(PyExc_ValueError, "too many codes for the kernel");
+        goto done;
+    }
+    st = (state_t *)calloc(m ? m : 1, sizeof(state_t));
+    if (!st) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int ok = 1;
+    uint64_t filled = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    for (size_t j = 0; j < m; j++) {
+        if (!state_init(&st[j], qs[j], k, n)) ok = 0;
+    }
+    if (ok && n) {
+        if (m == 1) {
+            SCAN(&st[0], c, n, 0);
+        } else {
+            state_t dummy;
+            memset(&dummy, 0, sizeof(dummy)); /* lim 0: accepts nothing */
+            for (size_t b = 0; b < n; b += BLOCK) {
+                size_t len = n - b < BLOCK ? n - b : BLOCK;
+#if TX_X86
+                if (SCAN == scan_avx512) {
+                    for (size_t j = 0; j < m; j += GROUP) {
+                        state_t *group[GROUP];
+                        for (size_t g = 0; g < GROUP; g++)
+                            group[g] = j + g < m ? &st[j + g] : &dummy;
+                        scan_avx512_group(group, c + b, len, b);
+                    }
+                    continue;
+                }
+#endif
+                for (size_t j = 0; j < m; j++) SCAN(&st[j], c + b, len, b);
+            }
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+        if (st[j].buf) {
+            if (ok)
+                filled = state_finish(&st[j], out + j * k);
+            else
+                free(st[j].buf);
+        }
+    }
+    Py_END_ALLOW_THREADS;
+    if (!ok) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    (void)kk;
+    result = PyLong_FromUnsignedLongLong(filled);
+done:
+    free(st);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&qb);
+    PyBuffer_Release(&ob);
+    return result;
+}
+
+/* counting sort of packed keys by distance, stable (keeps position order within a distance) */
+static void sort_by_distance(uint64_t *keys, size_t len, uint64_t *tmp) {
+    size_t start[66] = {0};
+    for (size_t i = 0; i < len; i++) start[(keys[i] >> POS_BITS) + 1]++;
+    for (int d = 1; d <= 65; d++) start[d] += start[d - 1];
+    for (size_t i = 0; i < len; i++) tmp[start[keys[i] >> POS_BITS]++] = keys[i];
+    memcpy(keys, tmp, len * sizeof(uint64_t));
+}
+
+/* ---- within(codes, q, r) -> bytes of packed keys sorted by (distance, position) --------- */
+
+static PyObject *py_within(PyObject *self, PyObject *args) {
+    PyObject *codes_obj;
+    unsigned long long q;
+    int r;
+    if (!PyArg_ParseTuple(args, "OKi", &codes_obj, &q, &r)) return NULL;
+    Py_buffer cb;
+    if (get_u64(codes_obj, &cb, 0, "codes") < 0) return NULL;
+    size_t n = (size_t)(cb.len / 8);
+    size_t cap = 1024, len = 0;
+    uint64_t *buf = (uint64_t *)malloc(cap * sizeof(uint64_t));
+    uint64_t *tmp = NULL;
+    int ok = buf != NULL;
+    Py_BEGIN_ALLOW_THREADS;
+    if (ok) {
+        len = WITHIN((const uint64_t *)cb.buf, n, (uint64_t)q, r, &buf, &cap, 0);
+        if (len == (size_t)-1) ok = 0;
+    }
+    if (ok && len) {
+        tmp = (uint64_t *)malloc(len * sizeof(uint64_t));
+        if (tmp)
+            sort_by_distance(buf, len, tmp);
+        else
+            ok = 0;
+    }
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&cb);
+    PyObject *res = ok ? PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)(len * 8))
+                       : PyErr_NoMemory();
+    free(buf);
+    free(tmp);
+    return res;
+}
+
+/* ---- multi-index hashing ----------------------------------------------------------------- */
+
+#define MIH_TABLES 3
+static const int MIH_SHIFT[MIH_TABLES] = {0, 21, 42};
+static const int MIH_WIDTH[MIH_TABLES] = {21, 21, 22};
+
+static size_t mih_offsets_len(void) {
+    size_t total = 0;
+    for (int t = 0; t < MIH_TABLES; t++) total += ((size_t)1 << MIH_WIDTH[t]) + 1;
+    return total;
+}
+
+static inline uint32_t sub_key(uint64_t x, int t) {
+    return (uint32_t)((x >> MIH_SHIFT[t]) & ((((uint64_t)1) << MIH_WIDTH[t]) - 1));
+}
+
+/* mih_build(codes, positions[3n] uint32, offsets[sum(2^w+1)] uint32) */
+static PyObject *py_mih_build(PyObject *self, PyObject *args) {
+    PyObject *codes_obj, *pos_obj, *off_obj;
+    if (!PyArg_ParseTuple(args, "OOO", &codes_obj, &pos_obj, &off_obj)) return NULL;
+    Py_buffer cb, pb, ob;
+    if (get_u64(codes_obj, &cb, 0, "codes") < 0) return NULL;
+    if (get_u32(pos_obj, &pb, 1, "positions") < 0) {
+        PyBuffer_Release(&cb);
+        return NULL;
+    }
+    if (get_u32(off_obj, &ob, 1, "offsets") < 0) {
+        PyBuffer_Release(&cb);
+        PyBuffer_Release(&pb);
+        return NULL;
+    }
+    size_t n = (size_t)(cb.len / 8);
+    PyObject *res = NULL;
+    if ((size_t)(pb.len / 4) != MIH_TABLES * n || (size_t)(ob.len / 4) != mih_offsets_len() ||
+        n >= 0xFFFFFFFFu) {
+        PyErr_SetString(PyExc_ValueError, "bad multi-index table sizes");
+        goto done;
+    }
+    const uint64_t *c = (const uint64_t *)cb.buf;
+    uint32_t *pos = (uint32_t *)pb.buf;
+    uint32_t *off = (uint32_t *)ob.buf;
+    Py_BEGIN_ALLOW_THREADS;
+    for (int t = 0; t < MIH_TABLES; t++) {
+        size_t buckets = (size_t)1 << MIH_WIDTH[t];
+        memset(off, 0, (buckets + 1) * sizeof(uint32_t));
+        for (size_t i = 0; i < n; i++) off[sub_key(c[i], t) + 1]++;
+        for (size_t b = 0; b < buckets; b++) off[b + 1] += off[b];
+        /* fill using off[b] as a cursor, then shift back */
+        for (size_t i = 0; i < n; i++) pos[off[sub_key(c[i], t)]++] = (uint32_t)i;
+        for (size_t b = buckets; b > 0; b--) off[b] = off[b - 1];
+        off[0] = 0;
+        pos += n;
+        off += buckets + 1;
+    }
+    Py_END_ALLOW_THREADS;
+    res = Py_None;
+    Py_INCREF(res);
+done:
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&ob);
+    return res;
+}
+
+typedef struct {
+    const uint64_t *c;
+    const uint32_t *pos;
+    const uint32_t *off;
+    uint64_t q;
+    int r;
+    int t;
+    int radius[MIH_TABLES];
+    uint64_t *buf;
+    size_t len, cap;
+    int oom;
+} mih_query_t;
+
+static inline int sub_dist(uint64_t x, int t) {
+    return popcount_generic(x & ((((uint64_t)1) << MIH_WIDTH[t]) - 1) << MIH_SHIFT[t]);
+}
+
+static void mih_bucket(mih_query_t *mq, uint32_t key) {
+    const uint32_t *p = mq->pos + mq->off[key];
+    const uint32_t *e = mq->pos + mq->off[key + 1];
+    for (; p < e; p++) {
+        uint64_t x = mq->c[*p] ^ mq->q;
+        int d = popcount_generic(x);
+        if (d > mq->r) continue;
+        /* report a code from the first table whose probe radius covers it, only */
+        int dup = 0;
+        for (int u = 0; u < mq->t; u++) {
+            if (sub_dist(x, u) <= mq->radius[u]) {
+                dup = 1;
+                break;
+            }
+        }
+        if (dup) continue;
+        if (mq->len == mq->cap) {
+            size_t nc = mq->cap * 2 + 256;
+            uint64_t *nb = (uint64_t *)realloc(mq->buf, nc * sizeof(uint64_t));
+            if (!nb) {
+                mq->oom = 1;
+                return;
+            }
+            mq->buf = nb;
+            mq->cap = nc;
+        }
+        mq->buf[mq->len++] = ((uint64_t)d << POS_BITS) | *p;
+    }
+}
+
+/* visit every key within `left` more bit flips of key, flipping bits >= from */
+static void mih_probe(mih_query_t *mq, uint32_t key, int from, int left) {
+    mih_bucket(mq, key);
+    if (left == 0) return;
+    for (int b = from; b < MIH_WIDTH[mq->t]; b++) mih_probe(mq, key ^ (1u << b), b + 1, left - 1);
+}
+
+/* mih_within(codes, positions, offsets, q, r) -> bytes of packed keys, sorted */
+static PyObject *py_mih_within(PyObject *self, PyObject *args) {
+    PyObject *codes_obj, *pos_obj, *off_obj;
+    unsigned long long q;
+    int r;
+    if (!PyArg_ParseTuple(args, "OOOKi", &codes_obj, &pos_obj, &off_obj, &q, &r)) return NULL;
+    Py_buffer cb, pb, ob;
+    if (get_u64(codes_obj, &cb, 0, "codes") < 0) return NULL;
+    if (get_u32(pos_obj, &pb, 0, "positions") < 0) {
+        PyBuffer_Release(&cb);
+        return NULL;
+    }
+    if (get_u32(off_obj, &ob, 0, "offsets") < 0) {
+        PyBuffer_Release(&cb);
+        PyBuffer_Release(&pb);
+        return NULL;
+    }
+    size_t n = (size_t)(cb.len / 8);
+    PyObject *res = NULL;
+    if ((size_t)(pb.len / 4) != MIH_TABLES * n || (size_t)(ob.len / 4) != mih_offsets_len() ||
+        r < 0 || r > 64) {
+        PyErr_SetString(PyExc_ValueError, "bad multi-index table sizes or radius");
+        goto done;
+    }
+    mih_query_t mq;
+    memset(&mq, 0, sizeof(mq));
+    mq.c = (const uint64_t *)cb.buf;
+    mq.q = (uint64_t)q;
+    mq.r = r;
+    /* r = 3s + a: some table among the first a+1 is within s, or one of the rest within s-1 */
+    int s = r / MIH_TABLES, a = r % MIH_TABLES;
+    for (int t = 0; t < MIH_TABLES; t++) mq.radius[t] = t <= a ? s : s - 1;
+    Py_BEGIN_ALLOW_THREADS;
+    const uint32_t *pos = (const uint32_t *)pb.buf;
+    const uint32_t *off = (const uint32_t *)ob.buf;
+    for (int t = 0; t < MIH_TABLES && !mq.oom; t++) {
+        mq.t = t;
+        mq.pos = pos;
+        mq.off = off;
+        if (mq.radius[t] >= 0) mih_probe(&mq, sub_key(mq.q, t), 0, mq.radius[t]);
+        pos += n;
+        off += ((size_t)1 << MIH_WIDTH[t]) + 1;
+    }
+    if (!mq.oom && mq.len) qsort(mq.buf, mq.len, sizeof(uint64_t), cmp_u64);
+    Py_END_ALLOW_THREADS;
+    res = mq.oom ? PyErr_NoMemory()
+                 : PyBytes_FromStringAndSize((const char *)mq.buf, (Py_ssize_t)(mq.len * 8));
+    free(mq.buf);
+done:
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&ob);
+    return res;
+}
+
+static PyObject *py_kernel(PyObject *self, PyObject *args) { return PyUnicode_FromString(KERNEL); }
+
+/* use_kernel(name): switch to a named kernel ("best" re-detects); for tests and benchmarks */
+static PyObject *py_use_kernel(PyObject *self, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    if (strcmp(name, "best") == 0) {
+        choose_kernel();
+    } else if (strcmp(name, "generic") == 0) {
+        SCAN = scan_generic;
+        WITHIN = scan_generic_within;
+        KERNEL = "generic";
+#if TX_X86
+    } else if (strcmp(name, "popcnt") == 0 && __builtin_cpu_supports("popcnt")) {
+        SCAN = scan_popcnt;
+        WITHIN = scan_popcnt_within;
+        KERNEL = "popcnt";
+    } else if (strcmp(name, "avx512-vpopcntdq") == 0) {
+        choose_kernel();
+        if (SCAN != scan_avx512) {
+            PyErr_SetString(PyExc_ValueError, "this CPU lacks AVX-512 VPOPCNTDQ");
+            return NULL;
+        }
+#endif
+    } else {
+        PyErr_Format(PyExc_ValueError, "unknown or unsupported kernel %s", name);
+        return NULL;
+    }
+    return PyUnicode_FromString(KERNEL);
+}
+
+static PyObject *py_mih_layout(PyObject *self, PyObject *args) {
+    return Py_BuildValue("(i(iii)(iii)n)", MIH_TABLES, MIH_SHIFT[0], MIH_SHIFT[1], MIH_SHIFT[2],
+                         MIH_WIDTH[0], MIH_WIDTH[1], MIH_WIDTH[2], (Py_ssize_t)mih_offsets_len());
+}
+
+static PyMethodDef methods[] = {
+    {"topk", py_topk, METH_VARARGS,
+     "topk(codes, queries, k, out) -> n: packed (distance << 56 | position) keys of the k "
+     "nearest codes per query, row j of out (len(queries) x k), sorted; returns min(k, n)."},
+    {"within", py_within, METH_VARARGS,
+     "within(codes, q, r) -> bytes of sorted packed keys of every code within distance r."},
+    {"mih_build", py_mih_build, METH_VARARGS,
+     "mih_build(codes, positions, offsets): fill the multi-index tables."},
+    {"mih_within", py_mih_within, METH_VARARGS,
+     "mih_within(codes, positions, offsets, q, r) -> bytes of sorted packed keys."},
+    {"kernel", py_kernel, METH_NOARGS, "The instruction set chosen for this CPU."},
+    {"use_kernel", py_use_kernel, METH_VARARGS,
+     "use_kernel(name): use the generic, popcnt or avx512-vpopcntdq kernel, or the best one."},
+    {"mih_layout", py_mih_layout, METH_NOARGS,
+     "(tables, shifts, widths, offsets length) of the multi-index tables."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hamming",
+                                    "Fused Hamming-distance kernels for textrec.index.", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__hamming(void) {
+    choose_kernel();
+    return PyModule_Create(&module);
+}
