@@ -67,3 +67,28 @@ def test_tfidf_weights_raw_and_log() -> None:
     assert wl["a"] == pytest.approx((1 + math.log(3)) * math.log(8))
     with pytest.raises(ValueError, match="tf must be"):
         Weighting(tf="bm25")  # type: ignore[arg-type]
+
+
+def test_weighting_options_drop_terms_and_name_the_scheme() -> None:
+    from textrec import Analyzer, whitespace_tokenizer
+
+    snap = DFSnapshot.from_counts(10, {"ab": 1, "c": 1, "common": 9})
+    counts = {"ab": 1, "c": 1, "common": 1}
+    w = tfidf_weights(counts, snap, Weighting(min_term_length=2))
+    assert w["c"] == 0.0 and w["ab"] > 0
+    w = tfidf_weights(counts, snap, Weighting(max_df_ratio=0.5))
+    assert w["common"] == 0.0 and w["c"] > 0
+    assert Weighting().tag == ""
+    assert Weighting(tf="log", min_term_length=2, max_df_ratio=0.05).tag == (
+        "tf=log,minlen=2,maxdf=0.05"
+    )
+    assert Analyzer(tokenizer=whitespace_tokenizer).scheme == "simhash64-v1"
+    analyzer = Analyzer(
+        tokenizer=whitespace_tokenizer, weighting=Weighting(tf="log"), title_weight=2
+    )
+    assert analyzer.scheme == "simhash64-v1+tf=log,title=2"
+    assert analyzer.term_counts("a b", title="a") == {"a": 3, "b": 1}
+    with pytest.raises(ValueError, match="max_df_ratio"):
+        Weighting(max_df_ratio=0)
+    with pytest.raises(ValueError, match="title_weight"):
+        Analyzer(title_weight=-1)

@@ -257,8 +257,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import EvalCorpus, evaluate, near_duplicate_quality
     from .pipeline import Analyzer
+    from .tfidf import Weighting
 
-    analyzer = Analyzer()
+    weighting = Weighting(
+        tf=args.tf, min_term_length=args.min_term_length, max_df_ratio=args.max_df
+    )
+    analyzer = Analyzer(weighting=weighting, title_weight=args.title_weight)
+    if analyzer.scheme != Analyzer().scheme:
+        print(f"weighting: {analyzer.scheme}", file=sys.stderr)
 
     def say(message: str) -> None:
         if not args.quiet:
@@ -284,7 +290,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for n in sizes:
         corpus = main_corpus.extend(distractors, n)
         for result in evaluate(
-            corpus, len(main_corpus), modes=args.modes, n_queries=args.queries, seed=args.seed
+            corpus,
+            len(main_corpus),
+            modes=args.modes,
+            n_queries=args.queries,
+            seed=args.seed,
+            analyzer=analyzer,
         ):
             rows.append(result.as_dict())
             if args.json:
@@ -299,7 +310,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     flush=True,
                 )
     if args.near_duplicates:
-        for row in near_duplicate_quality(main_corpus):
+        for row in near_duplicate_quality(main_corpus, analyzer=analyzer):
             if args.json:
                 print(json.dumps({"near_duplicates": row}), flush=True)
             else:
@@ -498,6 +509,33 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="read only the first N documents of CORPUS",
+    )
+    p.add_argument(
+        "--tf",
+        choices=["raw", "log"],
+        default="raw",
+        help="term frequency: raw counts (default) or 1 + ln(tf)",
+    )
+    p.add_argument(
+        "--title-weight",
+        type=int,
+        default=1,
+        metavar="W",
+        help="count each title term W times (default: 1)",
+    )
+    p.add_argument(
+        "--min-term-length",
+        type=_positive_int,
+        default=1,
+        metavar="L",
+        help="give weight 0 to terms shorter than L characters (default: 1)",
+    )
+    p.add_argument(
+        "--max-df",
+        type=float,
+        default=None,
+        metavar="RATIO",
+        help="give weight 0 to terms in more than RATIO of the documents",
     )
     p.add_argument(
         "--near-duplicates",

@@ -25,14 +25,27 @@ __all__ = ["Analyzer"]
 class Analyzer:
     """Turns documents into term counts, weights and fingerprints.
 
-    ``tokenizer`` defaults to the Mecab noun tokenizer (created on first use). ``scheme``
-    names the fingerprint scheme that this combination of tokenizer and weighting produces;
-    keep the default unless you change either.
+    ``tokenizer`` defaults to the Mecab noun tokenizer (created on first use).
+    ``title_weight`` counts each title term that many times (1: a title term counts like a
+    body term). ``scheme`` names the fingerprint scheme that this combination produces; with
+    non-default weighting or title weight it defaults to ``simhash64-v1+<choices>``, so
+    fingerprints of different choices are never mixed. Pass your own ``scheme`` name with a
+    custom tokenizer.
     """
 
     tokenizer: Tokenizer | None = None
     weighting: Weighting = field(default_factory=Weighting)
-    scheme: str = SCHEME
+    title_weight: int = 1
+    scheme: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.title_weight, int) or self.title_weight < 0:
+            raise ValueError(f"title_weight must be a whole number >= 0, got {self.title_weight!r}")
+        if not self.scheme:
+            tag = self.weighting.tag
+            if self.title_weight != 1:
+                tag = ",".join(filter(None, [tag, f"title={self.title_weight}"]))
+            self.scheme = f"{SCHEME}+{tag}" if tag else SCHEME
 
     def _tokenize(self, text: str) -> list[str]:
         if self.tokenizer is None:
@@ -41,9 +54,11 @@ class Analyzer:
 
     def term_counts(self, text: str, title: str | None = None) -> dict[str, int]:
         """Term frequencies of a document (title and text), sorted by term."""
-        terms = self._tokenize(title) if title else []
-        terms += self._tokenize(text)
-        return dict(sorted(Counter(terms).items()))
+        counts = Counter(self._tokenize(text))
+        if title and self.title_weight:
+            for term in self._tokenize(title):
+                counts[term] += self.title_weight
+        return dict(sorted(counts.items()))
 
     def weights(self, counts: Mapping[str, int], snapshot: DFSnapshot) -> dict[str, float]:
         return tfidf_weights(counts, snapshot, self.weighting)

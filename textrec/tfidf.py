@@ -21,7 +21,8 @@ TF, chosen by :class:`Weighting`:
 - ``"raw"``: ``tf(t, d)`` = number of occurrences of ``t`` in ``d``;
 - ``"log"``: ``1 + ln(tf(t, d))`` for ``tf >= 1``.
 
-The weight of a term in a document is ``w(t, d) = tf(t, d) · idf(t)``.
+The weight of a term in a document is ``w(t, d) = tf(t, d) · idf(t)``; :class:`Weighting`
+can also set to 0 the weight of short terms or of terms in too many documents.
 """
 
 from __future__ import annotations
@@ -65,14 +66,44 @@ def idf(n_docs: int, df: int) -> float:
 class Weighting:
     """How term frequencies become weights. Part of the fingerprint scheme.
 
-    ``tf``: ``"raw"`` counts or ``"log"`` (``1 + ln tf``).
+    - ``tf``: ``"raw"`` counts (the default) or ``"log"`` (``1 + ln tf``);
+    - ``min_term_length``: terms shorter than this many characters get weight 0
+      (2 drops one-syllable nouns such as 것, 수, 법, 집);
+    - ``max_df_ratio``: terms in more than this share of the documents get weight 0.
+
+    The defaults were chosen by measurement (``textrec eval``; see ``bench/README.md``):
+    log TF ranks better by exact cosine but the related-posts index then recalls less of it,
+    and dropping one-character or very frequent nouns lowered topic precision.
     """
 
     tf: Literal["raw", "log"] = "raw"
+    min_term_length: int = 1
+    max_df_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.tf not in ("raw", "log"):
             raise ValueError(f"tf must be 'raw' or 'log', got {self.tf!r}")
+        if not isinstance(self.min_term_length, int) or self.min_term_length < 1:
+            raise ValueError(f"min_term_length must be >= 1, got {self.min_term_length!r}")
+        if self.max_df_ratio is not None and not 0 < self.max_df_ratio <= 1:
+            raise ValueError(f"max_df_ratio must be in (0, 1], got {self.max_df_ratio!r}")
+
+    @property
+    def tag(self) -> str:
+        """A short name of the non-default choices ('' for the defaults), for scheme names."""
+        parts = []
+        if self.tf != "raw":
+            parts.append(f"tf={self.tf}")
+        if self.min_term_length != 1:
+            parts.append(f"minlen={self.min_term_length}")
+        if self.max_df_ratio is not None:
+            parts.append(f"maxdf={self.max_df_ratio:g}")
+        return ",".join(parts)
+
+    def keeps(self, term: str, df: int, n_docs: int) -> bool:
+        if len(term) < self.min_term_length:
+            return False
+        return self.max_df_ratio is None or df <= self.max_df_ratio * max(n_docs, 1)
 
     def tf_value(self, count: int) -> float:
         if self.tf == "raw":
@@ -176,8 +207,12 @@ def tfidf_weights(
 ) -> dict[str, float]:
     """``w(t, d) = tf(t, d) · idf(t)`` for every term of one document, sorted by term."""
     weighting = weighting or Weighting()
+    plain = weighting.min_term_length == 1 and weighting.max_df_ratio is None
+    n, df = snapshot.n_docs, snapshot.df
     return {
         term: weighting.tf_value(count) * snapshot.idf(term)
+        if plain or weighting.keeps(term, df.get(term, 0), n)
+        else 0.0
         for term, count in sorted(counts.items())
         if count > 0
     }
