@@ -62,7 +62,8 @@ def copy_of_built(built: str, tmp_path: Path) -> str:
 
     db = tmp_path / "copy.db"
     shutil.copy(built.removeprefix("sqlite:///"), db)
-    shutil.copy(built.removeprefix("sqlite:///") + ".index", str(db) + ".index")
+    for suffix in (".index", ".index.related"):
+        shutil.copy(built.removeprefix("sqlite:///") + suffix, str(db) + suffix)
     return f"sqlite:///{db}"
 
 
@@ -123,3 +124,37 @@ def test_add_and_remove_are_visible_without_rebuild(copy_of_built: str) -> None:
     assert all(m.id != "new-1" for m in rec.similar_text(text, k=5))
     assert all(m.id != "new-1" for m in rec.similar_text(text, k=5, mode="hamming"))
     assert len(Recommender(f"sqlite:///{db}")) == 644
+
+
+def test_index_files_are_used_only_while_they_match(copy_of_built: str, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from textrec.build import related_path
+
+    db = copy_of_built.removeprefix("sqlite:///")
+    related_file = related_path(db + ".index")
+    assert Path(related_file).exists()  # written by build
+    with caplog.at_level(logging.INFO, logger="textrec.build"):
+        rec = Recommender(copy_of_built)
+    assert not [r for r in caplog.records if "stale" in r.message or "not used" in r.message]
+
+    rec.add([{"id": "x-1", "title": "월드컵", "text": "월드컵 유치 후보 도시 발표"}])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="textrec.build"):
+        again = Recommender(copy_of_built)  # the files no longer match: rebuilt from the store
+    assert any("stale" in r.message for r in caplog.records)
+    assert len(again.related) == 645
+    rec.save()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="textrec.build"):
+        third = Recommender(copy_of_built)
+    assert not [r for r in caplog.records if "stale" in r.message]
+    expected = [m.id for m in third.similar("wikinews-0001", k=5)]
+    assert "x-1" in expected
+
+    Path(related_file).write_bytes(b"garbage")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="textrec.build"):
+        fourth = Recommender(copy_of_built)
+    assert any("not used" in r.message for r in caplog.records)
+    assert [m.id for m in fourth.similar("wikinews-0001", k=5)] == expected

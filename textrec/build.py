@@ -20,6 +20,7 @@ from tqdm import tqdm
 from .corpus import Record, RecordError
 from .index import HammingIndex
 from .pipeline import Analyzer
+from .related import RelatedIndex
 from .store import DuplicateIdError, NewDocument, Store
 from .tfidf import DFSnapshot
 
@@ -27,10 +28,13 @@ __all__ = [
     "BuildReport",
     "IngestReport",
     "build",
+    "build_related_index",
     "default_index_path",
     "ingest",
     "load_index",
+    "load_related_index",
     "refresh_index_file",
+    "related_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -211,6 +215,8 @@ def build(
         index_path = default_index_path(store)
     if index_path is not None:
         index_from_store(store, snapshot.id, analyzer.scheme).save(index_path)
+        related = build_related_index(store, snapshot, analyzer)
+        related.save(related_path(index_path), scheme=analyzer.scheme, snapshot_id=snapshot.id)
     return BuildReport(snapshot.id, n, len(snapshot), done, index_path)
 
 
@@ -221,14 +227,82 @@ def index_from_store(store: Store, snapshot_id: str, scheme: str) -> HammingInde
     return index
 
 
-def refresh_index_file(store: Store, index_path: str | None = None) -> str | None:
-    """Rewrite the index file from the store if it no longer matches; return its path."""
+def related_path(index_path: str) -> str:
+    """The related-posts index file that goes with an index file."""
+    return f"{index_path}.related"
+
+
+def build_related_index(
+    store: Store, snapshot: DFSnapshot, analyzer: Analyzer, *, batch_size: int = 20_000
+) -> RelatedIndex:
+    """A :class:`~textrec.related.RelatedIndex` of every stored document under ``snapshot``,
+    from the term counts stored with each document."""
+    related = RelatedIndex(snapshot.df.keys())
+    ids: list[int] = []
+    weights: list[dict[str, float]] = []
+    for doc_id, terms, title, text in store.iter_terms():
+        if terms is None:
+            terms = analyzer.term_counts(text or "", title)
+        ids.append(doc_id)
+        weights.append(analyzer.weights(terms, snapshot))
+        if len(ids) >= batch_size:
+            related.add(ids, weights)
+            ids, weights = [], []
+    related.add(ids, weights)
+    related.compact()
+    return related
+
+
+def load_related_index(
+    store: Store,
+    snapshot: DFSnapshot,
+    scheme: str,
+    analyzer: Analyzer,
+    index_path: str | None,
+) -> RelatedIndex:
+    """The related-posts index: from ``<index_path>.related`` when that file matches the store
+    (scheme, DF snapshot and the same documents), otherwise built from the store."""
+    return _load_related(store, snapshot, scheme, analyzer, index_path)[0]
+
+
+def _load_related(
+    store: Store,
+    snapshot: DFSnapshot,
+    scheme: str,
+    analyzer: Analyzer,
+    index_path: str | None,
+) -> tuple[RelatedIndex, bool]:
+    if index_path is not None and os.path.exists(related_path(index_path)):
+        path = related_path(index_path)
+        try:
+            related, header = RelatedIndex.load(path)
+        except ValueError as exc:
+            log.warning("%s not used (%s); building from the store", path, exc)
+        else:
+            if (header.get("scheme"), header.get("snapshot_id")) == (
+                scheme,
+                snapshot.id,
+            ) and related.live_summary() == store.fingerprint_summary(snapshot.id):
+                return related, True
+            log.info("%s is stale; building from the store", path)
+    return build_related_index(store, snapshot, analyzer), False
+
+
+def refresh_index_file(
+    store: Store, index_path: str | None = None, analyzer: Analyzer | None = None
+) -> str | None:
+    """Rewrite the index files from the store if they no longer match; return the path."""
     path = index_path if index_path is not None else default_index_path(store)
-    if path is None or store.current_snapshot_id() is None:
+    current = store.current_snapshot()
+    if path is None or current is None:
         return None
     index, from_file = _load_index(store, path)
     if not from_file:
         index.save(path)
+    snapshot, scheme = current
+    related, from_file = _load_related(store, snapshot, scheme, analyzer or Analyzer(), path)
+    if not from_file:
+        related.save(related_path(path), scheme=scheme, snapshot_id=snapshot.id)
     return path
 
 

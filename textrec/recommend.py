@@ -14,15 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from .build import default_index_path, ingest, load_index
+from .build import default_index_path, ingest, load_index, load_related_index, related_path
 from .corpus import DEFAULT_MAX_CHARS, Record, RecordError, parse_record
 from .pipeline import Analyzer
-from .related import RelatedIndex
 from .simhash import estimated_cosine, hamming, simhash
 from .store import NotBuiltError, Store, StoredDocument
 from .tfidf import DFSnapshot
 
-__all__ = ["MODES", "Match", "Recommender", "UnknownDocumentError", "build_related_index"]
+__all__ = ["MODES", "Match", "Recommender", "UnknownDocumentError"]
 
 MODES = ("related", "hamming")
 """Retrieval modes of :meth:`Recommender.similar`: the first is the default."""
@@ -62,34 +61,13 @@ def _shared_terms(a: Mapping[str, float], b: Mapping[str, float], limit: int = 5
     return [t for _, t in common[:limit]]
 
 
-def build_related_index(
-    store: Store, snapshot: DFSnapshot, analyzer: Analyzer, *, batch_size: int = 20_000
-) -> RelatedIndex:
-    """A :class:`RelatedIndex` of every stored document under ``snapshot``, from the term
-    counts stored with each document."""
-    related = RelatedIndex(snapshot.df.keys())
-    ids: list[int] = []
-    weights: list[dict[str, float]] = []
-    for doc_id, terms, title, text in store.iter_terms():
-        if terms is None:
-            terms = analyzer.term_counts(text or "", title)
-        ids.append(doc_id)
-        weights.append(analyzer.weights(terms, snapshot))
-        if len(ids) >= batch_size:
-            related.add(ids, weights)
-            ids, weights = [], []
-    related.add(ids, weights)
-    related.compact()
-    return related
-
-
 class Recommender:
     """Related documents for a store: ``Recommender(url)``.
 
     The Hamming index comes from the snapshot file beside the database when that file matches
-    the store, otherwise from the store; the related-posts index is built from the term counts
-    stored with the documents. Raises :class:`~textrec.store.NotBuiltError` before the
-    first ``textrec build``.
+    the store, otherwise from the store; likewise the related-posts index, from the file
+    ``<index file>.related`` or from the term counts stored with the documents. Raises
+    :class:`~textrec.store.NotBuiltError` before the first ``textrec build``.
     """
 
     def __init__(
@@ -108,7 +86,9 @@ class Recommender:
         self.scheme: str = current[1]
         self.index_path = index_path if index_path is not None else default_index_path(self.store)
         self.index = load_index(self.store, self.index_path)
-        self.related = build_related_index(self.store, self.snapshot, self.analyzer)
+        self.related = load_related_index(
+            self.store, self.snapshot, self.scheme, self.analyzer, self.index_path
+        )
         self._write_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -269,6 +249,18 @@ class Recommender:
         with self._write_lock:
             report = ingest(self.store, records, analyzer=self.analyzer, on_stored=index_batch)
         return report.stored, report.rejected
+
+    def save(self) -> str | None:
+        """Write both index files (beside a SQLite database, or ``index_path``), so that the
+        next start-up reads them instead of rebuilding from the store. Returns the path."""
+        if self.index_path is None:
+            return None
+        with self._write_lock:
+            self.index.save(self.index_path)
+            self.related.save(
+                related_path(self.index_path), scheme=self.scheme, snapshot_id=self.snapshot.id
+            )
+        return self.index_path
 
     def remove(self, id: str) -> None:
         """Delete a stored document from the store and the index."""
