@@ -74,9 +74,17 @@ def test_near_duplicates(copy_of_built: str) -> None:
     assert rec.near_duplicates("wikinews-0002", 0) == []
     rec.add([{"id": "copy", "title": doc.title, "text": doc.text}])
     rec.add([{"id": "edited", "title": doc.title, "text": doc.text + " 추가 문장입니다."}])
+    rec.add([{"id": "retitled", "title": "완전히 다른 제목 축구 경기", "text": doc.text}])
     dups = rec.near_duplicates("wikinews-0002", 6)
-    assert dups[0].id == "copy" and dups[0].distance == 0
+    assert [(m.id, m.distance) for m in dups][:2] == [("copy", 0), ("retitled", 0)]
     assert "edited" in [m.id for m in dups]
+    # The same text under another title: a few bits apart, but reported at distance 0.
+    assert rec.index.get(rec.store.find_document("retitled").id) != rec.index.get(  # type: ignore[union-attr]
+        doc.id
+    )
+    assert [m.id for m in rec.near_duplicates("retitled", 0)] == ["wikinews-0002", "copy"]
+    pairs = rec.duplicate_pairs(0)
+    assert ("copy", "retitled", 0) in pairs and ("wikinews-0002", "copy", 0) in pairs
     with pytest.raises(ValueError, match="max_distance"):
         rec.near_duplicates("wikinews-0002", 65)
 

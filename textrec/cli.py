@@ -273,7 +273,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     main_corpus = EvalCorpus.read(args.corpus, analyzer, limit=args.limit)
     say(f"{args.corpus}: {len(main_corpus):,} documents")
-    distractors = EvalCorpus([], [], [], [])
+    distractors = EvalCorpus([], [], [], [], [])
     for path in args.distractors:
 
         def tokenised(n: int, path: str = path) -> None:

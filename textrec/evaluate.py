@@ -44,12 +44,14 @@ __all__ = ["EvalCorpus", "ModeResult", "evaluate", "near_duplicate_quality"]
 
 @dataclass
 class EvalCorpus:
-    """Documents as term counts, with labels (None: unlabelled) and the source texts."""
+    """Documents as term counts, with labels (None: unlabelled), the title + text of each
+    (for near-duplicate truth) and the text alone (to recognise identical texts)."""
 
     ids: list[str]
     counts: list[dict[str, int]]
     labels: list[str | None]
     texts: list[str]
+    bodies: list[str]
 
     @classmethod
     def read(
@@ -63,7 +65,7 @@ class EvalCorpus:
     ) -> EvalCorpus:
         """Read a JSONL corpus (``id``, ``title``, ``text``, ``label``; ``.gz`` too)."""
         opener = gzip.open if path.endswith(".gz") else open
-        corpus = cls([], [], [], [])
+        corpus = cls([], [], [], [], [])
         with opener(path, "rt", encoding="utf-8") as f:
             for line in f:
                 if limit is not None and len(corpus.ids) >= limit:
@@ -75,6 +77,7 @@ class EvalCorpus:
                 corpus.counts.append(analyzer.term_counts(text, title))
                 corpus.labels.append(row.get("label") if labelled else None)
                 corpus.texts.append(f"{title}\n{text}" if title else text)
+                corpus.bodies.append(text)
                 if progress is not None and len(corpus.ids) % 10_000 == 0:
                     progress(len(corpus.ids))
         return corpus
@@ -88,6 +91,7 @@ class EvalCorpus:
             self.counts + other.counts[:n],
             self.labels + [None] * min(n, len(other)),
             self.texts + other.texts[:n],
+            self.bodies + other.bodies[:n],
         )
 
 
@@ -245,7 +249,9 @@ def near_duplicate_quality(
 ) -> list[dict[str, float]]:
     """Precision and recall of "fingerprint distance ≤ r" against pairs whose character
     5-gram Jaccard similarity is ≥ ``threshold``. Documents with fingerprint 0 (no weighted
-    terms) are never near-duplicates. Quadratic: meant for corpora of a few thousand."""
+    terms) match only identical texts; identical texts are at distance 0, as in
+    :meth:`~textrec.recommend.Recommender.near_duplicates`. Quadratic: meant for corpora of a
+    few thousand."""
     analyzer = analyzer or Analyzer()
     snapshot = DFSnapshot.from_documents(corpus.counts)
     codes = np.array([analyzer.fingerprint(c, snapshot) for c in corpus.counts], np.uint64)
@@ -260,9 +266,15 @@ def near_duplicate_quality(
     iu, ju = np.triu_indices(len(codes), 1)
     dist = np.bitwise_count(codes[iu] ^ codes[ju])
     nonzero = (codes[iu] != 0) & (codes[ju] != 0)
+    by_text: dict[str, list[int]] = {}
+    for n, body in enumerate(corpus.bodies):
+        by_text.setdefault(body, []).append(n)
+    identical = {
+        (a, b) for group in by_text.values() for x, a in enumerate(group) for b in group[x + 1 :]
+    }
     for r in radii:
         hit = (dist <= r) & nonzero
-        predicted = set(zip(iu[hit].tolist(), ju[hit].tolist(), strict=True))
+        predicted = set(zip(iu[hit].tolist(), ju[hit].tolist(), strict=True)) | identical
         tp = len(predicted & truth)
         out.append(
             {

@@ -455,6 +455,36 @@ class Store:
             rows = s.scalars(q.order_by(DocumentRow.id).offset(offset).limit(limit))
             return total, [_to_stored(r) for r in rows]
 
+    def same_text(self, doc_ids: Sequence[int]) -> dict[int, list[int]]:
+        """For each given document, the other documents with exactly the same text
+        (by ``content_hash``), in id order; documents without a twin are left out."""
+        out: dict[int, list[int]] = {}
+        with self._session() as s:
+            for i in range(0, len(doc_ids), 500):
+                chunk = list(doc_ids[i : i + 500])
+                mine = dict(
+                    s.execute(
+                        select(DocumentRow.id, DocumentRow.content_hash).where(
+                            DocumentRow.id.in_(chunk), DocumentRow.content_hash.is_not(None)
+                        )
+                    ).all()
+                )
+                if not mine:
+                    continue
+                twins: dict[str, list[int]] = {}
+                q = (
+                    select(DocumentRow.content_hash, DocumentRow.id)
+                    .where(DocumentRow.content_hash.in_(set(mine.values())))
+                    .order_by(DocumentRow.id)
+                )
+                for h, other in s.execute(q):
+                    twins.setdefault(str(h), []).append(other)
+                for doc_id, h in mine.items():
+                    others = [o for o in twins.get(str(h), []) if o != doc_id]
+                    if others:
+                        out[doc_id] = others
+        return out
+
     def remove_document(self, doc_id: int) -> bool:
         """Delete a document and its fingerprints. Returns whether it existed."""
         with self._session.begin() as s:
