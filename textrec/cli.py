@@ -350,6 +350,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .server import create_app
+    except ImportError as exc:
+        raise CliError(
+            f"serving needs the 'serve' extra ({exc.name} is missing): pip install 'textrec[serve]'"
+        ) from None
+    token = os.environ.get("TEXTREC_TOKEN") if args.token is None else args.token
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print(
+            f"textrec: warning: serving on {args.host} without --token: anyone who can reach "
+            "it can add and delete documents",
+            file=sys.stderr,
+        )
+    # Open the store now so a missing build is a one-line error, not a failed start-up.
+    rec = _recommender(args)
+    app = create_app(token=token or None, max_body_bytes=args.max_body, recommender=lambda: rec)
+    print(
+        f"textrec: serving {len(rec):,} documents on http://{args.host}:{args.port}/",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info" if args.verbose else "warning",
+        server_header=False,
+    )
+    return 0
+
+
 # parser --------------------------------------------------------------------------------------
 
 
@@ -552,6 +585,28 @@ def build_parser() -> argparse.ArgumentParser:
         "related posts for a few documents."
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="the HTTP API and the web page")
+    p.description = (
+        "Serve the HTTP API (OpenAPI schema at /openapi.json) and the related-posts page at / "
+        "with uvicorn. Binds 127.0.0.1 unless --host says otherwise. The index is loaded once "
+        "at start-up."
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=_positive_int, default=8000, help="port (default: %(default)s)")
+    p.add_argument(
+        "--token",
+        help="require 'Authorization: Bearer TOKEN' on POST /documents and DELETE "
+        "(default: $TEXTREC_TOKEN; none: writes are open)",
+    )
+    p.add_argument(
+        "--max-body",
+        type=_positive_int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="largest request body accepted (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

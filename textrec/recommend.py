@@ -110,6 +110,20 @@ class Recommender:
             raise UnknownDocumentError(external_id)
         return doc
 
+    def document(self, id: str) -> StoredDocument:
+        """The stored document ``id`` (title, text, metadata); raises
+        :class:`UnknownDocumentError` when no such document is stored."""
+        return self._document(id)
+
+    def documents(
+        self, *, offset: int = 0, limit: int = 50, title_contains: str | None = None
+    ) -> tuple[int, list[StoredDocument]]:
+        """``(total, page)``: a page of stored documents in the order they were stored,
+        optionally only those whose title contains ``title_contains``."""
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must be >= 0, got {offset} and {limit}")
+        return self.store.list_documents(offset=offset, limit=limit, title_contains=title_contains)
+
     def _terms(self, doc: StoredDocument) -> dict[str, int]:
         return (
             doc.terms if doc.terms is not None else self.analyzer.term_counts(doc.text, doc.title)
@@ -119,6 +133,23 @@ class Recommender:
         if doc_id is not None and doc_id in self.index:
             return self.index.get(doc_id)
         return simhash(weights)
+
+    def _ranked(
+        self, weights: Mapping[str, float], code: int, n: int, exclude: int | None, mode: str
+    ) -> list[tuple[int, int, float]]:
+        """The top ``n`` ``(document id, distance, score)`` of the index, without ``exclude``."""
+        ranked: list[tuple[int, int, float]] = []
+        if mode == "related":
+            ids, cosines = self.related.search(weights, n, exclude=exclude)
+            for doc_id, cos in zip(ids.tolist(), cosines.tolist(), strict=True):
+                found = self.index.get(doc_id) if doc_id in self.index else code
+                ranked.append((doc_id, hamming(code, found), float(cos)))
+            return ranked
+        ids, dists = self.index.search(code, n + (1 if exclude is not None else 0))
+        for doc_id, dist in zip(ids.tolist(), dists.tolist(), strict=True):
+            if doc_id != exclude:
+                ranked.append((doc_id, dist, estimated_cosine(dist)))
+        return ranked[:n]
 
     def _matches(
         self,
@@ -132,24 +163,20 @@ class Recommender:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         code = self._query_code(exclude, weights)
-        ranked: list[tuple[int, int, float]] = []  # (document id, distance, score)
-        if mode == "related":
-            ids, cosines = self.related.search(weights, k, exclude=exclude)
-            for doc_id, cos in zip(ids.tolist(), cosines.tolist(), strict=True):
-                found = self.index.get(doc_id) if doc_id in self.index else code
-                ranked.append((doc_id, hamming(code, found), float(cos)))
-        else:
-            ids, dists = self.index.search(code, k + (1 if exclude is not None else 0))
-            for doc_id, dist in zip(ids.tolist(), dists.tolist(), strict=True):
-                if doc_id != exclude:
-                    ranked.append((doc_id, dist, estimated_cosine(dist)))
-            ranked = ranked[:k]
-        docs = self.store.get_documents([r[0] for r in ranked])
+        # A document removed by another thread can still be in the index a search read (the
+        # store is written first); such hits are dropped and the search asked for more, so a
+        # concurrent removal never shortens the result.
+        want = k
+        for _ in range(8):
+            ranked = self._ranked(weights, code, want, exclude, mode)
+            docs = self.store.get_documents([r[0] for r in ranked])
+            present = [r for r in ranked if r[0] in docs]
+            if len(present) >= k or len(ranked) < want:
+                break
+            want += k + len(ranked) - len(present)
         out: list[Match] = []
-        for doc_id, dist, score in ranked:
-            doc = docs.get(doc_id)
-            if doc is None:  # removed meanwhile
-                continue
+        for doc_id, dist, score in present[:k]:
+            doc = docs[doc_id]
             doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
             shared = _shared_terms(weights, doc_weights)
             out.append(Match(doc.external_id, doc.title, dist, score, shared))

@@ -1,0 +1,200 @@
+"""The page at ``/`` in a real headless Chromium (Selenium), against a real ``textrec serve``.
+
+Needs the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them);
+without them the tests are skipped, unless ``TEXTREC_REQUIRE_BROWSER=1`` (set by ``.ci/run``).
+Screenshots at desktop and phone width are written to the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from live_server import serve
+
+from textrec import Store, build, ingest, read_records
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
+
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    if os.environ.get("TEXTREC_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(
+            f"{CHROMIUM} and {CHROMEDRIVER} are required (apt-get install chromium chromium-driver)"
+        )
+    pytest.skip("chromium and chromium-driver are not installed", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("browser") / "wiki.db"
+    url = f"sqlite:///{path}"
+    store = Store(url)
+    assert len(ingest(store, read_records(str(CORPUS))).stored) == 644
+    build(store)
+    store.close()
+    with serve(url) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    profile = tempfile.mkdtemp(prefix="textrec-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: WebDriver, seconds: float = 15) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, seconds)
+
+
+def open_page(driver: WebDriver, base_url: str, width: int, height: int) -> None:
+    driver.set_window_size(width, height)
+    driver.get(f"{base_url}/")
+    wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#docs a")) == 20)
+
+
+def check_related_after_click(driver: WebDriver, link_text_id: str) -> list[str]:
+    link = driver.find_element(By.CSS_SELECTOR, f'#docs a[data-id="{link_text_id}"]')
+    title = link.text.splitlines()[0]
+    link.click()
+    wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#related li.rel")) == 10)
+    wait(driver).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#doc h2"), title))
+    assert driver.find_element(By.CSS_SELECTOR, "#doc .text").text.strip()
+    assert "selected" in link.get_attribute("class")  # type: ignore[operator]
+    items = driver.find_elements(By.CSS_SELECTOR, "#related li.rel")
+    ids = [li.get_attribute("data-id") or "" for li in items]
+    assert link_text_id not in ids
+    for li in items:
+        score = li.find_element(By.CSS_SELECTOR, ".score").text
+        assert score.startswith("score ") and -1.0 <= float(score.split()[1]) <= 1.0
+    # Related posts of a news article share key terms with it.
+    assert any(li.find_elements(By.CSS_SELECTOR, ".terms .term") for li in items)
+    return ids
+
+
+def test_click_a_post_shows_its_related_posts(
+    browser: WebDriver, base_url: str, tmp_path: Path
+) -> None:
+    import json
+    import urllib.request
+
+    open_page(browser, base_url, 1280, 900)
+    assert "644 posts" in browser.find_element(By.ID, "count").text
+    first = browser.find_element(By.CSS_SELECTOR, "#docs a").get_attribute("data-id") or ""
+    ids = check_related_after_click(browser, first)
+    with urllib.request.urlopen(f"{base_url}/documents/{first}/similar?k=10") as r:
+        expected = [m["id"] for m in json.load(r)["results"]]
+    assert ids == expected
+    # Following a related post shows that post and its own related posts.
+    browser.find_element(By.CSS_SELECTOR, "#related li.rel a").click()
+    wait(browser).until(lambda d: d.current_url.endswith(f"#{ids[0]}"))
+    wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "#doc .id").text == ids[0])
+    browser.save_screenshot(str(tmp_path / "desktop.png"))
+    # No horizontal scroll bar at desktop width.
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    )
+
+
+def test_list_is_paged_and_searchable(browser: WebDriver, base_url: str) -> None:
+    open_page(browser, base_url, 1280, 900)
+    page1 = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#docs a")]
+    assert browser.find_element(By.ID, "prev").get_attribute("disabled")
+    browser.find_element(By.ID, "next").click()
+    wait(browser).until(lambda d: d.find_element(By.ID, "page").text.startswith("2 /"))
+    page2 = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#docs a")]
+    assert len(page2) == 20 and not set(page1) & set(page2)
+    # Search by a word of a title.
+    title = browser.find_element(By.CSS_SELECTOR, "#docs a").text.splitlines()[0]
+    word = max(title.split(), key=len)
+    box = browser.find_element(By.ID, "q")
+    box.send_keys(word)
+    wait(browser).until(lambda d: "match" in d.find_element(By.ID, "count").text)
+    found = browser.find_elements(By.CSS_SELECTOR, "#docs a")
+    assert 1 <= len(found) <= 20
+    assert all(word in a.text.splitlines()[0] for a in found)
+
+
+def test_phone_width(browser: WebDriver, base_url: str, tmp_path: Path) -> None:
+    open_page(browser, base_url, 390, 844)
+    first = browser.find_element(By.CSS_SELECTOR, "#docs a").get_attribute("data-id") or ""
+    check_related_after_click(browser, first)
+    # One column: the list, then the post, then its related posts, without sideways scrolling.
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    )
+    lst, doc, rel = (
+        browser.find_element(By.CSS_SELECTOR, sel).rect for sel in (".list", ".doc", ".related")
+    )
+    assert lst["y"] < doc["y"] < rel["y"]
+    assert doc["width"] <= 390 and rel["width"] <= 390
+    browser.save_screenshot(str(tmp_path / "phone.png"))
+    browser.set_window_size(390, 3000)
+    browser.save_screenshot(str(tmp_path / "phone-full.png"))
+
+
+def raw_get(base_url: str, target: str) -> tuple[int, bytes]:
+    """GET a request target byte for byte (no client-side path normalisation)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/static/../../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/static/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/static/%2e%2e/server.py",
+        "/static/../server.py",
+        "/static//etc/passwd",
+        "/../../etc/passwd",
+        "/static/..\\..\\..\\etc\\passwd",
+    ],
+)
+def test_no_file_outside_static_over_a_real_socket(base_url: str, target: str) -> None:
+    status, data = raw_get(base_url, target)
+    assert status in (400, 404), (target, status)
+    assert b"root:" not in data and b"create_app" not in data
+    assert raw_get(base_url, "/static/app.css")[0] == 200

@@ -1,0 +1,382 @@
+"""The HTTP API and the web page: a thin ASGI layer (FastAPI) over :class:`Recommender`.
+
+``create_app(db)`` returns the app; ``textrec serve`` runs it with uvicorn on 127.0.0.1. The
+index is loaded once, in the app's lifespan, and reaches the handlers through ``app.state``;
+handlers only parse, call the library and serialise.
+
+Endpoints (the OpenAPI schema is at ``/openapi.json``, interactive docs at ``/docs``):
+
+- ``GET /health``: ``{"status": "ok", "documents": n}``
+- ``GET /documents?offset=&limit=&q=``: a page of ``{id, title}``, ``q`` searches titles
+- ``GET /documents/{id}``: ``{id, title, text, meta}``
+- ``GET /documents/{id}/similar?k=``: its related documents
+- ``POST /similar``: ``{"text", "title"?, "k"?}``: the documents related to a free text
+- ``POST /documents``: ``{"documents": [{id, text, title?, ...}]}``: append; returns the ids
+- ``DELETE /documents/{id}``: remove
+
+Errors are JSON ``{"detail": ...}``: 400 malformed JSON, 401 missing or wrong token on a write
+endpoint, 404 unknown id, 413 body over the limit, 422 invalid input (``k`` outside 1..100,
+a missing field), 500 ``{"detail": "internal server error"}`` with the traceback only in the
+server's log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .recommend import Match, Recommender, UnknownDocumentError
+
+__all__ = ["DEFAULT_MAX_BODY", "MAX_K", "STATIC_DIR", "create_app"]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
+MAX_K = 100
+MAX_PAGE = 200
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# schemas -------------------------------------------------------------------------------------
+
+
+class MatchOut(BaseModel):
+    id: str
+    title: str | None
+    distance: int = Field(description="Hamming distance of the 64-bit fingerprints, 0..64")
+    score: float = Field(description="estimated cosine similarity, cos(pi * distance / 64)")
+    shared_terms: list[str] = Field(description="the shared terms that weigh most in the match")
+
+
+class SimilarOut(BaseModel):
+    id: str | None = Field(None, description="the query document, or null for a free text")
+    results: list[MatchOut]
+
+
+class DocumentSummary(BaseModel):
+    id: str
+    title: str | None
+
+
+class DocumentPage(BaseModel):
+    total: int = Field(description="documents matching the search, over all pages")
+    offset: int
+    limit: int
+    items: list[DocumentSummary]
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str | None
+    text: str
+    meta: dict[str, Any]
+
+
+class SimilarTextIn(BaseModel):
+    text: str = Field(min_length=1, description="the free text to find related documents for")
+    title: str | None = None
+    k: int = Field(10, ge=1, le=MAX_K)
+
+
+class AddIn(BaseModel):
+    documents: list[Any] = Field(
+        min_length=1,
+        description="objects with a string 'id' and 'text', an optional 'title'; other "
+        "fields are kept as metadata",
+    )
+
+
+class Rejected(BaseModel):
+    index: int = Field(description="position in the request's list, starting at 0")
+    id: str | None
+    reason: str
+
+
+class AddOut(BaseModel):
+    ids: list[str] = Field(description="the ids stored, in order")
+    rejected: list[Rejected]
+
+
+class Health(BaseModel):
+    status: str
+    documents: int
+    version: str
+
+
+# plumbing ------------------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, before the handler reads them.
+
+    Checks ``Content-Length`` up front and counts the bytes of chunked bodies as they arrive
+    (bodies are at most ``max_bytes``, so holding one in memory is bounded).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = JSONResponse(
+            {"detail": f"request body is larger than the limit of {self.max_bytes} bytes"},
+            status_code=413,
+        )
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    await JSONResponse({"detail": "invalid Content-Length"}, 400)(
+                        scope, receive, send
+                    )
+                    return
+                if declared > self.max_bytes:
+                    await too_large(scope, receive, send)
+                    return
+        # Read the body here, counting, and hand it on whole: a chunked body over the limit is
+        # refused before any handler sees a byte of it.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _recommender(request: Request) -> Recommender:
+    rec: Recommender = request.app.state.recommender
+    return rec
+
+
+# Module level: with postponed annotations, FastAPI resolves these names in module globals.
+Rec = Annotated[Recommender, Depends(_recommender)]
+K = Annotated[int, Query(ge=1, le=MAX_K, description=f"how many, 1..{MAX_K}")]
+
+
+def _match(m: Match) -> MatchOut:
+    return MatchOut(
+        id=m.id,
+        title=m.title,
+        distance=m.distance,
+        score=round(m.score, 6),
+        shared_terms=list(m.shared_terms),
+    )
+
+
+def _not_found(exc: UnknownDocumentError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[int, Any]:
+    errors = exc.errors()
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            where = e.get("ctx", {}).get("error", "")
+            return 400, f"malformed JSON in the request body: {where}".rstrip(": ")
+    detail = [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+    return 422, detail
+
+
+# the app -------------------------------------------------------------------------------------
+
+
+def create_app(
+    db: str | None = None,
+    *,
+    index_path: str | None = None,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    recommender: Callable[[], Recommender] | None = None,
+) -> FastAPI:
+    """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
+
+    ``token`` (default ``$TEXTREC_TOKEN``): when set, ``POST /documents`` and
+    ``DELETE /documents/{id}`` require ``Authorization: Bearer <token>``. ``recommender`` is a
+    factory called once at start-up instead of ``Recommender(db, index_path=...)``.
+    """
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+    token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
+
+    def open_recommender() -> Recommender:
+        if recommender is not None:
+            return recommender()
+        return Recommender(db, index_path=index_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rec = open_recommender()
+        log.info("textrec serving %r", rec)
+        app.state.recommender = rec
+        yield
+
+    app = FastAPI(
+        title="textrec",
+        version=__version__,
+        description="Related posts for Korean text: Mecab nouns, TF-IDF, 64-bit SimHash.",
+        lifespan=lifespan,
+    )
+
+    def require_token(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
+            raise StarletteHTTPException(
+                401,
+                "this endpoint needs the server's token: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, detail = _validation_detail(exc)
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(UnknownDocumentError)
+    async def on_unknown(request: Request, exc: UnknownDocumentError) -> JSONResponse:
+        return _not_found(exc)
+
+    @app.exception_handler(Exception)
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    def health(rec: Rec) -> Health:
+        return Health(status="ok", documents=len(rec), version=__version__)
+
+    @app.get("/documents", response_model=DocumentPage, tags=["documents"])
+    def list_documents(
+        rec: Rec,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        q: Annotated[
+            str | None, Query(max_length=200, description="only titles containing this")
+        ] = None,
+    ) -> DocumentPage:
+        total, docs = rec.documents(offset=offset, limit=limit, title_contains=q or None)
+        return DocumentPage(
+            total=total,
+            offset=offset,
+            limit=limit,
+            items=[DocumentSummary(id=d.external_id, title=d.title) for d in docs],
+        )
+
+    @app.get(
+        "/documents/{id}",
+        response_model=DocumentOut,
+        tags=["documents"],
+        responses={404: {"description": "no such document"}},
+    )
+    def get_document(id: str, rec: Rec) -> DocumentOut:
+        doc = rec.document(id)
+        return DocumentOut(id=doc.external_id, title=doc.title, text=doc.text, meta=doc.meta)
+
+    @app.get(
+        "/documents/{id}/similar",
+        response_model=SimilarOut,
+        tags=["similar"],
+        responses={404: {"description": "no such document"}},
+    )
+    def similar(id: str, rec: Rec, k: K = 10) -> SimilarOut:
+        return SimilarOut(id=id, results=[_match(m) for m in rec.similar(id, k=k)])
+
+    @app.post("/similar", response_model=SimilarOut, tags=["similar"])
+    def similar_text(body: SimilarTextIn, rec: Rec) -> SimilarOut:
+        matches = rec.similar_text(body.text, k=body.k, title=body.title)
+        return SimilarOut(id=None, results=[_match(m) for m in matches])
+
+    @app.post(
+        "/documents",
+        response_model=AddOut,
+        tags=["documents"],
+        dependencies=[Depends(require_token)],
+        responses={
+            201: {"description": "at least one document was stored"},
+            422: {"description": "no document was stored; 'rejected' says why"},
+        },
+    )
+    def add_documents(body: AddIn, rec: Rec, response: Response) -> AddOut:
+        stored, rejected = rec.add(body.documents)
+        out = AddOut(
+            ids=stored,
+            rejected=[Rejected(index=e.line - 1, id=e.id, reason=e.reason) for e in rejected],
+        )
+        response.status_code = 201 if stored else 422
+        return out
+
+    @app.delete(
+        "/documents/{id}",
+        status_code=204,
+        tags=["documents"],
+        dependencies=[Depends(require_token)],
+        responses={404: {"description": "no such document"}},
+    )
+    def remove_document(id: str, rec: Rec) -> Response:
+        rec.remove(id)
+        return Response(status_code=204)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    # StaticFiles serves only files under STATIC_DIR: it resolves every path and refuses
+    # anything outside it, so `..` and symlinks cannot reach the rest of the file system.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    return app
