@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from live_server import serve
 
 from textrec import Recommender, Store, build, ingest, read_records
+
+from .live_server import serve
 
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 SECONDS = 4.0  # each scenario runs this long
