@@ -87,6 +87,7 @@ def ingest(
     batch_size: int = 500,
     progress: bool = False,
     on_stored: Callable[[list[int], list[int], list[dict[str, int]]], None] | None = None,
+    under_snapshot: tuple[DFSnapshot, str] | None = None,
 ) -> IngestReport:
     """Store valid records in transactions of ``batch_size``; collect the rejected ones.
 
@@ -98,7 +99,10 @@ def ingest(
     analyzer = analyzer or Analyzer()
     report = IngestReport()
     seen: set[str] = set()
-    current = store.current_snapshot()
+    # ``under_snapshot=(DFSnapshot, scheme)``: fingerprint under this one instead of reading
+    # (and parsing) the store's current snapshot; the Recommender passes the one its index
+    # uses, which also keeps appended fingerprints comparable with its index.
+    current = under_snapshot if under_snapshot is not None else store.current_snapshot()
     bar = tqdm(desc="ingest", unit="doc", disable=not progress, leave=False)
     for batch in _batches(records, batch_size):
         good: list[Record] = []

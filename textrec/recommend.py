@@ -280,7 +280,13 @@ class Recommender:
             self.related.add(ids, [self.analyzer.weights(t, self.snapshot) for t in terms])
 
         with self._write_lock:
-            report = ingest(self.store, records, analyzer=self.analyzer, on_stored=index_batch)
+            report = ingest(
+                self.store,
+                records,
+                analyzer=self.analyzer,
+                on_stored=index_batch,
+                under_snapshot=(self.snapshot, self.scheme),
+            )
         return report.stored, report.rejected
 
     def save(self) -> str | None:
