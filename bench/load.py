@@ -9,6 +9,7 @@ the full size while the set-up takes a minute rather than the hours Mecab would 
 starts a real ``textrec serve`` (uvicorn, 127.0.0.1, a free port) and runs, each for
 ``--seconds``:
 
+0. ``GET /health``, the peer: what HTTP, uvicorn and FastAPI alone cost on this machine;
 1. ``GET /documents/{id}/similar?k=10`` for random ids (real and synthetic);
 2. ``POST /documents`` of one real Korean article under a new id (Mecab, fingerprint, SQLite
    commit, index append);
@@ -228,6 +229,9 @@ def main() -> int:
             doc_id = f"syn-{rng.randrange(len(articles), len(articles) + n_synthetic):07d}"
         return http.get(f"/documents/{doc_id}/similar", params={"k": 10}), 200
 
+    def health_check(http: httpx.Client, rng: random.Random, n: int) -> tuple[httpx.Response, int]:
+        return http.get("/health"), 200
+
     def append(http: httpx.Client, rng: random.Random, n: int) -> tuple[httpx.Response, int]:
         a = rng.choice(articles)
         doc = {"id": f"load-{run_id}-{next(serial)}", "title": a.get("title"), "text": a["text"]}
@@ -243,6 +247,8 @@ def main() -> int:
         health = httpx.get(f"{base}/health").json()
         print(f"serving {health['documents']:,} documents")
         c = args.clients
+        # Peer: the cheapest endpoint, the floor set by HTTP, uvicorn and FastAPI on this machine.
+        errors += report("peer", run(base, args.seconds, [("GET /health", c, health_check)]))
         errors += report("alone", run(base, args.seconds, [("GET similar?k=10", c, similar)]))
         errors += report("alone", run(base, args.seconds, [("POST /documents (1)", c, append)]))
         mixed = [("GET similar?k=10", max(1, c // 2), similar)]

@@ -285,3 +285,20 @@ def test_page_and_static_files(client: TestClient) -> None:
     for name, kind in (("app.js", "javascript"), ("app.css", "text/css")):
         r = client.get(f"/static/{name}")
         assert r.status_code == 200 and kind in r.headers["content-type"]
+
+
+def test_serve_binds_loopback_by_default() -> None:
+    from textrec.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port, args.max_body, args.token) == ("127.0.0.1", 8000, 1 << 20, None)
+
+
+def test_serve_before_build_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from textrec.cli import main
+
+    assert main(["--db", f"sqlite:///{tmp_path / 'empty.db'}", "serve", "--port", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "run `textrec build` first" in err and "Traceback" not in err
