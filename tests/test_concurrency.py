@@ -1,10 +1,11 @@
 """Queries stay correct while documents are appended and removed from other threads
 (the Python API) and from other requests (a real ``textrec serve`` on 127.0.0.1).
 
-"Correct" means: every query answers without error; it returns exactly ``k`` results, in
-order of distance, without the query document; it never returns a document whose removal
-had finished before the query started; a document whose append had finished is found by the
-next query; and at the end the index holds exactly the stored documents.
+"Correct" means: every query answers without error; its results are in order of score,
+without the query document, at most ``k`` and no fewer than before the writers started; it
+never returns a document whose removal had finished before the query started; a document
+whose append had finished is found by the next query; and at the end the index holds
+exactly the stored documents.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import random
 import shutil
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -29,6 +31,7 @@ from .live_server import serve
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 SECONDS = 4.0  # each scenario runs this long
 K = 10
+MARS_QUERY = "화성 탐사선 로버가 암석 시료를 채취했다"
 
 
 @pytest.fixture(scope="module")
@@ -125,11 +128,15 @@ class Log:
         with self.lock:
             self.errors.append(message)
 
-    def check_result(self, started: float, query: str | None, ids: list[str], dists: list[int]):  # type: ignore[no-untyped-def]
-        if len(ids) != K:
-            self.error(f"{query}: {len(ids)} results, expected {K}")
-        if dists != sorted(dists):
-            self.error(f"{query}: distances out of order {dists}")
+    def check_result(
+        self, started: float, query: str | None, ids: list[str], scores: list[float], least: int
+    ) -> None:
+        """``least``: how many results the query had before any writer started; writers only
+        add documents of their own and remove those, so no query may return fewer."""
+        if not least <= len(ids) <= K:
+            self.error(f"{query}: {len(ids)} results, expected {least}..{K}")
+        if scores != sorted(scores, reverse=True):
+            self.error(f"{query}: scores out of order {scores}")
         if query is not None and query in ids:
             self.error(f"{query}: the query document is in its own results")
         with self.lock:
@@ -177,8 +184,12 @@ def test_python_api_under_concurrent_writes(db: str) -> None:
         except Exception as exc:  # reported, not swallowed: the test fails on any
             log.error(f"writer {w}: {exc!r}")
 
+    queries = ["wikinews-0001", "wikinews-0054", "wikinews-0300", "wikinews-0429"]
+    least = {q: len(rec.similar(q, k=K)) for q in queries}
+    least[None] = len(rec.similar_text(MARS_QUERY, k=K))  # type: ignore[index]
+    assert least[None] >= 1 and all(n == K for q, n in least.items() if q), least  # type: ignore[index]
+
     def reader(r: int) -> None:
-        queries = ["wikinews-0001", "wikinews-0054", "wikinews-0300", "wikinews-0429"]
         i = 0
         try:
             while time.monotonic() < stop:
@@ -188,13 +199,19 @@ def test_python_api_under_concurrent_writes(db: str) -> None:
                     ms = rec.similar(q, k=K)
                 else:
                     q = None
-                    ms = rec.similar_text("화성 탐사선 로버가 암석 시료를 채취했다", k=K)
-                log.check_result(started, q, [m.id for m in ms], [m.distance for m in ms])
+                    ms = rec.similar_text(MARS_QUERY, k=K)
+                log.check_result(
+                    started,
+                    q,
+                    [m.id for m in ms],
+                    [m.score for m in ms],
+                    least[q],  # type: ignore[index]
+                )
                 i += 1
                 with log.lock:
                     counts["queries"] += 1
         except Exception as exc:
-            log.error(f"reader {r}: {exc!r}")
+            log.error(f"reader {r}: {exc!r}\n{traceback.format_exc()}")
 
     run_threads(
         [lambda w=w: writer(w) for w in range(2)] + [lambda r=r: reader(r) for r in range(3)]
@@ -258,25 +275,35 @@ def test_http_under_concurrent_writes(db: str) -> None:
             except Exception as exc:
                 log.error(f"writer {w}: {exc!r}")
 
+        queries = [f"wikinews-{i * 37 % 644:04d}" for i in range(12)]
+        least: dict[str | None, int] = {
+            q: len(_call("GET", f"{base}/documents/{q}/similar?k={K}")[1]["results"])
+            for q in queries
+        }
+        least[None] = len(
+            _call("POST", f"{base}/similar", {"text": MARS_QUERY, "k": K})[1]["results"]
+        )
+        assert least[None] >= 1
+
         def reader(r: int) -> None:
             i = 0
             try:
                 while time.monotonic() < stop:
                     started = time.monotonic()
                     if i % 2:
-                        q = f"wikinews-{(i * 37) % 644:04d}"
+                        q = queries[(i // 2) % len(queries)]
                         status, out = _call("GET", f"{base}/documents/{q}/similar?k={K}")
                     else:
                         q = None
-                        body = {"text": "화성 탐사선 로버가 암석 시료를 채취했다", "k": K}
+                        body = {"text": MARS_QUERY, "k": K}
                         status, out = _call("POST", f"{base}/similar", body)
                     if status != 200:
                         log.error(f"query {q}: {status} {out}")
                     else:
                         res = out["results"]
-                        log.check_result(
-                            started, q, [m["id"] for m in res], [m["distance"] for m in res]
-                        )
+                        ids = [m["id"] for m in res]
+                        scores = [m["score"] for m in res]
+                        log.check_result(started, q, ids, scores, least[q])
                     i += 1
                     with log.lock:
                         counts["queries"] += 1

@@ -130,8 +130,11 @@ class Recommender:
         )
 
     def _query_code(self, doc_id: int | None, weights: Mapping[str, float]) -> int:
-        if doc_id is not None and doc_id in self.index:
-            return self.index.get(doc_id)
+        if doc_id is not None:
+            try:  # not `in` then `get`: another thread may remove it in between
+                return self.index.get(doc_id)
+            except KeyError:
+                pass
         return simhash(weights)
 
     def _ranked(
@@ -142,7 +145,10 @@ class Recommender:
         if mode == "related":
             ids, cosines = self.related.search(weights, n, exclude=exclude)
             for doc_id, cos in zip(ids.tolist(), cosines.tolist(), strict=True):
-                found = self.index.get(doc_id) if doc_id in self.index else code
+                try:  # not `in` then `get`: another thread may remove it in between
+                    found = self.index.get(doc_id)
+                except KeyError:
+                    found = code
                 ranked.append((doc_id, hamming(code, found), float(cos)))
             return ranked
         ids, dists = self.index.search(code, n + (1 if exclude is not None else 0))
