@@ -4,8 +4,9 @@
 
 Builds (once, then reused) a SQLite store holding the bundled Korean Wikinews sample (644 real
 articles, ingested and built with Mecab) plus synthetic documents up to ``--docs``: short
-stored rows with random 64-bit fingerprints under the current DF snapshot, so the index has
-the full size while the set-up takes a minute rather than the hours Mecab would need. Then it
+stored rows of 12 vocabulary terms each (drawn by document frequency) with random 64-bit
+fingerprints under the current DF snapshot, so both indexes have the full size while the
+set-up takes minutes rather than the hours Mecab would need. Then it
 starts a real ``textrec serve`` (uvicorn, 127.0.0.1, a free port) and runs, each for
 ``--seconds``:
 
@@ -72,17 +73,24 @@ def prepare(path: Path, n_docs: int) -> str:
     if have < n_docs:
         t = time.perf_counter()
         rng = np.random.default_rng(have)
+        # Each synthetic document gets 12 distinct terms of the sample's vocabulary, drawn in
+        # proportion to their document frequency, so the related-posts index has postings of
+        # a realistic shape; its fingerprint is random (no Mecab, no hashing needed).
+        vocab = sorted(snapshot.df)
+        df = np.array([snapshot.df[t] for t in vocab], dtype=np.float64)
+        p = df / df.sum()
         batch = 20_000
         for start in range(have, n_docs, batch):
             count = min(batch, n_docs - start)
+            picks = [rng.choice(len(vocab), size=12, replace=False, p=p) for _ in range(count)]
             docs = [
                 NewDocument(
                     external_id=f"syn-{i:07d}",
                     title=f"합성 문서 {i}",
-                    text="부하 시험용 합성 문서",
-                    terms={"부하": 1, "시험": 1, "합성": 1, "문서": 1},
+                    text=" ".join(vocab[j] for j in pick),
+                    terms={vocab[j]: 1 for j in pick},
                 )
-                for i in range(start, start + count)
+                for i, pick in zip(range(start, start + count), picks, strict=True)
             ]
             fps = rng.integers(0, 2**64, size=count, dtype=np.uint64, endpoint=False)
             store.add_documents(docs, fingerprints=(snapshot.id, scheme, [int(x) for x in fps]))
@@ -201,7 +209,7 @@ def main() -> int:
     ap.add_argument(
         "--db",
         type=Path,
-        default=Path(os.environ.get("TMPDIR", "/tmp")) / "textrec-bench-load" / "load.db",
+        default=Path(os.environ.get("TMPDIR", "/tmp")) / "textrec-bench-load" / "load-v2.db",
         help="SQLite file to build or reuse (a copy is served, so reruns start equal)",
     )
     args = ap.parse_args()
