@@ -302,3 +302,20 @@ def test_serve_before_build_is_a_one_line_error(
     assert main(["--db", f"sqlite:///{tmp_path / 'empty.db'}", "serve", "--port", "1"]) == 1
     err = capsys.readouterr().err
     assert "run `textrec build` first" in err and "Traceback" not in err
+
+
+def test_index_files_are_saved_at_shutdown_after_writes(db: str) -> None:
+    path = db.removeprefix("sqlite:///") + ".index"
+    before = Path(path).stat().st_mtime_ns
+    with TestClient(create_app(db)) as c:
+        assert c.get("/documents/wikinews-0001/similar?k=3").status_code == 200
+    assert Path(path).stat().st_mtime_ns == before  # nothing changed: nothing written
+    with TestClient(create_app(db)) as c:
+        r = c.post("/documents", json={"documents": [{"id": "mars", "text": MARS}]})
+        assert r.status_code in (200, 201), r.text
+    rec = Recommender(db)
+    assert "mars" in [m.id for m in rec.similar_text(MARS, k=1)]
+    assert len(rec.index) == 645 and not rec.changed
+    from textrec.build import _load_index
+
+    assert _load_index(rec.store, path)[1]  # the saved file matches the store

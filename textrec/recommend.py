@@ -95,6 +95,7 @@ class Recommender:
             self.store, self.snapshot, self.scheme, self.analyzer, self.index_path
         )
         self._write_lock = threading.Lock()
+        self._changed = False
 
     def __repr__(self) -> str:
         return f"Recommender<{len(self.index):,} documents, {self.store!r}>"
@@ -231,7 +232,10 @@ class Recommender:
     def _near(self, doc_id: int, max_distance: int) -> dict[int, int]:
         """``{document id: distance}`` of ``doc_id``'s near-duplicates (identical texts: 0)."""
         found: dict[int, int] = {}
-        code = self.index.get(doc_id) if doc_id in self.index else 0
+        try:
+            code = self.index.get(doc_id)
+        except KeyError:  # removed meanwhile, or never fingerprinted
+            code = 0
         if code != 0:
             ids, dists = self.index.within(code, max_distance)
             found = {i: d for i, d in zip(ids.tolist(), dists.tolist(), strict=True)}
@@ -284,6 +288,7 @@ class Recommender:
         def index_batch(ids: list[int], fps: list[int], terms: list[dict[str, int]]) -> None:
             self.index.add(np.array(ids, dtype=np.int64), np.array(fps, dtype=np.uint64))
             self.related.add(ids, [self.analyzer.weights(t, self.snapshot) for t in terms])
+            self._changed = True
 
         with self._write_lock:
             report = ingest(
@@ -295,12 +300,18 @@ class Recommender:
             )
         return report.stored, report.rejected
 
+    @property
+    def changed(self) -> bool:
+        """Whether documents were added or removed since the index files were read or saved."""
+        return self._changed
+
     def save(self) -> str | None:
         """Write both index files (beside a SQLite database, or ``index_path``), so that the
         next start-up reads them instead of rebuilding from the store. Returns the path."""
         if self.index_path is None:
             return None
         with self._write_lock:
+            self._changed = False
             self.index.save(self.index_path)
             self.related.save(
                 related_path(self.index_path), scheme=self.scheme, snapshot_id=self.snapshot.id
@@ -314,6 +325,7 @@ class Recommender:
             self.store.remove_document(doc.id)
             self.index.remove(np.array([doc.id], dtype=np.int64))
             self.related.remove([doc.id])
+            self._changed = True
 
 
 def parse_record_obj(

@@ -259,6 +259,9 @@ def create_app(
         log.info("textrec serving %r", rec)
         app.state.recommender = rec
         yield
+        if rec.changed:  # so that the next start reads the index files instead of rebuilding
+            path = rec.save()
+            log.info("index files saved to %s", path)
 
     app = FastAPI(
         title="textrec",
