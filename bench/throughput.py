@@ -14,8 +14,10 @@ it runs, in turn:
   twice, once per job.
 
 Each runner's DF snapshot id and fingerprints are checked against the in-process ones.
-Figures: documents/s and characters/s of wall time, and characters/s per core (wall time
-times the cores the runner uses). Corpora are read from ../shared/data/.
+Figures: documents/s and characters/s of wall time, and characters per CPU-second (user +
+system time of this process and of every child process it waited for: mrjob's tasks, Spark's
+JVM and Python workers), which is the per-core rate and, unlike wall time, hardly depends on
+what else runs on a shared machine. Corpora are read from ../shared/data/.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -48,10 +51,27 @@ def load(path: Path, limit: int | None) -> list[dict[str, Any]]:
         return [json.loads(line) for line in itertools.islice(f, limit)]
 
 
-def report(label: str, seconds: float, docs: int, chars: int, cores: int) -> None:
+def cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = cpu_seconds() - self.cpu
+
+
+def report(label: str, timer: Timer, docs: int, chars: int) -> None:
     print(
-        f"  {label:<12} {seconds:8.2f} s  {docs / seconds:>10,.0f} docs/s  "
-        f"{chars / seconds:>12,.0f} chars/s  {chars / seconds / cores:>12,.0f} chars/s/core",
+        f"  {label:<12} {timer.wall:7.2f} s wall {timer.cpu:7.2f} s CPU  "
+        f"{docs / timer.wall:>9,.0f} docs/s  {chars / timer.wall:>11,.0f} chars/s  "
+        f"{chars / timer.cpu:>11,.0f} chars/CPU-s",
         flush=True,
     )
 
@@ -67,26 +87,26 @@ def bench_corpus(name: str, rows: list[dict[str, Any]], runners: list[str], tmp:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
     tagger = default_tokenizer()._tagger()
-    t0 = time.perf_counter()
-    for text in texts:
-        tagger.parse(text)
-    report("mecab-parse", time.perf_counter() - t0, docs, chars, 1)
+    with Timer() as t:
+        for text in texts:
+            tagger.parse(text)
+    report("mecab-parse", t, docs, chars)
 
     from konlpy.tag import Mecab
 
     konlpy = Mecab(dicpath=_mecab_paths()[0])
-    t0 = time.perf_counter()
-    for text in texts:
-        konlpy.nouns(text)
-    report("konlpy", time.perf_counter() - t0, docs, chars, 1)
+    with Timer() as t:
+        for text in texts:
+            konlpy.nouns(text)
+    report("konlpy", t, docs, chars)
 
     analyzer = Analyzer()
-    t0 = time.perf_counter()
-    counts = [analyzer.term_counts(r["text"], r.get("title")) for r in rows]
-    kept = [(r["id"], c) for r, c in zip(rows, counts, strict=True) if c]
-    snapshot = DFSnapshot.from_documents(c.keys() for _, c in kept)
-    expected = {i: fingerprint_hex(analyzer.fingerprint(c, snapshot)) for i, c in kept}
-    report("inprocess", time.perf_counter() - t0, docs, chars, 1)
+    with Timer() as t:
+        counts = [analyzer.term_counts(r["text"], r.get("title")) for r in rows]
+        kept = [(r["id"], c) for r, c in zip(rows, counts, strict=True) if c]
+        snapshot = DFSnapshot.from_documents(c.keys() for _, c in kept)
+        expected = {i: fingerprint_hex(analyzer.fingerprint(c, snapshot)) for i, c in kept}
+    report("inprocess", t, docs, chars)
     snapshot_path = os.path.join(tmp, f"{name}.df.json")
     snapshot.save(snapshot_path)
 
@@ -94,15 +114,14 @@ def bench_corpus(name: str, rows: list[dict[str, Any]], runners: list[str], tmp:
         if runner == "inprocess":
             continue
         cores = 1 if runner == "inline" else 2
-        t0 = time.perf_counter()
-        got, _ = run_df_job([path], runner, cores=cores)
-        t1 = time.perf_counter()
-        lines, _ = run_fingerprint_job([path], snapshot_path, runner, cores=cores)
-        t2 = time.perf_counter()
+        with Timer() as t:
+            with Timer() as t_df:
+                got, _ = run_df_job([path], runner, cores=cores)
+            lines, _ = run_fingerprint_job([path], snapshot_path, runner, cores=cores)
         same = got.id == snapshot.id and {x["id"]: x["fingerprint"] for x in lines} == expected
-        report(runner, t2 - t0, docs, chars, cores)
+        report(runner, t, docs, chars)
         print(
-            f"  {'':<12} DF job {t1 - t0:.2f} s, fingerprint job {t2 - t1:.2f} s; "
+            f"  {'':<12} DF job {t_df.wall:.2f} s wall, then the fingerprint job; "
             f"identical to in-process: {same}",
             flush=True,
         )
