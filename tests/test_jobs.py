@@ -308,3 +308,27 @@ def test_append_then_resnapshot_through_the_store(reference: Reference, tmp_path
         build_with_runner(store, "inline", inputs=[str(part)])
     assert store.current_snapshot_id() == second.snapshot_id
     assert store.count_fingerprints(second.snapshot_id) == 300
+
+
+def test_input_with_a_repeated_document_is_refused(reference: Reference, tmp_path: Path) -> None:
+    store = ingested_store(tmp_path / "dup.db", limit=30)
+    first = build_with_runner(store, "inline")
+    lines = FIXTURE.read_text("utf-8").splitlines(True)[:30]
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text("".join([*lines[:29], lines[0]]), "utf-8")  # 30 lines, one repeated
+    with pytest.raises(JobsError, match="exactly the stored documents"):
+        build_with_runner(store, "inline", inputs=[str(wrong)])
+    assert store.current_snapshot_id() == first.snapshot_id
+    assert store.count_fingerprints(first.snapshot_id) == 30
+
+
+def test_cli_runner_options_need_a_runner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["--db", db, "-q", "build", "--input", str(FIXTURE)]) == 1
+    assert "--input needs an mrjob runner" in capsys.readouterr().err
+    assert main(["--db", db, "-q", "build", "--append"]) == 1
+    assert "--append needs an mrjob runner" in capsys.readouterr().err
+    assert main(["--db", db, "-q", "build", "--runner", "inline", "--append"]) == 1
+    assert "textrec build" in capsys.readouterr().err  # nothing built yet: says what to run

@@ -26,6 +26,7 @@ the executors, no Spark UI and the loopback address.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ __all__ = [
     "build_with_runner",
     "export_documents",
     "fingerprint_new_with_runner",
+    "iter_fingerprint_job",
     "job_args",
     "run_df_job",
     "run_fingerprint_job",
@@ -177,6 +179,24 @@ def run_fingerprint_job(
 
     Each dict has ``id``, ``fingerprint`` (16 hex digits), ``scheme`` and ``snapshot``.
     """
+    bad: dict[str, int] = {}
+    options: dict[str, Any] = {"conf_path": conf_path, "cores": cores, "extra_args": extra_args}
+    lines = list(iter_fingerprint_job(inputs, snapshot_path, runner, bad=bad, **options))
+    return lines, bad
+
+
+def iter_fingerprint_job(
+    inputs: Sequence[str],
+    snapshot_path: str,
+    runner: str = "inline",
+    *,
+    bad: dict[str, int] | None = None,
+    conf_path: str | None = None,
+    cores: int = 2,
+    extra_args: Sequence[str] = (),
+) -> Iterator[dict[str, str]]:
+    """Run the fingerprint job and stream its output, one dict per document, without
+    holding it in memory; ``bad`` (when given) receives the bad records by kind."""
     from jobs.fingerprint import MRFingerprint
 
     _environment(runner, conf_path)
@@ -184,9 +204,10 @@ def run_fingerprint_job(
     job = MRFingerprint(args=[*args, "--df-snapshot", snapshot_path, *inputs])
     with job.make_runner() as mr:
         _run(mr, "fingerprint", runner)
-        lines = [value for _, value in job.parse_output(mr.cat_output())]
-        bad = _bad_records(mr.counters())
-    return lines, bad
+        if bad is not None:
+            bad.update(_bad_records(mr.counters()))
+        for _, value in job.parse_output(mr.cat_output()):
+            yield value
 
 
 def export_documents(documents: Iterable[StoredDocument], path: str) -> int:
@@ -213,21 +234,21 @@ def _internal_ids(store: Store, external_ids: Sequence[str]) -> dict[str, int]:
     return found
 
 
-def _batches(items: Sequence[dict[str, str]], size: int) -> Iterator[Sequence[dict[str, str]]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _batches(items: Iterable[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def _store_fingerprints(
     store: Store,
-    lines: Sequence[dict[str, str]],
+    lines: Iterable[dict[str, str]],
     snapshot: DFSnapshot,
     scheme: str,
     *,
     batch_size: int = 5000,
 ) -> int:
     """Put the job's fingerprints into the store under ``snapshot``; returns how many."""
-    seen: set[str] = set()
     written = 0
     for batch in _batches(lines, batch_size):
         for line in batch:
@@ -237,10 +258,14 @@ def _store_fingerprints(
                     f"the fingerprint job used DF snapshot {line['snapshot']} for "
                     f"{line['id']!r}, expected {snapshot.id}"
                 )
-            if line["id"] in seen:
-                raise JobsError(f"the input holds document id {line['id']!r} more than once")
-            seen.add(line["id"])
-        ids = _internal_ids(store, [line["id"] for line in batch])
+        external = [line["id"] for line in batch]
+        if len(set(external)) != len(external):
+            repeated = next(e for e in external if external.count(e) > 1)
+            raise JobsError(
+                f"the input holds document {repeated!r} more than once: --input must hold "
+                f"exactly the stored documents, each once"
+            )
+        ids = _internal_ids(store, external)
         missing = [line["id"] for line in batch if line["id"] not in ids]
         if missing:
             raise JobsError(
@@ -297,15 +322,19 @@ def build_with_runner(
             )
         snapshot_path = os.path.join(tmp, "df-snapshot.json")
         snapshot.save(snapshot_path)
-        lines, _ = run_fingerprint_job(inputs, snapshot_path, runner, **options)
-        if len(lines) != total:
-            raise JobsError(
-                f"the fingerprint job fingerprinted {len(lines):,} documents, expected {total:,}"
-            )
         status = store.snapshot_status(snapshot.id)
         if status != ("ready", scheme) or store.current_snapshot_id() != snapshot.id:
             store.begin_snapshot(snapshot, scheme)
+        # Streamed into the store; the snapshot only becomes current once all are in.
+        lines = iter_fingerprint_job(inputs, snapshot_path, runner, **options)
         done = _store_fingerprints(store, lines, snapshot, scheme)
+        stored = store.count_fingerprints(snapshot.id)
+        if done != total or stored != total:
+            raise JobsError(
+                f"the fingerprint job fingerprinted {done:,} documents ({stored:,} distinct "
+                f"stored ones), expected each of the {total:,} stored documents once: "
+                f"--input must hold exactly the stored documents"
+            )
     store.activate_snapshot(snapshot.id)
     log.info(
         "DF snapshot %s (%s): %d documents, %d terms", snapshot.id, runner, total, len(snapshot)
@@ -340,10 +369,11 @@ def fingerprint_new_with_runner(
         if n_new:
             snapshot_path = os.path.join(tmp, "df-snapshot.json")
             snapshot.save(snapshot_path)
-            lines, bad = run_fingerprint_job(
+            lines = iter_fingerprint_job(
                 [exported],
                 snapshot_path,
                 runner,
+                bad=bad,
                 conf_path=conf_path,
                 cores=cores,
                 extra_args=extra_args,
