@@ -289,6 +289,7 @@ def test_append_then_resnapshot_through_the_store(reference: Reference, tmp_path
         assert now[r.id] == fingerprint_hex(fp)
     index = HammingIndex.load(f"{db}.index")
     assert (index.snapshot_id, len(index)) == (first.snapshot_id, 300)
+    assert main(["--db", f"sqlite:///{db}", "-q", "check"]) == 0
     # Nothing left to append: a second run changes nothing.
     assert fingerprint_new_with_runner(store, "inline").fingerprinted == 0
 
@@ -300,6 +301,7 @@ def test_append_then_resnapshot_through_the_store(reference: Reference, tmp_path
     assert store.count_fingerprints(first.snapshot_id) == 0  # the index never mixes snapshots
     index = HammingIndex.load(f"{db}.index")
     assert (index.snapshot_id, len(index)) == (second.snapshot_id, 300)
+    assert main(["--db", f"sqlite:///{db}", "-q", "check"]) == 0  # index files match the store
 
     # Inputs that are not the stored documents are refused, and the store is left as it was.
     part = tmp_path / "part.jsonl"

@@ -10,8 +10,9 @@ passes run as the jobs of ``jobs/``:
 3. :class:`jobs.fingerprint.MRFingerprint` fingerprints every document under that snapshot,
    which travels to the tasks as a file;
 4. the fingerprints are loaded into the store under the new snapshot, which is then made
-   current in one transaction (readers never see a mix of snapshots), and the index file is
-   written, as ``build`` does.
+   current in one transaction (readers never see a mix of snapshots), and the index files
+   (Hamming and related-posts) are rewritten from the store, with the functions ``build``
+   uses.
 
 :func:`fingerprint_new_with_runner` is the append path: documents stored after the last build
 that have no fingerprint yet are fingerprinted under the *current* snapshot, and nothing else
@@ -39,7 +40,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .build import BuildReport, default_index_path, index_from_store
+from .build import BuildReport, refresh_index_file
 from .simhash import check_scheme, parse_fingerprint
 from .store import DocumentRow, NotBuiltError, Store, StoredDocument
 from .tfidf import DFSnapshot
@@ -339,10 +340,7 @@ def build_with_runner(
     log.info(
         "DF snapshot %s (%s): %d documents, %d terms", snapshot.id, runner, total, len(snapshot)
     )
-    if index_path is None:
-        index_path = default_index_path(store)
-    if index_path is not None:
-        index_from_store(store, snapshot.id, scheme).save(index_path)
+    index_path = refresh_index_file(store, index_path)
     return JobsReport(snapshot.id, snapshot.n_docs, len(snapshot), done, index_path, runner, bad)
 
 
@@ -379,8 +377,5 @@ def fingerprint_new_with_runner(
                 extra_args=extra_args,
             )
             done = _store_fingerprints(store, lines, snapshot, scheme)
-    if index_path is None:
-        index_path = default_index_path(store)
-    if index_path is not None and done:
-        index_from_store(store, snapshot.id, scheme).save(index_path)
+    index_path = refresh_index_file(store, index_path)
     return JobsReport(snapshot.id, snapshot.n_docs, len(snapshot), done, index_path, runner, bad)
