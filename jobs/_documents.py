@@ -1,0 +1,53 @@
+"""What both jobs do with one input line: validate it, count its terms, or count it as bad.
+
+Kept apart from the job classes so the DF job and the fingerprint job reject exactly the same
+records, with exactly the same counter names, as ``textrec ingest`` does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from textrec.corpus import RecordError, parse_record
+from textrec.pipeline import Analyzer
+
+__all__ = ["COUNTER_GROUP", "NO_TERMS", "document_terms", "reason_kind"]
+
+COUNTER_GROUP = "textrec"
+NO_TERMS = "no terms (nouns) found in title or text"
+
+# Specifics that vary from record to record and would make one counter per record.
+_DETAIL = re.compile(r"(: |; |, got | at (byte|column) ).*$")
+_LENGTH = re.compile(r" is [\d,]+ characters long")
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a rejection reason, without the record's details.
+
+    >>> reason_kind("invalid JSON: Expecting value at column 1")
+    'invalid JSON'
+    >>> reason_kind("field 'text' is 1,000,001 characters long; the limit is 1,000,000")
+    "field 'text' is too long"
+    """
+    return _DETAIL.sub("", _LENGTH.sub(" is too long", reason))
+
+
+def document_terms(
+    analyzer: Analyzer, line: str | bytes, count_bad: Callable[[str], None]
+) -> tuple[str, dict[str, int]] | None:
+    """``(id, term counts)`` of a valid document line; None after counting a bad one.
+
+    ``count_bad(kind)`` is called once per bad record (a job passes a function that
+    increments the counter ``bad records: <kind>`` in group ``textrec``). A record with no
+    terms is bad too: ``textrec ingest`` rejects it as well.
+    """
+    record = parse_record(line.strip())
+    if isinstance(record, RecordError):
+        count_bad(reason_kind(record.reason))
+        return None
+    counts = analyzer.term_counts(record.text, record.title)
+    if not counts:
+        count_bad(NO_TERMS)
+        return None
+    return record.id, counts
