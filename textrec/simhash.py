@@ -90,19 +90,17 @@ def simhash(weights: Mapping[str, float]) -> int:
     if not weights:
         return 0
     terms = list(weights)
-    w = np.fromiter((weights[t] for t in terms), dtype=np.float64, count=len(terms))
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        bad = next(t for t in terms if not math.isfinite(weights[t]) or weights[t] < 0)
-        raise ValueError(f"weights must be finite and >= 0; term {bad!r} has {weights[bad]!r}")
-    m = float(w.max())
+    values = [weights[t] for t in terms]
+    for term, w in zip(terms, values, strict=True):
+        if not 0.0 <= w < math.inf:  # also refuses NaN
+            raise ValueError(f"weights must be finite and >= 0; term {term!r} has {w!r}")
+    m = max(values)
     if m == 0.0:
         return 0
-    q = np.floor(w / m * _QUANT + 0.5).astype(np.int64)
-    keep = q > 0
-    if not keep.all():
-        terms = [t for t, k in zip(terms, keep, strict=True) if k]
-        q = q[keep]
-    sums = q @ term_vectors(terms)
+    # floor(w / m · 2^20 + 0.5) in IEEE doubles, exactly as numpy would compute it.
+    q = [math.floor(w / m * _QUANT + 0.5) for w in values]
+    kept = [(t, x) for t, x in zip(terms, q, strict=True) if x > 0]
+    sums = np.array([x for _, x in kept], np.int64) @ term_vectors(t for t, _ in kept)
     bits = np.packbits(sums > 0, bitorder="little")
     return int.from_bytes(bits.tobytes(), "little")
 

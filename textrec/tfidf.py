@@ -159,7 +159,14 @@ class DFSnapshot:
         return term in self.df
 
     def idf(self, term: str) -> float:
-        return idf(self.n_docs, self.df.get(term, 0))
+        """``ln(N / df(t))`` (cached per term; unseen terms count as df = 1)."""
+        cache: dict[str, float] = self.__dict__.setdefault("_idf_cache", {})
+        value = cache.get(term)
+        if value is None:
+            value = idf(self.n_docs, self.df.get(term, 0))
+            if len(cache) < 4_000_000:
+                cache[term] = value
+        return value
 
     def items(self) -> Iterator[tuple[str, int]]:
         return iter(self.df.items())
