@@ -61,8 +61,14 @@ debian_mirror() {
 
 WORK=$(mktemp -d /tmp/textrec-image.XXXXXX)
 CONTAINERS=()
+PG_CTL=""
+PG_DIR=""
 cleanup() {
     for c in "${CONTAINERS[@]}"; do buildah rm "$c" >/dev/null 2>&1 || true; done
+    if [ -n "$PG_DIR" ]; then
+        runuser -u postgres -- "$PG_CTL" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+        rm -rf "$PG_DIR"
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -177,6 +183,44 @@ demo_outside=$("$PYTHON" -m textrec.cli demo 2>/dev/null | grep -v 'textrec-demo
     fail "'textrec demo' lists other related posts in the image than with $PYTHON"
 }
 echo "textrec demo: $(echo "$demo_inside" | grep -c 'wikinews-') result lines, identical inside and outside"
+
+# The store on PostgreSQL, when the server binaries are installed (CI installs them): a server on
+# 127.0.0.1 for this run; the image and $PYTHON each ingest and build the demo corpus into their
+# own database, and must find the same related posts. The image's network is the host's.
+PG_CTL=$(find /usr/lib/postgresql -path '*/bin/pg_ctl' 2>/dev/null | sort -V | tail -n1 || true)
+if [ -n "$PG_CTL" ] && id postgres >/dev/null 2>&1; then
+    PG_DIR=$(mktemp -d /tmp/textrec-image-pg.XXXXXX)
+    chown postgres "$PG_DIR"
+    pg_port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    pg() { runuser -u postgres -- "$(dirname "$PG_CTL")/$1" "${@:2}"; }
+    pg initdb -D "$PG_DIR/data" --auth=trust --username=postgres > "$PG_DIR/initdb.log" 2>&1 \
+        || { cat "$PG_DIR/initdb.log" >&2; fail "initdb failed"; }
+    pg pg_ctl -D "$PG_DIR/data" -o "-h 127.0.0.1 -p $pg_port -k $PG_DIR" -l "$PG_DIR/server.log" \
+        -w start >/dev/null || { cat "$PG_DIR/server.log" >&2; fail "PostgreSQL did not start"; }
+    for db in inside outside; do pg createdb -h 127.0.0.1 -p "$pg_port" "textrec_$db"; done
+    corpus='import pathlib, textrec; print(pathlib.Path(textrec.__file__).parent / "data" / "wikinews_ko.jsonl.gz")'
+    # $1: how to run Python ("run python" inside the image, or $PYTHON); $2: the database URL.
+    store_session() {
+        local py=$1 url=$2 data
+        data=$($py -c "$corpus")
+        $py -m textrec.cli --db "$url" ingest "$data" >&2 \
+            && $py -m textrec.cli --db "$url" build >&2 \
+            && $py -m textrec.cli --db "$url" migrate >&2 \
+            && $py -m textrec.cli --db "$url" similar wikinews-0007 wikinews-0100 -k 5 --json
+    }
+    url="postgresql+psycopg://postgres@127.0.0.1:$pg_port"
+    pg_inside=$(store_session "run python" "$url/textrec_inside" 2>"$WORK/pg-inside.log") \
+        || { tail -n 20 "$WORK/pg-inside.log" >&2; fail "ingest/build/similar on PostgreSQL failed in the image"; }
+    pg_outside=$(store_session "$PYTHON" "$url/textrec_outside" 2>"$WORK/pg-outside.log") \
+        || { tail -n 20 "$WORK/pg-outside.log" >&2; fail "ingest/build/similar on PostgreSQL failed with $PYTHON"; }
+    [ -n "$pg_inside" ] && [ "$pg_inside" = "$pg_outside" ] || {
+        diff <(echo "$pg_outside") <(echo "$pg_inside") >&2 || true
+        fail "on PostgreSQL the image finds other related posts than $PYTHON"
+    }
+    echo "PostgreSQL store: ingest, build, migrate, similar identical inside and outside"
+else
+    echo "PostgreSQL server binaries not installed: the store check on PostgreSQL is skipped"
+fi
 t_smoke=$(date +%s)
 
 size=$(buildah images --format '{{.Size}}' "$IMAGE" | head -n1)
