@@ -184,6 +184,50 @@ demo_outside=$("$PYTHON" -m textrec.cli demo 2>/dev/null | grep -v 'textrec-demo
 }
 echo "textrec demo: $(echo "$demo_inside" | grep -c 'wikinews-') result lines, identical inside and outside"
 
+# Spark: a standalone master and a worker of the image on 127.0.0.1 and a job submitted to them
+# (docker/spark_smoke.py) that computes term counts and fingerprints on the executor; its result
+# must equal the one $PYTHON computes without Spark. All three JVMs run in one container, so the
+# shell that starts them stops them.
+buildah copy "$ctr" docker/spark_smoke.py /tmp/spark_smoke.py >/dev/null
+read -r spark_port master_ui worker_ui < <("$PYTHON" -c '
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+spark_inside=$(run bash -c '
+    export SPARK_LOCAL_IP=127.0.0.1
+    spark-class org.apache.spark.deploy.master.Master --host 127.0.0.1 --port "$1" \
+        --webui-port "$2" > /tmp/spark-master.log 2>&1 &
+    master=$!
+    spark-class org.apache.spark.deploy.worker.Worker --host 127.0.0.1 --webui-port "$3" \
+        --cores 1 --memory 1g "spark://127.0.0.1:$1" > /tmp/spark-worker.log 2>&1 &
+    worker=$!
+    trap "kill $worker $master 2>/dev/null; wait" EXIT
+    python -c "
+import time, urllib.request
+deadline = time.monotonic() + 120
+while True:
+    try:
+        urllib.request.urlopen(\"http://127.0.0.1:$2/\", timeout=2)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(1)
+"
+    timeout 300 spark-submit --master "spark://127.0.0.1:$1" --conf spark.ui.enabled=false \
+        /tmp/spark_smoke.py || { tail -n 20 /tmp/spark-master.log /tmp/spark-worker.log; exit 1; }
+' spark "$spark_port" "$master_ui" "$worker_ui" 2>"$WORK/spark.log") \
+    || { tail -n 40 "$WORK/spark.log" >&2; fail "the Spark job failed on a master and worker of the image"; }
+spark_outside=$("$PYTHON" docker/spark_smoke.py --local) || fail "docker/spark_smoke.py --local failed"
+# spark-submit passes the Python driver's stderr on to its stdout: the result is the last line.
+echo "$spark_inside" | grep '^spark ' || true
+spark_inside=$(echo "$spark_inside" | tail -n1)
+echo "spark (inside):  $spark_inside"
+echo "local (outside): $spark_outside"
+[ "$spark_inside" = "$spark_outside" ] || fail "Spark executors in the image give other fingerprints than $PYTHON"
+
 # The store on PostgreSQL, when the server binaries are installed (CI installs them): a server on
 # 127.0.0.1 for this run; the image and $PYTHON each ingest and build the demo corpus into their
 # own database, and must find the same related posts. The image's network is the host's.
