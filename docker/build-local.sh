@@ -184,6 +184,43 @@ demo_outside=$("$PYTHON" -m textrec.cli demo 2>/dev/null | grep -v 'textrec-demo
 }
 echo "textrec demo: $(echo "$demo_inside" | grep -c 'wikinews-') result lines, identical inside and outside"
 
+corpus='import pathlib, textrec; print(pathlib.Path(textrec.__file__).parent / "data" / "wikinews_ko.jsonl.gz")'
+
+# textrec's optional C extensions must be built in the image (the build stage has a compiler).
+for source in textrec/_*.c; do
+    [ -e "$source" ] || continue
+    module="textrec.$(basename "$source" .c)"
+    run python -c "import $module" || fail "$module (from $source) was not built into the image"
+    echo "extension $module: built"
+done
+
+# The API server, when this textrec has `textrec serve`: started in the image on a free loopback
+# port against a built SQLite store, and probed with the image's own healthcheck command.
+if "$PYTHON" -m textrec.cli serve --help >/dev/null 2>&1; then
+    health_cmd=$("$PYTHON" -c '
+import json, sys
+test = json.load(open(sys.argv[1]))["Docker"]["config"]["Healthcheck"]["Test"]
+print(test[-1])' "$WORK/inspect.json")
+    serve_port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    run bash -c '
+        set -e
+        data=$(python -c "$1")
+        textrec --db sqlite:////tmp/serve.db ingest "$data" >/dev/null 2>&1
+        textrec --db sqlite:////tmp/serve.db build >/dev/null 2>&1
+        textrec --db sqlite:////tmp/serve.db serve --host 127.0.0.1 --port "$2" > /tmp/serve.log 2>&1 &
+        server=$!
+        trap "kill $server 2>/dev/null; wait" EXIT
+        for _ in $(seq 60); do
+            if python -c "${3//:8000\//:$2/}" 2>/dev/null; then exit 0; fi
+            sleep 1
+        done
+        tail -n 20 /tmp/serve.log
+        exit 1
+    ' serve "$corpus" "$serve_port" "$health_cmd" >&2 \
+        || fail "textrec serve in the image did not pass its healthcheck"
+    echo "textrec serve: healthy (the image's healthcheck, on port $serve_port)"
+fi
+
 # Spark: a standalone master and a worker of the image on 127.0.0.1 and a job submitted to them
 # (docker/spark_smoke.py) that computes term counts and fingerprints on the executor; its result
 # must equal the one $PYTHON computes without Spark. All three JVMs run in one container, so the
@@ -242,7 +279,6 @@ if [ -n "$PG_CTL" ] && id postgres >/dev/null 2>&1; then
     pg pg_ctl -D "$PG_DIR/data" -o "-h 127.0.0.1 -p $pg_port -k $PG_DIR" -l "$PG_DIR/server.log" \
         -w start >/dev/null || { cat "$PG_DIR/server.log" >&2; fail "PostgreSQL did not start"; }
     for db in inside outside; do pg createdb -h 127.0.0.1 -p "$pg_port" "textrec_$db"; done
-    corpus='import pathlib, textrec; print(pathlib.Path(textrec.__file__).parent / "data" / "wikinews_ko.jsonl.gz")'
     # $1: how to run Python ("run python" inside the image, or $PYTHON); $2: the database URL.
     store_session() {
         local py=$1 url=$2 data
