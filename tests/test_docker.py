@@ -136,3 +136,17 @@ def test_shell_scripts_parse(script: str) -> None:
         ["bash", "-n", str(DOCKER / script)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_cluster_mrjob_conf_is_valid_for_the_spark_runner() -> None:
+    """Every option of docker/mrjob.cluster.conf is one that mrjob's Spark runner knows."""
+    from mrjob.conf import load_opts_from_mrjob_conf
+    from mrjob.spark.runner import SparkMRJobRunner
+
+    path = Path(__file__).resolve().parents[1] / "docker" / "mrjob.cluster.conf"
+    [(_, opts)] = load_opts_from_mrjob_conf("spark", str(path))
+    assert set(opts) <= SparkMRJobRunner.OPT_NAMES, set(opts) - SparkMRJobRunner.OPT_NAMES
+    assert opts["spark_master"] == "spark://spark-master:7077"
+    assert opts["spark_tmp_dir"].startswith("file:///shared/")
+    compose = (path.parent / "compose.yml").read_text(encoding="utf-8")
+    assert "./mrjob.cluster.conf:/etc/textrec/mrjob.conf:ro" in compose
