@@ -37,12 +37,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from .build import BuildReport, refresh_index_file
 from .simhash import check_scheme, parse_fingerprint
-from .store import DocumentRow, NotBuiltError, Store, StoredDocument
+from .store import NotBuiltError, Store, StoredDocument
 from .tfidf import DFSnapshot
 
 __all__ = [
@@ -223,18 +220,6 @@ def export_documents(documents: Iterable[StoredDocument], path: str) -> int:
     return n
 
 
-def _internal_ids(store: Store, external_ids: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    with Session(store.engine) as s:
-        for i in range(0, len(external_ids), 500):
-            chunk = external_ids[i : i + 500]
-            q = select(DocumentRow.external_id, DocumentRow.id).where(
-                DocumentRow.external_id.in_(chunk)
-            )
-            found.update((ext, int(doc_id)) for ext, doc_id in s.execute(q))
-    return found
-
-
 def _batches(items: Iterable[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
@@ -266,7 +251,7 @@ def _store_fingerprints(
                 f"the input holds document {repeated!r} more than once: --input must hold "
                 f"exactly the stored documents, each once"
             )
-        ids = _internal_ids(store, external)
+        ids = store.internal_ids(external)
         missing = [line["id"] for line in batch if line["id"] not in ids]
         if missing:
             raise JobsError(

@@ -389,13 +389,24 @@ class Store:
             raise DuplicateIdError(sorted(self.existing_external_ids(ext))) from exc
 
     @staticmethod
-    def _existing(s: Session, ext: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+    def _internal_ids(s: Session, ext: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
         for i in range(0, len(ext), 500):
             chunk = ext[i : i + 500]
-            q = select(DocumentRow.external_id).where(DocumentRow.external_id.in_(chunk))
-            found.update(s.scalars(q))
+            q = select(DocumentRow.external_id, DocumentRow.id).where(
+                DocumentRow.external_id.in_(chunk)
+            )
+            found.update((e, int(doc_id)) for e, doc_id in s.execute(q))
         return found
+
+    @classmethod
+    def _existing(cls, s: Session, ext: Sequence[str]) -> set[str]:
+        return set(cls._internal_ids(s, ext))
+
+    def internal_ids(self, external_ids: Sequence[str]) -> dict[str, int]:
+        """``{external id: internal id}`` of the stored ones among ``external_ids``."""
+        with self._session() as s:
+            return self._internal_ids(s, external_ids)
 
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
         with self._session() as s:
