@@ -672,6 +672,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # "No configs specified for inline runner" and the like: expected, not a problem.
+        logging.getLogger("mrjob.conf").setLevel(logging.ERROR)
     try:
         return int(args.func(args))
     except (
