@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     DateTime,
     Dialect,
     Engine,
@@ -437,12 +438,17 @@ class Store:
 
     def iter_documents(self, *, batch_size: int = 1000) -> Iterator[StoredDocument]:
         """Every document in id order, read in batches (keyset pagination)."""
+        return self._iter_where((), batch_size)
+
+    def _iter_where(
+        self, conditions: Sequence[ColumnElement[bool]], batch_size: int
+    ) -> Iterator[StoredDocument]:
         last = -(1 << 62)
         while True:
             with self._session() as s:
                 q = (
                     select(DocumentRow)
-                    .where(DocumentRow.id > last)
+                    .where(DocumentRow.id > last, *conditions)
                     .order_by(DocumentRow.id)
                     .limit(batch_size)
                 )
@@ -717,24 +723,11 @@ class Store:
         self, snapshot_id: str, *, batch_size: int = 1000
     ) -> Iterator[StoredDocument]:
         """Documents that have no fingerprint under a snapshot, in id order."""
-        last = -(1 << 62)
-        while True:
-            with self._session() as s:
-                has_fp = select(FingerprintRow.document_id).where(
-                    FingerprintRow.snapshot_id == snapshot_id,
-                    FingerprintRow.document_id == DocumentRow.id,
-                )
-                q = (
-                    select(DocumentRow)
-                    .where(DocumentRow.id > last, ~has_fp.exists())
-                    .order_by(DocumentRow.id)
-                    .limit(batch_size)
-                )
-                rows = [_to_stored(r) for r in s.scalars(q)]
-            if not rows:
-                return
-            yield from rows
-            last = rows[-1].id
+        has_fp = select(FingerprintRow.document_id).where(
+            FingerprintRow.snapshot_id == snapshot_id,
+            FingerprintRow.document_id == DocumentRow.id,
+        )
+        return self._iter_where((~has_fp.exists(),), batch_size)
 
 
 _REGEN = "python -m textrec.schema sqlite|postgresql"
