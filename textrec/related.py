@@ -28,20 +28,20 @@ cosine's, p50 6.6–8.6 ms on one core (see ``bench/README.md``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 import threading
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from numba import njit
+
+from ._atomic import atomic_write
 
 __all__ = ["DEFAULT_TOP_TERMS", "IMPACT_LUT", "RelatedIndex", "quantize_impacts"]
 
@@ -286,8 +286,8 @@ class RelatedIndex:
     # persistence -----------------------------------------------------------------------------
 
     def save(self, path: str, *, scheme: str, snapshot_id: str) -> None:
-        """Write the index (compacted) to ``path`` atomically: a temporary file in the same
-        folder, fsynced, then renamed over ``path``. Format: an uncompressed ``.npz`` (every
+        """Write the index (compacted) to ``path`` atomically (:func:`atomic_write`: a crash
+        leaves the old file or the new one). Format: an uncompressed ``.npz`` (every
         member CRC-checked on load) with the format version, scheme, DF snapshot id, top
         terms, vocabulary, row ids, tombstones and postings."""
         self.compact()
@@ -304,27 +304,20 @@ class RelatedIndex:
             "top_terms": self.top_terms,
         }
         vocab = json.dumps(list(self._term_ids), ensure_ascii=False).encode("utf-8")
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".related-", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    header=np.frombuffer(json.dumps(header).encode(), np.uint8),
-                    vocabulary=np.frombuffer(vocab, np.uint8),
-                    doc_ids=state.doc_ids,
-                    dead=state.dead,
-                    ptr=seg.ptr,
-                    rows=seg.rows,
-                    impacts=seg.impacts,
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+        def write(f: BinaryIO) -> None:
+            np.savez(
+                f,
+                header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                vocabulary=np.frombuffer(vocab, np.uint8),
+                doc_ids=state.doc_ids,
+                dead=state.dead,
+                ptr=seg.ptr,
+                rows=seg.rows,
+                impacts=seg.impacts,
+            )
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str) -> tuple[RelatedIndex, dict[str, object]]:
