@@ -105,7 +105,8 @@ def bench_corpus(name: str, rows: list[dict[str, Any]], runners: list[str], tmp:
         counts = [analyzer.term_counts(r["text"], r.get("title")) for r in rows]
         kept = [(r["id"], c) for r, c in zip(rows, counts, strict=True) if c]
         snapshot = DFSnapshot.from_documents(c.keys() for _, c in kept)
-        expected = {i: fingerprint_hex(analyzer.fingerprint(c, snapshot)) for i, c in kept}
+        fps = analyzer.fingerprints([c for _, c in kept], snapshot)  # as build does, in batches
+        expected = {i: fingerprint_hex(fp) for (i, _), fp in zip(kept, fps, strict=True)}
     report("inprocess", t, docs, chars)
     snapshot_path = os.path.join(tmp, f"{name}.df.json")
     snapshot.save(snapshot_path)

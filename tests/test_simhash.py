@@ -166,3 +166,19 @@ def test_similar_texts_are_closer_than_unrelated(mecab) -> None:  # type: ignore
     b = fp("버스 요금 인상이 발표되었다. 시내버스 요금.")
     c = fp("축구 대표팀 선수들이 경기에서 승리했다. 감독은 선수를 칭찬했다.")
     assert hamming(a, b) < hamming(a, c)
+
+
+def test_batch_equals_one_by_one() -> None:
+    from textrec.simhash import simhash_batch
+
+    rng = random.Random(11)
+    vocab = [f"어휘{i}" for i in range(200)]
+    docs: list[dict[str, float]] = [{}, {"가": 0.0}]
+    for _ in range(300):
+        terms = rng.sample(vocab, rng.randint(1, 25))
+        docs.append({t: rng.choice([0.0, rng.random() * 9, 1.0]) for t in terms})
+    docs.append({})
+    assert simhash_batch(docs) == [simhash(d) for d in docs]
+    assert simhash_batch([]) == []
+    with pytest.raises(ValueError, match="term '나'"):
+        simhash_batch([{"가": 1.0}, {"나": -2.0}])

@@ -136,7 +136,7 @@ def ingest(
             fp_arg = None
             if current is not None:
                 snapshot, scheme = current
-                fps = [analyzer.fingerprint(d.terms or {}, snapshot) for d in docs]
+                fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
                 fp_arg = (snapshot.id, scheme, fps)
             try:
                 ids = store.add_documents(docs, fingerprints=fp_arg)
@@ -202,17 +202,25 @@ def build(
     if status != ("ready", analyzer.scheme) or store.current_snapshot_id() != snapshot.id:
         store.begin_snapshot(snapshot, analyzer.scheme)
     done = 0
-    pending: list[tuple[int, int]] = []
-    todo = {d.id for d in store.documents_without_fingerprint(snapshot.id)}
+    ids: list[int] = []
+    counts: list[dict[str, int]] = []
+
+    def flush() -> int:
+        fps = analyzer.fingerprints(counts, snapshot)
+        written = store.put_fingerprints(snapshot.id, analyzer.scheme, zip(ids, fps, strict=True))
+        ids.clear()
+        counts.clear()
+        return written
+
+    todo = store.ids_without_fingerprint(snapshot.id)
     if todo:
         for doc_id, terms in counts_of_all("fingerprints"):
-            if doc_id not in todo:
-                continue
-            pending.append((doc_id, analyzer.fingerprint(terms, snapshot)))
-            if len(pending) >= batch_size:
-                done += store.put_fingerprints(snapshot.id, analyzer.scheme, pending)
-                pending = []
-        done += store.put_fingerprints(snapshot.id, analyzer.scheme, pending)
+            if doc_id in todo:
+                ids.append(doc_id)
+                counts.append(terms)
+                if len(ids) >= batch_size:
+                    done += flush()
+        done += flush()
     store.activate_snapshot(snapshot.id)
     log.info("DF snapshot %s: %d documents, %d terms", snapshot.id, n, len(snapshot))
     if index_path is None:

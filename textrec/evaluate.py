@@ -180,7 +180,7 @@ def evaluate(
         search: Callable[[int], list[int]]
         if mode == "hamming":
             index = HammingIndex(snapshot_id=snapshot.id)
-            index.add(doc_ids, [analyzer.fingerprint(c, snapshot) for c in corpus.counts])
+            index.add(doc_ids, analyzer.fingerprints(corpus.counts, snapshot))
 
             def search_hamming(q: int, index: HammingIndex = index) -> list[int]:
                 w = analyzer.weights(corpus.counts[q], snapshot)
@@ -254,7 +254,7 @@ def near_duplicate_quality(
     few thousand."""
     analyzer = analyzer or Analyzer()
     snapshot = DFSnapshot.from_documents(corpus.counts)
-    codes = np.array([analyzer.fingerprint(c, snapshot) for c in corpus.counts], np.uint64)
+    codes = np.array(analyzer.fingerprints(corpus.counts, snapshot), np.uint64)
     x = _shingle_matrix(corpus.texts)
     size = np.asarray(x.sum(axis=1)).ravel()
     inter = (x @ x.T).tocoo()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -46,6 +46,7 @@ __all__ = [
     "hamming",
     "parse_fingerprint",
     "simhash",
+    "simhash_batch",
     "term_vectors",
 ]
 
@@ -103,6 +104,55 @@ def simhash(weights: Mapping[str, float]) -> int:
     sums = np.array([x for _, x in kept], np.int64) @ term_vectors(t for t, _ in kept)
     bits = np.packbits(sums > 0, bitorder="little")
     return int.from_bytes(bits.tobytes(), "little")
+
+
+def simhash_batch(weights_list: Sequence[Mapping[str, float]]) -> list[int]:
+    """:func:`simhash` of many documents at once: the same values, with a few numpy calls per
+    chunk of about 16,000 terms instead of several per document (much faster for short
+    texts)."""
+    out = [0] * len(weights_list)
+    q_all: list[int] = []
+    terms_all: list[str] = []
+    starts: list[int] = []  # where each document of the chunk starts in q_all
+    docs: list[int] = []  # which document each start belongs to
+    for i, weights in enumerate(weights_list):
+        terms = list(weights)
+        values = [weights[t] for t in terms]
+        for term, w in zip(terms, values, strict=True):
+            if not 0.0 <= w < math.inf:
+                raise ValueError(f"weights must be finite and >= 0; term {term!r} has {w!r}")
+        m = max(values, default=0.0)
+        if m == 0.0:
+            continue
+        begin = len(q_all)
+        for t, w in zip(terms, values, strict=True):
+            x = math.floor(w / m * _QUANT + 0.5)
+            if x > 0:
+                q_all.append(x)
+                terms_all.append(t)
+        if len(q_all) > begin:
+            starts.append(begin)
+            docs.append(i)
+        if len(q_all) >= _BATCH_TERMS:
+            _project(q_all, terms_all, starts, docs, out)
+            q_all, terms_all, starts, docs = [], [], [], []
+    if q_all:
+        _project(q_all, terms_all, starts, docs, out)
+    return out
+
+
+_BATCH_TERMS = 16_384
+
+
+def _project(
+    q: list[int], terms: list[str], starts: list[int], docs: list[int], out: list[int]
+) -> None:
+    """Steps 3-4 of the scheme for a chunk of documents (none of them empty)."""
+    products = term_vectors(terms) * np.array(q, np.int64)[:, None]
+    sums = np.add.reduceat(products, np.array(starts, np.int64), axis=0)
+    codes = np.packbits(sums > 0, axis=1, bitorder="little").view("<u8").ravel()
+    for i, code in zip(docs, codes.tolist(), strict=True):
+        out[i] = int(code)
 
 
 def hamming(a: int, b: int) -> int:

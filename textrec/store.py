@@ -719,6 +719,15 @@ class Store:
                     yield doc_id, json.loads(terms), None, None
             last = rows[-1][0]
 
+    def ids_without_fingerprint(self, snapshot_id: str) -> set[int]:
+        """Ids of the documents that have no fingerprint under a snapshot."""
+        has_fp = select(FingerprintRow.document_id).where(
+            FingerprintRow.snapshot_id == snapshot_id,
+            FingerprintRow.document_id == DocumentRow.id,
+        )
+        with self._session() as s:
+            return set(s.scalars(select(DocumentRow.id).where(~has_fp.exists())))
+
     def documents_without_fingerprint(
         self, snapshot_id: str, *, batch_size: int = 1000
     ) -> Iterator[StoredDocument]:

@@ -159,14 +159,22 @@ class DFSnapshot:
         return term in self.df
 
     def idf(self, term: str) -> float:
-        """``ln(N / df(t))`` (cached per term; unseen terms count as df = 1)."""
-        cache: dict[str, float] = self.__dict__.setdefault("_idf_cache", {})
-        value = cache.get(term)
-        if value is None:
-            value = idf(self.n_docs, self.df.get(term, 0))
-            if len(cache) < 4_000_000:
-                cache[term] = value
-        return value
+        """``ln(N / df(t))`` (unseen terms count as df = 1)."""
+        return self.idf_table().get(term, self.unseen_idf)
+
+    @property
+    def unseen_idf(self) -> float:
+        """The idf of a term the snapshot never saw: ``ln(N / 1)``."""
+        return idf(self.n_docs, 0)
+
+    def idf_table(self) -> Mapping[str, float]:
+        """``{term: idf}`` for the whole vocabulary, computed once per snapshot."""
+        table: dict[str, float] | None = self.__dict__.get("_idf_table")
+        if table is None:
+            n = self.n_docs
+            table = {t: idf(n, v) for t, v in self.df.items()}
+            self.__dict__["_idf_table"] = table
+        return table
 
     def items(self) -> Iterator[tuple[str, int]]:
         return iter(self.df.items())
@@ -215,6 +223,9 @@ def tfidf_weights(
     """``w(t, d) = tf(t, d) · idf(t)`` for every term of one document, sorted by term."""
     weighting = weighting or Weighting()
     plain = weighting.min_term_length == 1 and weighting.max_df_ratio is None
+    table, unseen = snapshot.idf_table(), snapshot.unseen_idf
+    if plain and weighting.tf == "raw":  # the default: the common case, kept lean
+        return {t: c * table.get(t, unseen) for t, c in sorted(counts.items()) if c > 0}
     n, df = snapshot.n_docs, snapshot.df
     return {
         term: weighting.tf_value(count) * snapshot.idf(term)
