@@ -105,6 +105,7 @@ def test_ingest_build_similar_query(
     assert run(db, "stats", "--json") == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["documents"] == 5 and stats["indexed"] == 5 and stats["index_bytes"] == 80
+    assert stats["related_index_bytes"] > 0
 
 
 def test_build_is_idempotent_and_append_is_searchable(

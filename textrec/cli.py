@@ -19,9 +19,17 @@ from importlib import resources
 from typing import TextIO
 
 from . import __version__
-from .build import build, default_index_path, ingest, load_index, refresh_index_file
+from .build import (
+    build,
+    default_index_path,
+    ingest,
+    load_index,
+    load_related_index,
+    refresh_index_file,
+)
 from .check import check
 from .corpus import DEFAULT_MAX_CHARS, read_records
+from .pipeline import Analyzer
 from .recommend import MODES, Match, Recommender, UnknownDocumentError
 from .runners import RUNNERS, JobsError
 from .simhash import fingerprint_hex
@@ -211,7 +219,6 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     current = store.current_snapshot()
     if current is None:
         raise NotBuiltError(store.url)
-    from .pipeline import Analyzer
 
     fp = Analyzer().fingerprint_text(text, current[0])
     print(fingerprint_hex(fp))
@@ -229,7 +236,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         stats["snapshot"] = None
     else:
         snapshot, scheme = current
-        index = load_index(store, args.index or default_index_path(store))
+        path = args.index or default_index_path(store)
+        index = load_index(store, path)
+        related = load_related_index(store, snapshot, scheme, Analyzer(), path)
         stats.update(
             snapshot=snapshot.id,
             scheme=scheme,
@@ -237,13 +246,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
             vocabulary=len(snapshot),
             indexed=len(index),
             index_bytes=index.nbytes,
-            index_file=args.index or default_index_path(store),
+            related_index_bytes=related.nbytes,
+            index_file=path,
         )
     if args.json:
         print(json.dumps(stats, ensure_ascii=False))
     else:
         for key, value in stats.items():
-            if key == "index_bytes" and isinstance(value, int):
+            if key in ("index_bytes", "related_index_bytes") and isinstance(value, int):
                 value = f"{value:,} ({value / max(int(str(stats['indexed'])), 1):.0f} per document)"
             elif isinstance(value, int):
                 value = f"{value:,}"
@@ -279,7 +289,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import EvalCorpus, evaluate, near_duplicate_quality
-    from .pipeline import Analyzer
     from .tfidf import Weighting
 
     weighting = Weighting(
