@@ -178,7 +178,7 @@ print(json.dumps(out))
 
 
 def fingerprint_corpora(out: Path, limit: int) -> None:
-    """Fingerprint petitions + nsmc reviews with textrec's Analyzer (Mecab) into ``out``."""
+    """Fingerprint petitions + ynat headlines + nsmc reviews with textrec's Analyzer (Mecab)."""
     import gzip
 
     from textrec import Analyzer, DFSnapshot
@@ -186,6 +186,8 @@ def fingerprint_corpora(out: Path, limit: int) -> None:
     data = Path("/work/shared/data")
     docs = []
     with (data / "petitions_ko_17cat.jsonl").open(encoding="utf-8") as f:
+        docs += [json.loads(line) for line in f]
+    with (data / "ynat_headlines_7cat.jsonl").open(encoding="utf-8") as f:
         docs += [json.loads(line) for line in f]
     with gzip.open(data / "nsmc_raw_reviews.jsonl.gz", "rt", encoding="utf-8") as f:
         for line in f:
@@ -206,7 +208,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1e6,1e7,6e7", help="random-code index sizes")
     ap.add_argument("--real", type=Path, help=".npy of real fingerprints to benchmark")
     ap.add_argument("--fingerprint", type=Path, help="write real fingerprints to this .npy")
-    ap.add_argument("--limit", type=int, default=720_000, help="documents to fingerprint")
+    ap.add_argument("--limit", type=int, default=800_000, help="documents to fingerprint")
     ap.add_argument("--reps", type=int, default=40, help="repetitions per measurement")
     ap.add_argument("--no-snapshot", action="store_true", help="skip the snapshot load test")
     args = ap.parse_args()
