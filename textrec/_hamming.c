@@ -243,9 +243,17 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
         if (__builtin_expect(
                 !_mm512_cmplt_epu64_mask(_mm512_min_epu64(lo, hi), limv) && sm >= lim, 1))
             continue;
+        /* redo per query: a mask of the codes below its own bound (clustered codes hit this
+         * often, so it stays vectorised), then the exact scalar check on those */
         for (int j = 0; j < g; j++) {
             state_t *st = s[j];
-            for (int t = 0; t < 8; t++) {
+            unsigned mm = 0xFF;
+            if (j < GROUP_VEC)
+                mm = _mm512_cmplt_epu64_mask(_mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j])),
+                                             _mm512_set1_epi64(st->lim));
+            while (mm) {
+                unsigned t = (unsigned)__builtin_ctz(mm);
+                mm &= mm - 1;
                 int d = __builtin_popcountll(c[i + t] ^ st->q);
                 if (d < st->lim) accept(st, (uint64_t)d, base + i + t);
             }
@@ -391,18 +399,33 @@ static PyObject *py_topk(PyObject *self, PyObject *args) {
         } else {
             /* every query of the batch passes over one block of the codes (in L1/L2) before
              * the next block is read: the array is read from memory once per batch */
-            int group = GROUP;
             group_fn run = GROUP_RUN;
-            state_t *ptrs[GROUP];
-            for (size_t b = 0; b < n; b += BLOCK) {
-                size_t len = n - b < BLOCK ? n - b : BLOCK;
-                for (size_t j = 0; j < m; j += (size_t)group) {
-                    int g = m - j < (size_t)group ? (int)(m - j) : group;
-                    for (int t = 0; t < g; t++) ptrs[t] = &st[j + (size_t)t];
-                    /* the first group prefetches the next block, one cache line per 8 codes */
-                    const uint64_t *next = j == 0 && b + 2 * BLOCK <= n ? c + b + BLOCK : NULL;
-                    run(ptrs, g, c + b, len, b, next);
+            /* queries in order of their bound, so that a group's largest bound (its filter) is
+             * close to each member's own: with clustered codes some bounds fall to 0-2 while
+             * others stay above 10. Re-sorted after every block (insertion sort: the order
+             * rarely changes); results do not depend on the grouping. */
+            state_t **order = (state_t **)malloc(m * sizeof(state_t *));
+            if (!order) {
+                ok = 0;
+            } else {
+                for (size_t j = 0; j < m; j++) order[j] = &st[j];
+                for (size_t b = 0; b < n; b += BLOCK) {
+                    size_t len = n - b < BLOCK ? n - b : BLOCK;
+                    for (size_t j = 0; j < m; j += GROUP) {
+                        int g = m - j < GROUP ? (int)(m - j) : GROUP;
+                        /* the first group prefetches the next block, a cache line per 8 codes */
+                        const uint64_t *next =
+                            j == 0 && b + 2 * BLOCK <= n ? c + b + BLOCK : NULL;
+                        run(order + j, g, c + b, len, b, next);
+                    }
+                    for (size_t j = 1; j < m; j++) {
+                        state_t *x = order[j];
+                        size_t t = j;
+                        for (; t > 0 && order[t - 1]->lim > x->lim; t--) order[t] = order[t - 1];
+                        order[t] = x;
+                    }
                 }
+                free(order);
             }
         }
     }
