@@ -20,6 +20,7 @@ import textrec.index as index_module
 from textrec.index import MAX_TABLE_RADIUS, HammingIndex, IndexFileError, kernel_name
 
 compiled = index_module._compiled
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def brute(codes: np.ndarray, ids: np.ndarray, q: int, k: int) -> tuple[list[int], list[int]]:
@@ -232,3 +233,47 @@ def test_unordered_ids_caught_only_by_verify(tmp_path: Path) -> None:
     with pytest.raises(IndexFileError, match="strictly increasing"):
         HammingIndex.load(path, mmap=True)
     assert len(HammingIndex.load(path, mmap=True, verify=False)) == 3
+
+
+@pytest.fixture(scope="module")
+def real_fingerprints(mecab: object) -> np.ndarray:
+    """textrec fingerprints of the 300 fixture petitions, their titles alone, their first
+    sentences and a few empty documents: clustered codes (short texts, near duplicates, exact
+    duplicates) as in a real corpus, unlike uniform random codes."""
+    import json
+
+    from textrec import Analyzer, DFSnapshot
+
+    analyzer = Analyzer(tokenizer=mecab)  # type: ignore[arg-type]
+    with (FIXTURES / "petitions_300.jsonl").open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    texts: list[tuple[str, str | None]] = []
+    for row in rows:
+        texts.append((str(row["text"]), str(row["title"])))
+        texts.append((str(row["title"]), None))
+        texts.append((str(row["text"]).split(".")[0], None))
+    texts += [("", None)] * 5
+    counts = [analyzer.term_counts(text, title) for text, title in texts]
+    snapshot = DFSnapshot.from_documents(counts)
+    return np.array([analyzer.fingerprint(c, snapshot) for c in counts], dtype=np.uint64)
+
+
+def test_real_fingerprints_match_brute_force(path: str, real_fingerprints: np.ndarray) -> None:
+    codes = real_fingerprints
+    n = len(codes)
+    assert len(set(codes.tolist())) < n  # the data has exact duplicates
+    ids = np.arange(0, 7 * n, 7, dtype=np.int64)
+    index = HammingIndex()
+    index.add(ids, codes)
+    queries = codes[::9]
+    for k in (1, 10, 100):
+        b_ids, b_dist = index.search_batch(queries, k)
+        for row, q in enumerate(queries.tolist()):
+            want = brute(codes, ids, q, k)
+            assert (b_ids[row].tolist(), b_dist[row].tolist()) == want, (q, k)
+            if row % 4 == 0:
+                assert lists(index.search(q, k)) == want, (q, k)
+    index.enable_radius_index()
+    for q in queries[::3].tolist():
+        for r in (0, 2, 4, 8, 12):
+            assert lists(index.within(q, r)) == brute_within(codes, ids, q, r), (q, r)
