@@ -40,24 +40,22 @@ directory, so a crash leaves either the old file or the new one, never a mixture
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import mmap as _mmap
 import operator
 import os
-import secrets
 import struct
 import sys
 import threading
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, BinaryIO, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from ._atomic import atomic_write
 from .simhash import BITS, SCHEME, check_scheme
 
 __all__ = ["MAX_TABLE_RADIUS", "HammingIndex", "IndexFileError", "kernel_name"]
@@ -713,23 +711,12 @@ class HammingIndex:
         body_crc = zlib.crc32(le_ids, zlib.crc32(le_codes))
         header = self._header(int(ids.shape[0]), body_crc)
 
-        target = Path(os.fspath(path))
-        directory = target.parent
-        tmp = directory / f".{target.name}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(header)
-                f.write(le_codes)
-                f.write(le_ids)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_directory(directory)
+        def write(f: BinaryIO) -> None:
+            f.write(header)
+            f.write(le_codes)
+            f.write(le_ids)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(
@@ -864,14 +851,3 @@ def _parse_header(path: str, header: bytes, size: int) -> tuple[int, int, str, s
     if not labels[0]:
         raise IndexFileError(f"{path}: empty scheme")
     return n, body_crc, labels[0], labels[1]
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op where directories can't be opened)."""
-    if os.name != "posix":  # pragma: no cover
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
