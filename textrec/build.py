@@ -155,6 +155,15 @@ def ingest(
                     fp_arg = (fp_arg[0], fp_arg[1], fps)
                 ids = store.add_documents(docs, fingerprints=fp_arg) if docs else []
             report.stored.extend(r.id for r in kept)
+            if kept:  # the acknowledgement: these documents are committed (see RELIABILITY.md)
+                last = kept[-1]
+                log.info(
+                    "committed %d document(s) through %s:%d (id %r)",
+                    len(kept),
+                    last.source,
+                    last.line,
+                    last.id,
+                )
             if fps is not None:
                 report.fingerprinted += len(fps)
                 if on_stored is not None:

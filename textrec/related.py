@@ -37,11 +37,14 @@ import threading
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from numba import njit
+
+from .index import _fsync_directory
 
 __all__ = ["DEFAULT_TOP_TERMS", "IMPACT_LUT", "RelatedIndex", "quantize_impacts"]
 
@@ -325,6 +328,7 @@ class RelatedIndex:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        _fsync_directory(Path(folder))  # so that the rename survives a power cut too
 
     @classmethod
     def load(cls, path: str) -> tuple[RelatedIndex, dict[str, object]]:
