@@ -48,6 +48,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
 MAX_K = 100
 MAX_PAGE = 200
+MAX_OFFSET = 2**63 - 1
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -305,7 +306,8 @@ def create_app(
     @app.get("/documents", response_model=DocumentPage, tags=["documents"])
     def list_documents(
         rec: Rec,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        # Bounded by the databases' 64-bit integers: a larger offset was a 500 (OverflowError).
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         q: Annotated[
             str | None, Query(max_length=200, description="only titles containing this")
