@@ -7,10 +7,12 @@ RELIABILITY.md records the figures)."""
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,14 +78,14 @@ class Client:
         self.conn.close()
 
 
-def new_documents() -> list[dict[str, Any]]:
-    """Real Korean documents (the petitions fixture) under new ids, for the writer."""
-    docs = []
+def new_documents() -> Iterator[dict[str, Any]]:
+    """Real Korean documents (the petitions fixture) under new ids, for the writer: round
+    after round, so that the writer never runs out."""
     with open(FIXTURE, encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            d = json.loads(line)
-            docs.append({"id": f"appended-{n:04d}", "title": d["title"], "text": d["text"]})
-    return docs
+        rows = [json.loads(line) for line in f]
+    for round_ in itertools.count():
+        for n, d in enumerate(rows):
+            yield {"id": f"appended-{round_}-{n:04d}", "title": d["title"], "text": d["text"]}
 
 
 def run_load(db: str, seconds: float, readers: int) -> LoadResult:
@@ -91,14 +93,16 @@ def run_load(db: str, seconds: float, readers: int) -> LoadResult:
     result = LoadResult(seconds, readers)
     lock = threading.Lock()
     pending = new_documents()
+    sent: dict[str, dict[str, Any]] = {}
     with serve(db, "--token", TOKEN) as base:
         stop = time.monotonic() + seconds
 
         def writer() -> None:
             c = Client(base)
             try:
-                while time.monotonic() < stop and pending:
-                    doc = pending.pop(0)
+                while time.monotonic() < stop:
+                    doc = next(pending)
+                    sent[doc["id"]] = doc
                     t = time.perf_counter()
                     status, out = c.call("POST", "/documents", {"documents": [doc]})
                     ms = (time.perf_counter() - t) * 1000
@@ -156,14 +160,14 @@ def run_load(db: str, seconds: float, readers: int) -> LoadResult:
             t.join(timeout=seconds + 120)
         # Afterwards: every appended document is findable, by id and by its own text.
         c = Client(base)
-        by_id = {d["id"]: d for d in new_documents()}
         for doc_id in result.appended:
             status, out = c.call("GET", f"/documents/{doc_id}")
             if status != 200 or out["id"] != doc_id:
                 result.errors.append(f"GET /documents/{doc_id}: {status}")
                 continue
-            d = by_id[doc_id]
-            status, out = c.call("POST", "/similar", {"text": d["text"], "title": d["title"]})
+            d = sent[doc_id]  # the same text is appended once a round: k covers the copies
+            query = {"text": d["text"], "title": d["title"], "k": 100}
+            status, out = c.call("POST", "/similar", query)
             hits = {m["id"] for m in out["results"] if m["distance"] == 0} if status == 200 else {}
             if doc_id not in hits:
                 result.errors.append(f"{doc_id} not found by its own text: {status}")
