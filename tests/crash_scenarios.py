@@ -5,7 +5,8 @@ Each scenario runs the real CLI as a subprocess (``python -m textrec.cli``) on a
 sends SIGKILL after a random (seeded) delay, and then verifies what must hold after a crash,
 raising ``AssertionError`` naming what broke:
 
-- ``ingest``: the store holds every acknowledged document (``textrec -v ingest`` logs
+- ``ingest``: the server restarts on the store and serves; the store holds every acknowledged
+  document (``textrec -v ingest`` logs
   "committed N document(s) through FILE:LINE (id ...)" after each committed batch: every
   document up to that line is acknowledged) and no partial batch: the new documents are
   exactly the first m batches of the input, each complete (text, title, stored term counts
@@ -155,6 +156,7 @@ def ingest_scenario(
     corpus: Path = FIXTURE,
     limit: int | None = 300,
     batch_size: int = 20,
+    serve_every: int = 5,
     log: Callable[[str], None] = lambda _: None,
 ) -> Tally:
     started = time.monotonic()
@@ -226,6 +228,9 @@ def ingest_scenario(
             row = by_id[d]
             assert docs[d].text == row["text"] and docs[d].title == (row.get("title") or None)
         _assert_check(db, f"ingest kill {i} at {delay:.2f} s")
+        if serve_every and i % serve_every == 0:
+            assert_server_serves(db, len(docs), next(iter(base_ids)))
+            tally.server_restarts += 1
         # Re-run: exactly the missing ones are stored.
         proc = run_cli("-q", "--db", db, "ingest", "--skip-invalid",
                        "--batch-size", str(batch_size), str(source))  # fmt: skip

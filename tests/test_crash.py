@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_kill_during_ingest(tmp_path: Path) -> None:
-    tally = ingest_scenario(tmp_path, KILLS, seed=1, limit=200)
-    assert tally.kills == KILLS
+    tally = ingest_scenario(tmp_path, KILLS, seed=1, limit=200, serve_every=KILLS)
+    assert tally.kills == KILLS and tally.server_restarts >= 1
     assert (tally.lost, tally.partial_batches) == (0, 0)
 
 
