@@ -100,3 +100,33 @@ def test_corrupt_index_file(built: str, capsys: pytest.CaptureFixture[str]) -> N
 def test_before_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--db", f"sqlite:///{tmp_path / 'x.db'}", "check"]) == 0
     assert "snapshot: None" in capsys.readouterr().out
+
+
+def test_corrupt_related_index_file(built: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(built.removeprefix("sqlite:///") + ".index.related")
+    assert path.exists()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped byte: the .npz member CRC no longer matches
+    path.write_bytes(bytes(data))
+    assert main(["--db", built, "check"]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable textrec related-posts index" in err and str(path) in err
+
+
+def test_missing_related_index_file_is_a_warning(
+    built: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path(built.removeprefix("sqlite:///") + ".index.related").unlink()
+    assert main(["--db", built, "check"]) == 0
+    assert "related-posts index file" in capsys.readouterr().err
+
+
+def test_leftover_temporary_files_are_a_warning(
+    built: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = Path(built.removeprefix("sqlite:///"))
+    (db.parent / f".{db.name}.index.0123456789abcdef.tmp").write_bytes(b"half")
+    (db.parent / f".{db.name}.index.related.fedcba9876543210.tmp").write_bytes(b"half")
+    assert main(["--db", built, "check"]) == 0
+    err = capsys.readouterr().err
+    assert "2 temporary file(s) of interrupted index writes" in err

@@ -319,3 +319,17 @@ def test_index_files_are_saved_at_shutdown_after_writes(db: str) -> None:
     from textrec.build import _load_index
 
     assert _load_index(rec.store, path)[1]  # the saved file matches the store
+
+
+def test_append_after_an_offline_build_asks_for_a_restart(db: str, tmp_path: Path) -> None:
+    with TestClient(create_app(db)) as c:
+        # Meanwhile another process ingests more documents and builds a new DF snapshot.
+        store = Store(db)
+        more = tmp_path / "more.jsonl"
+        more.write_text('{"id": "m1", "text": "' + MARS + '"}\n', encoding="utf-8")
+        ingest(store, read_records(str(more)))
+        build(store)
+        r = c.post("/documents", json={"documents": [{"id": "m2", "text": MARS}]})
+        assert r.status_code == 503
+        assert "restart the server" in r.json()["detail"]
+        assert c.get("/documents/m2").status_code == 404  # nothing half-stored

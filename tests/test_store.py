@@ -106,6 +106,7 @@ def test_add_with_fingerprints_is_one_transaction(db_url: str) -> None:
     store = Store(db_url)
     snap = DFSnapshot.from_counts(1, {"본문": 1})
     store.begin_snapshot(snap, "s1")
+    store.activate_snapshot(snap.id)
     with pytest.raises(ValueError, match="1 fingerprints for 2 documents"):
         store.add_documents([_doc(1), _doc(2)], fingerprints=(snap.id, "s1", [5]))
     assert store.count_documents() == 0

@@ -21,7 +21,7 @@ from .corpus import Record, RecordError
 from .index import HammingIndex
 from .pipeline import Analyzer
 from .related import RelatedIndex
-from .store import DuplicateIdError, NewDocument, Store
+from .store import DuplicateIdError, NewDocument, SnapshotChangedError, Store
 from .tfidf import DFSnapshot
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_SNAPSHOT_RETRIES = 5
 
 
 @dataclass
@@ -139,7 +141,23 @@ def ingest(
                 fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
                 fp_arg = (snapshot.id, scheme, fps)
             try:
-                ids = store.add_documents(docs, fingerprints=fp_arg)
+                for attempt in range(_SNAPSHOT_RETRIES):
+                    try:
+                        ids = store.add_documents(
+                            docs, fingerprints=fp_arg, require_no_snapshot=True
+                        )
+                        break
+                    except SnapshotChangedError:
+                        # A build activated another snapshot: fingerprint under it instead.
+                        # The Recommender's index is tied to its snapshot: it must reload.
+                        if under_snapshot is not None or attempt == _SNAPSHOT_RETRIES - 1:
+                            raise
+                        current = store.current_snapshot()
+                        fps, fp_arg = None, None
+                        if current is not None:
+                            snapshot, scheme = current
+                            fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
+                            fp_arg = (snapshot.id, scheme, fps)
             except DuplicateIdError as exc:  # a concurrent writer took an id meanwhile
                 clash = set(exc.ids)
                 for r in kept:
@@ -153,8 +171,21 @@ def ingest(
                 if fps is not None and fp_arg is not None:
                     fps = [fps[i] for i in keep]
                     fp_arg = (fp_arg[0], fp_arg[1], fps)
-                ids = store.add_documents(docs, fingerprints=fp_arg) if docs else []
+                ids = (
+                    store.add_documents(docs, fingerprints=fp_arg, require_no_snapshot=True)
+                    if docs
+                    else []
+                )
             report.stored.extend(r.id for r in kept)
+            if kept:  # the acknowledgement: these documents are committed (see RELIABILITY.md)
+                last = kept[-1]
+                log.info(
+                    "committed %d document(s) through %s:%d (id %r)",
+                    len(kept),
+                    last.source,
+                    last.line,
+                    last.id,
+                )
             if fps is not None:
                 report.fingerprinted += len(fps)
                 if on_stored is not None:
@@ -222,6 +253,15 @@ def build(
                     done += flush()
         done += flush()
     store.activate_snapshot(snapshot.id)
+    # Documents that an ingest committed under the old snapshot after the listing above lost
+    # that fingerprint at activation; from now on every ingest fingerprints under this one.
+    late = store.ids_without_fingerprint(snapshot.id)
+    if late:
+        for doc_id, terms in counts_of_all("late fingerprints"):
+            if doc_id in late:
+                ids.append(doc_id)
+                counts.append(terms)
+        done += flush()
     log.info("DF snapshot %s: %d documents, %d terms", snapshot.id, n, len(snapshot))
     if index_path is None:
         index_path = default_index_path(store)

@@ -8,19 +8,23 @@ Every problem found is named; an empty list means the store is consistent:
 - a random sample of documents, re-tokenised from their text, gives the stored term counts and
   the stored fingerprint;
 - the index file (when there is one) is intact (checksum); one whose scheme, snapshot or
-  contents no longer match the store is reported as a warning, since it is then not used.
+  contents no longer match the store is reported as a warning, since it is then not used;
+- so is the related-posts index file beside it (``<index>.related``): unreadable is a
+  problem, stale or missing a warning (it is then rebuilt from the store at start-up).
 """
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .build import default_index_path
+from .build import default_index_path, related_path
 from .index import HammingIndex
 from .pipeline import Analyzer
+from .related import RelatedIndex
 from .simhash import fingerprint_hex
 from .store import Store
 from .tfidf import DFSnapshot, DFSnapshotError
@@ -146,4 +150,58 @@ def check(
                     f"{len(ids)} fingerprints; `textrec build` rewrites it"
                 )
             report.facts["indexed"] = len(index)
+        _check_related(report, related_path(path), scheme, sid, store.fingerprint_summary(sid))
+        _check_leftovers(report, path)
     return report
+
+
+def _check_leftovers(report: CheckReport, index_path: str) -> None:
+    """Temporary files of index writes that a crash interrupted: harmless (the files in use
+    were renamed into place whole), but they take space until removed."""
+    folder = os.path.dirname(os.path.abspath(index_path))
+    name = os.path.basename(index_path)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    leftovers = sorted(
+        e
+        for e in entries
+        # atomic_write's temporary names: ".<file>.<random>.tmp", for the index file and for
+        # "<index file>.related" alike.
+        if e.startswith(f".{name}.") and e.endswith(".tmp")
+    )
+    if leftovers:
+        report.warnings.append(
+            f"{len(leftovers)} temporary file(s) of interrupted index writes in {folder} "
+            f"({', '.join(leftovers[:3])}{' …' if len(leftovers) > 3 else ''}): "
+            f"safe to delete when no textrec process is running"
+        )
+
+
+def _check_related(
+    report: CheckReport, path: str, scheme: str, sid: str, summary: tuple[int, int]
+) -> None:
+    if not os.path.exists(path):
+        report.warnings.append(
+            f"related-posts index file {path} does not exist: it is built from the store at "
+            f"each start-up until `textrec build` writes it"
+        )
+        return
+    try:
+        related, header = RelatedIndex.load(path)
+    except (OSError, ValueError) as exc:
+        report.problems.append(str(exc))
+        return
+    if (header.get("scheme"), header.get("snapshot_id")) != (scheme, sid):
+        report.warnings.append(
+            f"related-posts index file {path} is stale: scheme {header.get('scheme')!r} and "
+            f"snapshot {header.get('snapshot_id')!r}, the store's are {scheme!r} and {sid!r}; "
+            f"`textrec build` rewrites it"
+        )
+    elif related.live_summary() != summary:
+        report.warnings.append(
+            f"related-posts index file {path} is stale: {related.live_summary()[0]} documents, "
+            f"the store has {summary[0]} fingerprints; `textrec build` rewrites it"
+        )
+    report.facts["related_indexed"] = related.live_summary()[0]

@@ -452,7 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.description = (
         "Store documents from JSON Lines files (.jsonl, .jsonl.gz, or - for stdin). Each line "
         "is an object with 'id' and 'text' (strings), optional 'title'; other fields are kept "
-        "as metadata. Bad records are reported with file:line and skipped; the rest is stored."
+        "as metadata. Bad records are reported with file:line and skipped; the rest is stored. "
+        "With -v, each committed transaction is logged as 'committed N document(s) through "
+        "FILE:LINE': the valid records up to that line are then stored, whatever happens."
     )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument(

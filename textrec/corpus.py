@@ -2,10 +2,15 @@
 
 One document per line, a JSON object with:
 
-- ``id``: a non-empty string, unique in the store;
+- ``id``: a non-empty string of at most 512 characters, without control characters, unique in
+  the store;
 - ``text``: a non-empty string (at most ``max_chars`` characters, 1,000,000 by default);
 - ``title``: a string, ``null`` or absent;
 - anything else: kept as the document's metadata.
+
+No string may hold a NUL character or a lone surrogate (``\\ud800``): PostgreSQL cannot store
+the one and UTF-8 cannot encode the other. A key repeated in an object is refused rather than
+silently resolved. A UTF-8 byte-order mark at the start of a file is skipped.
 
 Files may be gzip-compressed (``.gz``) and ``-`` reads standard input. A bad line never stops
 the rest: :func:`read_records` yields either a :class:`Record` or a :class:`RecordError` that
@@ -58,6 +63,43 @@ def _describe(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _DuplicateKeyError(f"field {key!r} appears more than once")
+    return obj
+
+
+def _unencodable(obj: dict[str, Any]) -> str | None:
+    """Where ``obj`` holds a lone surrogate (from a ``\\udXXX`` escape), else None."""
+    for key, value in obj.items():
+        for name, s in ((f"name of field {key!r}", key), (f"field {key!r}", value)):
+            if isinstance(s, str):
+                try:
+                    s.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    code = ord(s[exc.start])
+                    return f"{name} holds a lone surrogate \\u{code:04x} at {exc.start}"
+    try:  # nested metadata
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "a metadata field holds a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+    return None
+
+
+def _control_character(value: str) -> int | None:
+    for i, ch in enumerate(value):
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            return i
+    return None
+
+
 def parse_record(
     raw: bytes | str, *, source: str = "<input>", line: int = 1, max_chars: int = DEFAULT_MAX_CHARS
 ) -> Record | RecordError:
@@ -66,6 +108,9 @@ def parse_record(
     def error(reason: str, doc_id: str | None = None) -> RecordError:
         return RecordError(source, line, reason, doc_id)
 
+    # Decoded bytes hold no lone surrogate; a given str may (json.dumps(..., ensure_ascii=False)
+    # of a Python string keeps one as it is).
+    escapes_only = isinstance(raw, bytes)
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -74,22 +119,48 @@ def parse_record(
     if "\x00" in raw:
         return error("NUL character in the line")
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         return error(f"invalid JSON: {exc.msg} at column {exc.colno}")
     except RecursionError:
         return error("invalid JSON: nested too deeply")
+    except _DuplicateKeyError as exc:
+        return error(f"invalid record: {exc}")
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        return error(f"invalid JSON: {str(exc).partition('; use')[0]}")
     if not isinstance(obj, dict):
         return error(f"expected a JSON object, got {_describe(obj)}")
+    if "\\u" in raw or not escapes_only:  # else no NUL or lone surrogate can be in obj
+        where = _unencodable(obj)
+        if where is not None:
+            named = obj.get("id")
+            if not isinstance(named, str) or _unencodable({"id": named}) is not None:
+                named = None
+            return error(f"invalid Unicode: {where}", named)
+        for name in ("id", "title", "text"):
+            value = obj.get(name)
+            if isinstance(value, str) and "\x00" in value:
+                doc_id = obj.get("id") if name != "id" else None
+                return error(
+                    f"field {name!r} holds a NUL character (\\u0000)",
+                    doc_id if isinstance(doc_id, str) else None,
+                )
     doc_id = obj.get("id")
     if "id" not in obj:
         return error("missing field 'id'")
     if not isinstance(doc_id, str):
-        return error(f"field 'id' must be a string, got {_describe(doc_id)} {doc_id!r}")
+        shown = repr(doc_id)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return error(f"field 'id' must be a string, got {_describe(doc_id)} {shown}")
     if not doc_id.strip():
         return error("field 'id' is empty")
     if len(doc_id) > 512:
         return error(f"field 'id' is {len(doc_id)} characters long; the limit is 512")
+    control = _control_character(doc_id)
+    if control is not None:
+        return error(
+            f"field 'id' holds a control character U+{ord(doc_id[control]):04X} at {control}",
+        )
     if "text" not in obj:
         return error("missing field 'text'", doc_id)
     text = obj["text"]
@@ -133,6 +204,8 @@ def read_records(
         f = _open(path, stack)
         try:
             for number, raw in enumerate(f, start=1):
+                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
                 stripped = raw.strip()
                 if not stripped:
                     continue

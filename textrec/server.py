@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .recommend import Match, Recommender, UnknownDocumentError
+from .store import SnapshotChangedError
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_K", "STATIC_DIR", "create_app"]
 
@@ -48,6 +49,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
 MAX_K = 100
 MAX_PAGE = 200
+MAX_OFFSET = 2**63 - 1
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -293,6 +295,12 @@ def create_app(
     async def on_unknown(request: Request, exc: UnknownDocumentError) -> JSONResponse:
         return _not_found(exc)
 
+    @app.exception_handler(SnapshotChangedError)
+    async def on_snapshot_changed(request: Request, exc: SnapshotChangedError) -> JSONResponse:
+        # A `textrec build` activated a new DF snapshot while this server holds the old one.
+        detail = "the store's DF snapshot changed (a build ran): restart the server to load it"
+        return JSONResponse({"detail": detail}, status_code=503)
+
     @app.exception_handler(Exception)
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -305,7 +313,8 @@ def create_app(
     @app.get("/documents", response_model=DocumentPage, tags=["documents"])
     def list_documents(
         rec: Rec,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        # Bounded by the databases' 64-bit integers: a larger offset was a 500 (OverflowError).
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         q: Annotated[
             str | None, Query(max_length=200, description="only titles containing this")

@@ -72,6 +72,7 @@ __all__ = [
     "NewDocument",
     "NotBuiltError",
     "SchemaOutOfDateError",
+    "SnapshotChangedError",
     "Store",
     "StoredDocument",
     "resolve_db_url",
@@ -93,6 +94,18 @@ class DuplicateIdError(ValueError):
         shown = ", ".join(repr(i) for i in self.ids[:5])
         more = f" and {len(self.ids) - 5} more" if len(self.ids) > 5 else ""
         super().__init__(f"document id already stored: {shown}{more}")
+
+
+class SnapshotChangedError(RuntimeError):
+    """Fingerprints were computed under a DF snapshot that is no longer current (a build
+    activated another one meanwhile); nothing was stored."""
+
+    def __init__(self, expected: str | None, current: str | None) -> None:
+        self.expected, self.current = expected, current
+        super().__init__(
+            f"the current DF snapshot is {current or '(none)'}, not {expected or '(none)'}: "
+            f"a build ran meanwhile; nothing was stored"
+        )
 
 
 class SchemaOutOfDateError(RuntimeError):
@@ -334,12 +347,18 @@ class Store:
         docs: Sequence[NewDocument],
         *,
         fingerprints: tuple[str, str, Sequence[int]] | None = None,
+        require_no_snapshot: bool = False,
     ) -> list[int]:
         """Store a batch in one transaction and return the new internal ids, in order.
 
         ``fingerprints=(snapshot_id, scheme, fps)`` stores each document's fingerprint under
         that snapshot in the same transaction. Raises :class:`DuplicateIdError` (and stores
-        nothing) when any external id is already stored or repeated in the batch.
+        nothing) when any external id is already stored or repeated in the batch, and
+        :class:`SnapshotChangedError` (storing nothing) when that snapshot is not the current
+        one once the batch holds the write lock, so that a build activating another snapshot
+        meanwhile can never drop the batch's fingerprints. ``require_no_snapshot``: documents
+        stored without fingerprints are refused the same way if a snapshot has become current
+        (ingest uses it; storing documents to fingerprint later, e.g. on a cluster, does not).
         """
         if not docs:
             return []
@@ -368,7 +387,15 @@ class Store:
                 if existing:
                     raise DuplicateIdError(sorted(existing))
                 s.add_all(rows)
-                s.flush()
+                s.flush()  # takes the write lock (SQLite) before the snapshot is read
+                current = s.execute(
+                    select(MetaRow.value)
+                    .where(MetaRow.key == "current_snapshot")
+                    .with_for_update()  # PostgreSQL: waits for an activation in progress
+                ).scalar_one_or_none()
+                expected = fingerprints[0] if fingerprints is not None else None
+                if current != expected and (fingerprints is not None or require_no_snapshot):
+                    raise SnapshotChangedError(expected, current)
                 if fingerprints is not None:
                     snapshot_id, scheme, fps = fingerprints
                     if len(fps) != len(rows):

@@ -124,6 +124,13 @@ class MecabNounTokenizer:
         text = normalize_text(text)
         if not text.strip():
             return []
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate (a "\\udXXX" escape, undecodable bytes of a command line)
+                # cannot be passed to MeCab: it becomes "?" rather than a crash.
+                text = text.encode("utf-8", "replace").decode("utf-8")
         result = self._tagger().parse(text)
         if _OTHER_LINE_BREAKS.search(text) is None:
             # MeCab's output lines are split by "\n" only: the fast path.

@@ -1,0 +1,353 @@
+"""Malformed input through every entry point: `textrec ingest`, `textrec build --runner`, and
+the HTTP API. Every bad record is rejected with a message naming it, the good ones are stored,
+nothing crashes, and `textrec check` passes afterwards.
+
+``BAD`` is the corpus of malformed kinds (RELIABILITY.md counts them); ``ODD_BUT_GOOD`` are
+inputs that look suspicious but are valid documents and must be stored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from textrec import Store, build, ingest, read_records
+from textrec.check import check
+from textrec.cli import main
+from textrec.runners import build_with_runner, export_documents
+from textrec.server import create_app
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "petitions_300.jsonl"
+BUS = "버스 정류장 노선 개편"  # a text with nouns
+
+
+def _good(limit: int, offset: int = 0) -> list[dict[str, object]]:
+    rows = []
+    with open(FIXTURE, encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            if n >= offset:
+                rows.append(json.loads(line))
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def _j(obj: object) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+STORED_ID = "petition-510"  # the first fixture document: stored before the bad input arrives
+
+# (kind, line as bytes, what the rejection must say)
+BAD: list[tuple[str, bytes, str]] = [
+    ("truncated JSON", b'{"id": "b1", "text": ', "invalid JSON"),
+    ("trailing garbage", b'{"id": "b2", "text": "' + BUS.encode() + b'"} x', "invalid JSON"),
+    ("single-quoted keys", b"{'id': 'b3', 'text': 'x'}", "invalid JSON"),
+    ("JSON array", b"[1, 2]", "expected a JSON object, got list"),
+    ("JSON string", b'"just a string"', "expected a JSON object, got str"),
+    ("JSON null", b"null", "expected a JSON object, got null"),
+    ("missing id", _j({"text": BUS}), "missing field 'id'"),
+    ("empty id", _j({"id": "", "text": BUS}), "field 'id' is empty"),
+    ("blank id", _j({"id": " \t ", "text": BUS}), "field 'id' is empty"),
+    ("numeric id", _j({"id": 7, "text": BUS}), "field 'id' must be a string, got int"),
+    ("null id", _j({"id": None, "text": BUS}), "field 'id' must be a string, got null"),
+    ("id of 513 characters", _j({"id": "x" * 513, "text": BUS}), "the limit is 512"),
+    ("id with ESC", _j({"id": "b\x1b[31m", "text": BUS}), "control character U+001B"),
+    ("id with a line break", _j({"id": "b\nb", "text": BUS}), "control character U+000A"),
+    ("missing text", _j({"id": "b4"}), "missing field 'text'"),
+    ("empty text", _j({"id": "b5", "text": ""}), "field 'text' is empty"),
+    ("blank text", _j({"id": "b6", "text": " \u3000\n"}), "field 'text' is empty"),
+    ("numeric text", _j({"id": "b7", "text": 3}), "field 'text' must be a string, got int"),
+    ("list text", _j({"id": "b8", "text": [BUS]}), "field 'text' must be a string, got list"),
+    ("object text", _j({"id": "b9", "text": {"a": BUS}}), "must be a string, got dict"),
+    ("numeric title", _j({"id": "b10", "text": BUS, "title": 3}), "field 'title' must be"),
+    ("list title", _j({"id": "b11", "text": BUS, "title": ["a"]}), "field 'title' must be"),
+    ("invalid UTF-8", b'{"id": "b12", "text": "\xff\xfe \xeb\xb2\x84"}', "invalid UTF-8"),
+    ("overlong UTF-8", b'{"id": "b13", "text": "\xc0\xaf"}', "invalid UTF-8"),
+    ("UTF-16 line", '{"id": "b14", "text": "버스"}'.encode("utf-16-le"), "invalid UTF-8"),
+    ("NUL byte", b'{"id": "b15", "text": "\x00' + BUS.encode() + b'"}', "NUL character"),
+    ("NUL escape in text", b'{"id": "b16", "text": "a\\u0000 ' + BUS.encode() + b'"}', "NUL"),
+    ("NUL escape in title", '{"id": "b17", "text": "버스", "title": "\\u0000"}'.encode(), "NUL"),
+    ("lone surrogate in text", '{"id": "b18", "text": "\\ud800 버스"}'.encode(), "lone surrogate"),
+    ("lone surrogate in id", '{"id": "\\udfff", "text": "버스"}'.encode(), "lone surrogate"),
+    (
+        "lone surrogate in meta",
+        '{"id": "b19", "text": "버스", "m": ["\\udc00"]}'.encode(),
+        "surrogate",
+    ),
+    ("5,000-digit number", b'{"id": "b20", "text": "a", "n": ' + b"9" * 5000 + b"}", "digits"),
+    ("nested 100,000 deep", b"[" * 100_000, "nested too deeply"),
+    ("repeated key", '{"id": "b21", "id": "b22", "text": "버스"}'.encode(), "'id' appears more"),
+    ("text over the limit", _j({"id": "b23", "text": "가" * 1_000_001}), "the limit is 1,000,000"),
+    ("no nouns: punctuation", _j({"id": "b24", "text": "!!! ??? ..."}), "no terms"),
+    ("only Latin letters", _j({"id": "b25", "text": "the quick brown fox jumps"}), "no terms"),
+    ("only digits", _j({"id": "b26", "text": "0123 4567 89"}), "no terms"),
+    ("only emoji", _j({"id": "b27", "text": "😀🎉👍🏽 🇰🇷"}), "no terms"),
+    ("only zero-width spaces", _j({"id": "b28", "text": "\u200b\u200b\u2060"}), "no terms"),
+    ("duplicate id in the file", _j({"id": "good-dup", "text": BUS}), "duplicate id in this"),
+    ("duplicate id of the store", _j({"id": STORED_ID, "text": BUS}), "id already stored"),
+]
+
+# Valid, if unusual: each must be stored.
+ODD_BUT_GOOD: list[tuple[str, bytes]] = [
+    ("mixed Hanja", _j({"id": "g-hanja", "text": "大韓民國 憲法 제1조 민주공화국 國民 주권"})),
+    ("control characters in text", _j({"id": "g-ctl", "text": "버스\x07 정류장\x1b[0m 노선"})),
+    ("emoji with Korean", _j({"id": "g-emoji", "text": "오늘 버스 😀 정류장 🎉"})),
+    ("nouns only in the title", _j({"id": "g-title", "title": "버스 정류장", "text": "!!!"})),
+    (
+        "NaN and Infinity in metadata",
+        '{"id": "g-nan", "text": "버스", "a": NaN, "b": 1e999}'.encode(),
+    ),
+    ("CRLF line end", _j({"id": "g-crlf", "text": "지하철 노선"}) + b"\r"),
+    ("metadata with NUL", '{"id": "g-meta", "text": "버스", "m": "a\\u0000b"}'.encode()),
+    ("an id with spaces and Hangul", _j({"id": "g 가 나", "text": "버스 요금"})),
+]
+
+
+def write_bad_file(path: Path) -> tuple[dict[int, str], list[str]]:
+    """The mixed file: ``({line: expected reason}, ids of the good records)``."""
+    good = _good(20, offset=1)
+    lines: list[bytes] = [_j(good[0])]
+    expected: dict[int, str] = {}
+    good_ids = [str(good[0]["id"])]
+    lines.append(_j({"id": "good-dup", "text": "버스 정류장 노선"}))
+    good_ids.append("good-dup")
+    for n, (_, raw, reason) in enumerate(BAD):
+        lines.append(raw)
+        expected[len(lines)] = reason
+        doc = good[1 + n % (len(good) - 1)]
+        if n < len(good) - 1:
+            lines.append(_j(doc))
+            good_ids.append(str(doc["id"]))
+    for _, raw in ODD_BUT_GOOD:
+        lines.append(raw)
+        good_ids.append(json.loads(raw.decode("utf-8").strip())["id"])
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")  # with a byte-order mark
+    return expected, good_ids
+
+
+def test_the_corpus_has_at_least_30_kinds() -> None:
+    assert len({kind for kind, _, _ in BAD}) == len(BAD) >= 30
+
+
+@pytest.mark.parametrize("built_first", [True, False], ids=["after-build", "before-build"])
+def test_ingest_rejects_each_bad_record_by_line(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], built_first: bool
+) -> None:
+    store = Store(db_url)
+    first = _good(1)[0]
+    assert ingest(store, read_records(str(_write(tmp_path / "a.jsonl", [first])))).stored
+    if built_first:
+        build(store)
+    path = tmp_path / "bad.jsonl"
+    expected, good_ids = write_bad_file(path)
+    capsys.readouterr()
+    status = main(["--db", db_url, "-q", "ingest", "--batch-size", "7", str(path)])
+    err = capsys.readouterr().err
+    assert status == 1  # records were rejected
+    for line, reason in expected.items():
+        hits = [e for e in err.splitlines() if e.startswith(f"rejected: {path}:{line}: ")]
+        assert len(hits) == 1 and reason in hits[0], (line, reason, hits)
+    assert f"{len(good_ids)} stored" in err and f"{len(expected)} rejected" in err
+    assert err.count("rejected: ") == len(expected)
+    assert "Traceback" not in err
+    stored = store.existing_external_ids([*good_ids, STORED_ID])
+    assert stored == set(good_ids) | {STORED_ID}
+    assert store.count_documents() == len(good_ids) + 1
+    if not built_first:
+        build(store)
+    report = check(store, sample=1000)
+    assert report.ok, report.problems
+    assert report.facts["recomputed"] == len(good_ids) + 1
+    assert main(["--db", db_url, "check"]) == 0
+
+
+def _write(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    return path
+
+
+def test_a_50_mb_line_and_a_million_empty_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'big.db'}"
+    good = _good(3)
+    path = tmp_path / "big.jsonl"
+    with open(path, "wb") as f:
+        f.write(_j(good[0]) + b"\n")
+        f.write(b'{"id": "huge", "text": "' + b"a" * 50_000_000 + b'"}\n')
+        f.write(b"\n" * 1_000_000)
+        f.write(_j(good[1]) + b"\n")
+        f.write(b"   \n\t\n" * 1000)
+        f.write(_j(good[2]) + b"\n")
+    assert main(["--db", db, "-q", "ingest", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2: field 'text' is 50,000,000 characters long" in err
+    assert "(id 'huge')" in err and "3 stored, 1 rejected" in err
+    store = Store(db)
+    build(store)
+    assert store.count_documents() == 3 and check(store).ok
+
+
+def test_empty_and_blank_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    blank = tmp_path / "blank.jsonl"
+    blank.write_bytes(b"\n \n\r\n\t\n")
+    assert main(["--db", db, "-q", "ingest", str(empty), str(blank)]) == 0
+    assert "0 stored, 0 rejected" in capsys.readouterr().err
+    assert main(["--db", db, "build"]) == 1
+    assert "holds no documents: run `textrec ingest FILE` first" in capsys.readouterr().err
+
+
+def test_a_truncated_gzip_keeps_the_committed_batches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    db = f"sqlite:///{tmp_path / 'gz.db'}"
+    whole = gzip.compress(b"".join(_j(d) + b"\n" for d in _good(40)))
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(whole[: len(whole) * 3 // 4])
+    assert main(["--db", db, "-q", "ingest", "--batch-size", "10", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "Traceback" not in err
+    n = Store(db).count_documents()
+    assert n % 10 == 0 and 0 < n < 40  # whole batches only
+
+
+def test_jobs_count_bad_records_and_build_the_good(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`textrec build --runner inline --input FILE` where FILE holds the stored documents and
+    every kind of bad line: the jobs count the bad ones by kind and the build succeeds."""
+    db = f"sqlite:///{tmp_path / 'jobs.db'}"
+    store = Store(db)
+    assert len(ingest(store, read_records(str(_write(tmp_path / "g.jsonl", _good(12))))).stored)
+    exported = tmp_path / "stored.jsonl"
+    export_documents(store.iter_documents(), str(exported))
+    bad = [raw for kind, raw, _ in BAD if not kind.startswith("duplicate")]
+    mixed = tmp_path / "mixed.jsonl"
+    good_lines = exported.read_bytes().splitlines()
+    lines = [x for pair in zip(good_lines, bad, strict=False) for x in pair]
+    lines += good_lines[len(bad) :] + bad[len(good_lines) :]
+    mixed.write_bytes(b"\n".join(lines) + b"\n")
+    report = build_with_runner(store, "inline", inputs=[str(mixed)])
+    assert report.n_docs == 12
+    assert sum(report.bad_records.values()) == len(bad), report.bad_records
+    assert check(store).ok
+    assert main(["--db", db, "-q", "build", "--runner", "inline", "--input", str(mixed)]) == 0
+    err = capsys.readouterr().err
+    assert "bad records (inline): invalid UTF-8:" in err
+    assert main(["--db", db, "check"]) == 0
+
+
+# The HTTP API ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    db = f"sqlite:///{tmp_path / 'http.db'}"
+    store = Store(db)
+    ingest(store, read_records(str(_write(tmp_path / "g.jsonl", _good(10)))))
+    build(store)
+    store.close()
+    return TestClient(create_app(db, token="t", max_body_bytes=8 << 20))
+
+
+AUTH = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+
+
+def test_http_rejects_each_bad_document_and_stores_the_good(client: TestClient) -> None:
+    with client as c:
+        before = c.get("/health").json()["documents"]
+        n_good = 0
+        for kind, raw, reason in BAD:
+            if kind == "repeated key":
+                continue  # FastAPI parses the body itself: its json.loads keeps the last value
+            second = _j(_good(1, 20 + n_good)[0])
+            if kind == "duplicate id in the file":  # twice in one request: the second is bad
+                second = raw
+            body = b'{"documents": [' + raw + b", " + second + b"]}"
+            r = c.post("/documents", content=body, headers=AUTH)
+            assert r.status_code in (201, 400, 413, 422), (kind, r.status_code, r.text)
+            assert "Traceback" not in r.text and "internal server error" not in r.text, kind
+            if r.status_code == 201:  # the bad one named, the good one stored
+                out = r.json()
+                assert len(out["ids"]) == 1 and len(out["rejected"]) == 1, (kind, out)
+                assert out["rejected"][0]["index"] == (kind == "duplicate id in the file")
+                assert reason.split(", got")[0] in out["rejected"][0]["reason"], (kind, out)
+                n_good += 1
+            else:  # the body itself is not JSON (or not UTF-8): nothing stored, 400
+                assert r.status_code == 400, (kind, r.text)
+                detail = r.json()["detail"]
+                # FastAPI's own message when the body is not UTF-8 or json.loads raises
+                # something else than a JSONDecodeError (RecursionError, a 5,000-digit number).
+                assert "malformed JSON" in detail or "error parsing the body" in detail, kind
+        for kind, raw in ODD_BUT_GOOD:
+            r = c.post("/documents", content=b'{"documents": [' + raw + b"]}", headers=AUTH)
+            assert r.status_code == 201, (kind, r.text)
+        after = c.get("/health").json()["documents"]
+        assert after == before + n_good + len(ODD_BUT_GOOD)
+        assert n_good >= 25
+        db = c.app.state.recommender.store.url  # type: ignore[attr-defined]
+    store = Store(db)
+    assert check(store).ok, check(store).problems
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"text": "\ud800 버스 정류장"},
+        {"text": "버스\u0000 정류장"},
+        {"text": "😀🎉"},
+        {"text": "the quick brown fox"},
+        {"text": "가" * 500_000, "k": 100},
+        {"text": "버스", "title": "\udfff"},
+        {"text": "버스", "k": 0},
+        {"text": "버스", "k": 101},
+        {"text": "버스", "k": "ten"},
+        {"text": "버스", "k": 1.5},
+        {"text": ""},
+        {"text": None},
+        {"text": ["버스"]},
+        {},
+        [],
+        "버스",
+    ],
+)
+def test_http_similar_never_fails_on_odd_text(client: TestClient, body: object) -> None:
+    raw = json.dumps(body, ensure_ascii=True).encode()
+    with client as c:
+        r = c.post("/similar", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code in (200, 400, 422), r.text
+    assert "internal server error" not in r.text
+    if r.status_code == 200:
+        assert isinstance(r.json()["results"], list)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b"\xff\xfe",
+        b"null",
+        b"[]",
+        b'{"documents": []}',
+        b'{"documents": {}}',
+        b'{"documents": null}',
+        b'{"documents": [1, "a", null, []]}',
+        b"\x00" * 100,
+    ],
+)
+def test_http_add_with_nothing_valid_never_fails(client: TestClient, raw: bytes) -> None:
+    with client as c:
+        r = c.post("/documents", content=raw, headers=AUTH)
+        assert r.status_code in (400, 422), (raw, r.status_code, r.text)
+        assert "internal server error" not in r.text
+        assert c.get("/health").json()["documents"] == 10
