@@ -14,8 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.pgserver import PostgresServer, pg_bindir
+
+# In CI (CI=true) every hypothesis test draws the same examples each run and replays no
+# stored failures, so a run's outcome depends on the code alone; locally they explore anew.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
