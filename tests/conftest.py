@@ -102,3 +102,31 @@ def _dispose_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for engine in engines:
         engine.dispose()
+
+
+WIKINEWS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
+
+
+@pytest.fixture(scope="session")
+def wikinews_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled Wikinews sample, ingested and built once per test session (with its index
+    files). Read-only: tests that write take a private copy with :func:`copy_database`."""
+    from textrec import Store, build, ingest, read_records
+
+    path = tmp_path_factory.mktemp("wikinews") / "wiki.db"
+    store = Store(f"sqlite:///{path}")
+    report = ingest(store, read_records(str(WIKINEWS)))
+    assert len(report.stored) == 644 and not report.rejected
+    build(store)
+    store.close()
+    return path
+
+
+def copy_database(built: Path, folder: Path) -> str:
+    """A private copy of a built SQLite database and its index files; returns its URL."""
+    import shutil
+
+    copy = folder / built.name
+    for suffix in ("", ".index", ".index.related"):
+        shutil.copy(f"{built}{suffix}", f"{copy}{suffix}")
+    return f"sqlite:///{copy}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from textrec import Store, build, ingest, read_records
+from tests.conftest import copy_database
 
 from .live_server import serve
 
@@ -41,13 +41,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("browser") / "wiki.db"
-    url = f"sqlite:///{path}"
-    store = Store(url)
-    assert len(ingest(store, read_records(str(CORPUS))).stored) == 644
-    build(store)
-    store.close()
+def base_url(wikinews_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = copy_database(wikinews_db, tmp_path_factory.mktemp("browser"))
     with serve(url) as base:
         yield base
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import threading
 import time
 import traceback
@@ -24,7 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from textrec import Recommender, Store, build, ingest, read_records
+from tests.conftest import copy_database
+from textrec import Recommender, Store
 
 from .live_server import serve
 
@@ -34,22 +34,9 @@ K = 10
 MARS_QUERY = "화성 탐사선 로버가 암석 시료를 채취했다"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("concurrency") / "wiki.db"
-    store = Store(f"sqlite:///{path}")
-    assert len(ingest(store, read_records(str(CORPUS))).stored) == 644
-    build(store)
-    store.close()
-    return path
-
-
 @pytest.fixture
-def db(built: Path, tmp_path: Path) -> str:
-    copy = tmp_path / "copy.db"
-    shutil.copy(built, copy)
-    shutil.copy(f"{built}.index", f"{copy}.index")
-    return f"sqlite:///{copy}"
+def db(wikinews_db: Path, tmp_path: Path) -> str:
+    return copy_database(wikinews_db, tmp_path)
 
 
 NOUNS = [

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
-from textrec import Store, build, ingest, read_records
+from tests.conftest import copy_database
+from textrec import Store
 from textrec.check import check
 
 from .live_server import serve
@@ -178,21 +177,8 @@ def run_load(db: str, seconds: float, readers: int) -> LoadResult:
     return result
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("load") / "wiki.db"
-    store = Store(f"sqlite:///{path}")
-    assert len(ingest(store, read_records(str(CORPUS))).stored) == 644
-    build(store)
-    store.close()
-    return path
-
-
-def test_readers_and_a_writer_on_loopback(built: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "copy.db"
-    for suffix in ("", ".index", ".index.related"):
-        shutil.copy(f"{built}{suffix}", f"{copy}{suffix}")
-    db = f"sqlite:///{copy}"
+def test_readers_and_a_writer_on_loopback(wikinews_db: Path, tmp_path: Path) -> None:
+    db = copy_database(wikinews_db, tmp_path)
     result = run_load(db, seconds=5.0, readers=3)
     print("load with a writer:", json.dumps(result.summary()))
     assert result.errors == []

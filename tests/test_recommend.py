@@ -6,23 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from textrec import NotBuiltError, Recommender, Store, build, ingest, read_records
+from tests.conftest import copy_database
+from textrec import NotBuiltError, Recommender, Store
 from textrec.build import default_index_path
 from textrec.index import HammingIndex
 
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("rec") / "wiki.db"
-    url = f"sqlite:///{path}"
-    store = Store(url)
-    report = ingest(store, read_records(str(CORPUS)))
-    assert len(report.stored) == 644 and not report.rejected
-    build(store)
-    store.close()
-    return url
+@pytest.fixture
+def built(wikinews_db: Path) -> str:
+    """The shared built sample (read-only: tests that write use copy_of_built)."""
+    return f"sqlite:///{wikinews_db}"
 
 
 def test_not_built(tmp_path: Path) -> None:
@@ -56,15 +51,8 @@ def test_related_mode_finds_the_same_story(built: str) -> None:
 
 
 @pytest.fixture
-def copy_of_built(built: str, tmp_path: Path) -> str:
-    """A private copy of the built database and its index file, for tests that write."""
-    import shutil
-
-    db = tmp_path / "copy.db"
-    shutil.copy(built.removeprefix("sqlite:///"), db)
-    for suffix in (".index", ".index.related"):
-        shutil.copy(built.removeprefix("sqlite:///") + suffix, str(db) + suffix)
-    return f"sqlite:///{db}"
+def copy_of_built(wikinews_db: Path, tmp_path: Path) -> str:
+    return copy_database(wikinews_db, tmp_path)
 
 
 def test_near_duplicates(copy_of_built: str) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import copy_database
 from textrec import Recommender, Store, build, ingest, read_records
 from textrec.server import MAX_K, create_app
 
@@ -19,24 +19,10 @@ MARS = (
 )
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("server") / "wiki.db"
-    store = Store(f"sqlite:///{path}")
-    report = ingest(store, read_records(str(CORPUS)))
-    assert len(report.stored) == 644
-    build(store)
-    store.close()
-    return path
-
-
 @pytest.fixture
-def db(built: Path, tmp_path: Path) -> str:
-    """A private copy of the built database (and its index file) for tests that write."""
-    copy = tmp_path / "copy.db"
-    shutil.copy(built, copy)
-    shutil.copy(f"{built}.index", f"{copy}.index")
-    return f"sqlite:///{copy}"
+def db(wikinews_db: Path, tmp_path: Path) -> str:
+    """A private copy of the built sample (and its index files) for tests that write."""
+    return copy_database(wikinews_db, tmp_path)
 
 
 @pytest.fixture
