@@ -8,7 +8,6 @@ binaries the PostgreSQL cases are skipped, unless ``TEXTREC_REQUIRE_POSTGRES=1``
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,16 +70,6 @@ def shared_file(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared corpus {path} not present")
     return path
-
-
-def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, object]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            rows.append(json.loads(line))
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
 
 
 @pytest.fixture(autouse=True)

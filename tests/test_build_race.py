@@ -26,15 +26,23 @@ def _file(path: Path, start: int, stop: int) -> str:
     return str(path)
 
 
-def test_documents_ingested_during_a_build_keep_a_fingerprint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _built_then_grown(tmp_path: Path) -> tuple[str, Store, str]:
+    """A store built over 40 petitions, then grown by 10 more (so the next DF differs):
+    ``(url, store, id of the snapshot built)``."""
     url = f"sqlite:///{tmp_path / 'race.db'}"
     store = Store(url)
     ingest(store, read_records(_file(tmp_path / "a.jsonl", 0, 40)))
     build(store)
     old = store.current_snapshot_id()
-    ingest(store, read_records(_file(tmp_path / "b.jsonl", 40, 50)))  # the DF will change
+    assert old is not None
+    ingest(store, read_records(_file(tmp_path / "b.jsonl", 40, 50)))
+    return url, store, old
+
+
+def test_documents_ingested_during_a_build_keep_a_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, store, old = _built_then_grown(tmp_path)
     other = Store(url)  # another process's ingest
     late = [read_records(_file(tmp_path / "c.jsonl", 50, 55))]
     listing = store.ids_without_fingerprint
@@ -58,13 +66,7 @@ def test_an_ingest_that_started_before_a_build_fingerprints_under_the_new_snapsh
 ) -> None:
     from textrec.store import NewDocument, SnapshotChangedError
 
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    store = Store(url)
-    ingest(store, read_records(_file(tmp_path / "a.jsonl", 0, 40)))
-    build(store)
-    old = store.current_snapshot_id()
-    assert old is not None
-    ingest(store, read_records(_file(tmp_path / "b.jsonl", 40, 50)))
+    url, store, old = _built_then_grown(tmp_path)
     build(store)  # a new snapshot became current
     assert store.current_snapshot_id() != old
     # A writer still holding the old snapshot is refused, and nothing is stored.
