@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .simhash import SCHEME, simhash, simhash_batch
+from .simhash import SCHEME, simhash, simhash_batch, simhash_counts
 from .tfidf import DFSnapshot, Weighting, tfidf_weights
 from .tokenize import Tokenizer, default_tokenizer
 
@@ -54,6 +54,15 @@ class Analyzer:
 
     def term_counts(self, text: str, title: str | None = None) -> dict[str, int]:
         """Term frequencies of a document (title and text), sorted by term."""
+        if self.tokenizer is None:
+            self.tokenizer = default_tokenizer()
+        count_into = getattr(self.tokenizer, "count_into", None)
+        if count_into is not None:  # the Mecab tokenizer counts without building lists
+            found: dict[str, int] = {}
+            count_into(text, found)
+            if title and self.title_weight:
+                count_into(title, found, self.title_weight)
+            return dict(sorted(found.items()))
         counts = Counter(self._tokenize(text))
         if title and self.title_weight:
             for term in self._tokenize(title):
@@ -71,6 +80,8 @@ class Analyzer:
         self, counts_list: Sequence[Mapping[str, int]], snapshot: DFSnapshot
     ) -> list[int]:
         """:meth:`fingerprint` of many documents at once (faster for short texts)."""
+        if self.weighting == Weighting():  # the default: weights and fingerprints fused
+            return simhash_counts(counts_list, snapshot.idf_table(), snapshot.unseen_idf)
         return simhash_batch([self.weights(c, snapshot) for c in counts_list])
 
     def fingerprint_text(self, text: str, snapshot: DFSnapshot, title: str | None = None) -> int:

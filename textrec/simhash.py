@@ -32,9 +32,16 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+_compiled: Any
+try:
+    from . import _batch as _compiled
+except ImportError:  # pragma: no cover - not built here; the numpy path gives the same values
+    _compiled = None
 
 __all__ = [
     "BITS",
@@ -47,6 +54,7 @@ __all__ = [
     "parse_fingerprint",
     "simhash",
     "simhash_batch",
+    "simhash_counts",
     "term_vectors",
 ]
 
@@ -107,9 +115,38 @@ def simhash(weights: Mapping[str, float]) -> int:
 
 
 def simhash_batch(weights_list: Sequence[Mapping[str, float]]) -> list[int]:
-    """:func:`simhash` of many documents at once: the same values, with a few numpy calls per
-    chunk of about 16,000 terms instead of several per document (much faster for short
-    texts)."""
+    """:func:`simhash` of many documents at once: the same values, in one call of the compiled
+    helper ``textrec._batch`` where it is built, else with a few numpy calls per chunk of
+    about 16,000 terms instead of several per document (much faster for short texts)."""
+    if _compiled is not None and all(type(w) is dict for w in weights_list):
+        codes: list[int] | None = _compiled.simhash_many(list(weights_list), None, 0.0, _digest)
+        if codes is not None:
+            return codes
+    return _simhash_batch_numpy(weights_list)
+
+
+def simhash_counts(
+    counts_list: Sequence[Mapping[str, int]], idf: Mapping[str, float], unseen_idf: float
+) -> list[int]:
+    """:func:`simhash` of the weights ``count · idf.get(term, unseen_idf)`` (counts > 0) of
+    many documents: the default TF-IDF weighting and the fingerprint fused, without building
+    the weight dicts where the compiled helper is built. The same values as
+    ``simhash_batch`` of those weights."""
+    if _compiled is not None and type(idf) is dict and all(type(c) is dict for c in counts_list):
+        codes: list[int] | None = _compiled.simhash_many(
+            list(counts_list), idf, float(unseen_idf), _digest
+        )
+        if codes is not None:
+            return codes
+    return _simhash_batch_numpy(
+        [
+            {t: c * idf.get(t, unseen_idf) for t, c in counts.items() if c > 0}
+            for counts in counts_list
+        ]
+    )
+
+
+def _simhash_batch_numpy(weights_list: Sequence[Mapping[str, float]]) -> list[int]:
     out = [0] * len(weights_list)
     q_all: list[int] = []
     terms_all: list[str] = []

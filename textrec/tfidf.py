@@ -34,7 +34,8 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from itertools import islice
+from typing import Any, Literal
 
 __all__ = [
     "DFSnapshot",
@@ -46,6 +47,17 @@ __all__ = [
 ]
 
 _FORMAT = "textrec-df/1"
+
+
+_batch: Any
+try:
+    from . import _batch
+except ImportError:  # pragma: no cover - not built here; the Python loop counts the same
+    _batch = None
+
+# Collections whose items are distinct already: a document's term counts (a dict iterates over
+# its terms) or their keys, sets.
+_DISTINCT: tuple[type, ...] = (dict, set, frozenset, type({}.keys()))
 
 
 class DFSnapshotError(ValueError):
@@ -133,7 +145,7 @@ class DFSnapshot:
                 raise ValueError(
                     f"df({term!r}) = {value!r} is not an integer between 1 and N={self.n_docs}"
                 )
-        ordered = dict(sorted(self.df.items()))
+        ordered = {term: self.df[term] for term in sorted(self.df)}
         object.__setattr__(self, "df", ordered)
         digest = hashlib.sha256(self._canonical_json()).hexdigest()
         object.__setattr__(self, "id", digest[:16])
@@ -145,12 +157,19 @@ class DFSnapshot:
     @classmethod
     def from_documents(cls, documents: Iterable[Iterable[str]]) -> DFSnapshot:
         """Count each document's distinct terms once."""
-        df: Counter[str] = Counter()
+        df: dict[str, int] = {}
         n = 0
+        if _batch is not None:  # the compiled loop, a few thousand documents a call
+            it = iter(documents)
+            while chunk := [t if type(t) in _DISTINCT else set(t) for t in islice(it, 4096)]:
+                n += _batch.count_df(chunk, df)
+            return cls(n_docs=n, df=df)
+        get = df.get
         for terms in documents:
             n += 1
-            df.update(set(terms))
-        return cls(n_docs=n, df=dict(df))
+            for term in terms if type(terms) in _DISTINCT else set(terms):
+                df[term] = get(term, 0) + 1
+        return cls(n_docs=n, df=df)
 
     def __len__(self) -> int:
         return len(self.df)
