@@ -1,0 +1,279 @@
+"""The compiled helpers of the build path against the Python code they stand in for.
+
+``textrec._mecab`` reads nouns from MeCab's nodes, ``textrec._batch`` counts document
+frequencies and computes fingerprints of many documents; each must give exactly what the
+Python path gives (which the golden values and the KoNLPy comparison pin), on real text and
+on any text. On Linux both are built by ``pip install``, and ``.ci/run`` requires them
+(``TEXTREC_REQUIRE_COMPILED=1``), so the fast paths are the ones tested there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import itertools
+import json
+import math
+import os
+import shlex
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import shared_file
+from textrec.pipeline import Analyzer
+from textrec.tfidf import DFSnapshot, Weighting
+from textrec.tokenize import MecabNounTokenizer, _mecab_paths, _normalize_noun, normalize_term
+
+simhash_module = importlib.import_module("textrec.simhash")
+tfidf_module = importlib.import_module("textrec.tfidf")
+
+REQUIRED = os.environ.get("TEXTREC_REQUIRE_COMPILED") == "1"
+
+
+def _compiled(name: str) -> Any:
+    try:
+        return importlib.import_module(f"textrec.{name}")
+    except ImportError:
+        if REQUIRED:
+            pytest.fail(f"TEXTREC_REQUIRE_COMPILED=1 but textrec.{name} is not built")
+        pytest.skip(f"textrec.{name} is not built here")
+
+
+@pytest.fixture(scope="module")
+def direct() -> MecabNounTokenizer:
+    _compiled("_mecab")
+    tokenizer = MecabNounTokenizer()
+    assert tokenizer.uses_direct, "textrec._mecab is built but the tokenizer does not use it"
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def printed() -> MecabNounTokenizer:
+    tokenizer = MecabNounTokenizer(direct=False)
+    assert not tokenizer.uses_direct
+    return tokenizer
+
+
+def _real_texts(petitions: int, reviews: int) -> list[str]:
+    with open(shared_file("petitions_ko_17cat.jsonl"), encoding="utf-8") as f:
+        rows = [json.loads(line) for line in itertools.islice(f, petitions)]
+    with gzip.open(shared_file("nsmc_raw_reviews.jsonl.gz"), "rt", encoding="utf-8") as g:
+        rows += [json.loads(line) for line in itertools.islice(g, reviews)]
+    return [r["text"] for r in rows] + [r["title"] for r in rows if r.get("title")]
+
+
+# --------------------------------------------------------------------------------------------
+# Nouns from MeCab's nodes
+
+
+def test_direct_reader_gives_the_printed_readers_nouns_on_real_text(
+    direct: MecabNounTokenizer, printed: MecabNounTokenizer
+) -> None:
+    texts = _real_texts(1000, 20_000)
+    assert len(texts) > 21_000
+    differ = [t[:60] for t in texts if direct(t) != printed(t)]
+    assert differ == []
+    counted: list[dict[str, int]] = []
+    for t in texts[:3000]:
+        counts: dict[str, int] = {}
+        direct.count_into(t, counts)
+        counted.append(counts)
+    assert counted == [dict(Counter(printed(t))) for t in texts[:3000]]
+
+
+# Anything at all, weighted towards what MeCab's printed output could be misread on: tabs,
+# line breaks of every kind, NUL, lone surrogates, capitals, full-width forms, jamo, emoji.
+AWKWARD = st.text(
+    st.one_of(
+        st.characters(min_codepoint=0xAC00, max_codepoint=0xD7A3),
+        st.sampled_from(list("\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00 ,.!?ABCxyz09")),
+        st.sampled_from(list("ＡＢＣａ１２ㄱㅋㅏ\u1100\u1161\u11a8😀ᄀ한国語Ⅻ ﬁ")),
+        st.characters(codec="utf-8"),
+        st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=AWKWARD)
+def test_direct_reader_agrees_with_the_printed_reader_on_any_text(text: str) -> None:
+    direct, printed = _tokenizers()
+    assert direct(text) == printed(text)
+    counts: dict[str, int] = {"앞": 2}  # counting adds to what is there
+    direct.count_into(text, counts, 3)
+    expected = Counter({"앞": 2})
+    for term in printed(text):
+        expected[term] += 3
+    assert counts == dict(expected)
+
+
+_PAIR: list[MecabNounTokenizer] = []
+
+
+def _tokenizers() -> list[MecabNounTokenizer]:
+    if not _PAIR:
+        _compiled("_mecab")
+        _PAIR.extend([MecabNounTokenizer(), MecabNounTokenizer(direct=False)])
+    return _PAIR
+
+
+def _tagger() -> Any:
+    mecab = _compiled("_mecab")
+    MecabNounTokenizer()  # loads the MeCab binding, and with it the library
+    library = mecab.find_library("libmecab")
+    assert library is not None
+    return mecab.Tagger(library, ["", "-C", *shlex.split(f"-d {_mecab_paths()[0]}")])
+
+
+def test_tagger_terms_follow_the_normalize_function_it_is_given() -> None:
+    tagger = _tagger()
+    # Hangul-syllable nouns cannot change under normalize_term and are taken as they are;
+    # others (Hanja, jamo) go through the function.
+    text = "國語 교육 ㄱ 자음"  # NFKC makes the compatibility jamo ㄱ a conjoining one
+    normalized = ["國語", "교육", "\u1100", "자음"]
+    assert tagger.nouns(text, _normalize_noun) == normalized
+    # Another function empties the term cache: the terms are its own.
+    assert tagger.nouns(text, lambda s: "x" + s) == ["x國語", "교육", "xㄱ", "자음"]
+    assert tagger.nouns(text, lambda s: "") == ["교육", "자음"]
+    assert tagger.nouns(text, normalize_term) == normalized
+    assert tagger.nouns(text, normalize_term) == normalized  # from the cache
+
+
+def test_tagger_hands_back_texts_for_the_printed_reader() -> None:
+    tagger = _tagger()
+    assert tagger.nouns("버스\r\n요금", _normalize_noun) is None
+    assert tagger.nouns("버스\u2028요금", _normalize_noun) is None
+    assert tagger.nouns("버스 \ud800 요금", _normalize_noun) is None  # not encodable
+    counts = {"버스": 1}
+    assert tagger.count_nouns("버스\x85요금", counts, 1, _normalize_noun) is False
+    assert counts == {"버스": 1}  # untouched
+    assert tagger.nouns("", _normalize_noun) == []
+    assert tagger.nouns("버스\x00요금", _normalize_noun) == ["버스"]  # ends at NUL, as parse
+
+
+def test_tagger_refuses_reentrant_use_and_bad_arguments(tmp_path: Any) -> None:
+    tagger = _tagger()
+
+    def reenter(surface: str) -> str:
+        tagger.nouns("요금", _normalize_noun)
+        return surface
+
+    with pytest.raises(RuntimeError, match="in use by another thread"):
+        tagger.nouns("國語 교육", reenter)
+    assert tagger.nouns("버스 요금", _normalize_noun) == ["버스", "요금"]  # usable after
+    with pytest.raises(TypeError, match="a text"):
+        tagger.nouns(b"bytes", _normalize_noun)
+    with pytest.raises(TypeError, match="must return a str"):
+        tagger.nouns("國語", lambda s: 1)
+    mecab = _compiled("_mecab")
+    with pytest.raises(OSError, match="not loaded"):
+        mecab.Tagger(str(tmp_path / "libmecab.so.2"), [""])
+    library = mecab.find_library("libmecab")
+    with pytest.raises(RuntimeError, match="MeCab"):
+        mecab.Tagger(library, ["", "-d", str(tmp_path)])
+    assert mecab.find_library("no-such-library-name") is None
+
+
+def test_tokenizer_falls_back_to_the_printed_reader_when_asked(printed: MecabNounTokenizer) -> None:
+    assert printed("버스 요금 인상") == ["버스", "요금", "인상"]
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(printed))
+    assert not copy.uses_direct
+
+
+# --------------------------------------------------------------------------------------------
+# DF counts and fingerprints of many documents
+
+
+def test_compiled_df_and_fingerprints_equal_the_python_path_on_real_text(
+    direct: MecabNounTokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compiled("_batch")
+    analyzer = Analyzer(tokenizer=direct)
+    counts = [analyzer.term_counts(t) for t in _real_texts(300, 5000)]
+    counts = [c for c in counts if c]
+    snapshot = DFSnapshot.from_documents(counts)
+    fast = analyzer.fingerprints(counts, snapshot)
+    fast_weights = simhash_module.simhash_batch([analyzer.weights(c, snapshot) for c in counts])
+
+    monkeypatch.setattr(simhash_module, "_compiled", None)
+    monkeypatch.setattr(tfidf_module, "_batch", None)
+    slow_snapshot = DFSnapshot.from_documents(counts)
+    assert slow_snapshot.id == snapshot.id
+    slow = [analyzer.fingerprint(c, snapshot) for c in counts]
+    assert fast == slow
+    assert fast_weights == slow
+    # Non-default weighting takes the weights path; still the same as one at a time.
+    logtf = Analyzer(tokenizer=direct, weighting=Weighting(tf="log"))
+    monkeypatch.undo()
+    assert logtf.fingerprints(counts, snapshot) == [logtf.fingerprint(c, snapshot) for c in counts]
+
+
+WEIGHTS = st.dictionaries(
+    st.text(min_size=1, max_size=5),
+    st.one_of(
+        st.floats(min_value=0, max_value=1e300, allow_nan=False, allow_infinity=False),
+        st.integers(0, 10**6),
+        st.sampled_from([0.0, 5e-324, 1.0, 2.0**20, 1e-10]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=st.lists(WEIGHTS, max_size=8))
+def test_compiled_simhash_equals_the_scheme_on_any_weights(docs: list[dict[str, float]]) -> None:
+    batch = _compiled("_batch")
+    got = batch.simhash_many(docs, None, 0.0, simhash_module._digest)
+    assert got == [simhash_module.simhash(d) for d in docs]
+
+
+COUNTS = st.dictionaries(st.text(min_size=1, max_size=4), st.integers(-3, 10**9), max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=st.lists(COUNTS, max_size=8), n_docs=st.integers(1, 10**6))
+def test_compiled_counts_path_equals_weights_then_simhash(
+    docs: list[dict[str, int]], n_docs: int
+) -> None:
+    batch = _compiled("_batch")
+    idf = {
+        t: math.log(n_docs / (1 + i % n_docs))
+        for i, t in enumerate(sorted({t for d in docs for t in d}))
+    }
+    unseen = math.log(n_docs)
+    got = batch.simhash_many(docs, idf, unseen, simhash_module._digest)
+    weights = [{t: c * idf.get(t, unseen) for t, c in d.items() if c > 0} for d in docs]
+    assert got == [simhash_module.simhash(w) for w in weights]
+
+
+def test_compiled_simhash_hands_back_what_the_scheme_refuses() -> None:
+    batch = _compiled("_batch")
+    digest = simhash_module._digest
+    for bad in (-1.0, math.nan, math.inf, "1", None):
+        assert batch.simhash_many([{"a": 1.0}, {"b": bad}], None, 0.0, digest) is None
+    assert batch.simhash_many([{"a": 1.5}], {"a": 1.0}, 0.0, digest) is None  # a float count
+    assert batch.simhash_many([{"a": 10**30}], {"a": 1.0}, 0.0, digest) is None
+    # ...and the public functions then raise the scheme's own error.
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        simhash_module.simhash_batch([{"a": 1.0}, {"b": -1.0}])
+    with pytest.raises(ValueError, match="64 bytes"):
+        batch.simhash_many([{"a": 1.0}], None, 0.0, lambda t: b"short")
+
+
+def test_compiled_df_counts_every_kind_of_term_collection() -> None:
+    batch = _compiled("_batch")
+    df: dict[str, int] = {"a": 5}
+    docs = [{"a": 3, "b": 1}, {"b": 2}.keys(), {"c"}, frozenset({"a", "c"})]
+    assert batch.count_df(docs, df) == 4
+    assert df == {"a": 7, "b": 2, "c": 2}
+    with pytest.raises(TypeError):
+        batch.count_df([1], {})
+    snapshot = DFSnapshot.from_documents(iter([["a", "a", "b"], {"b": 1}, ("c", "b")]))
+    assert (snapshot.n_docs, dict(snapshot.df)) == (3, {"a": 1, "b": 3, "c": 1})
