@@ -3,12 +3,21 @@
 Usage: python bench/throughput.py [--reviews-limit N] [--runners inprocess,inline,local,spark]
 
 For each corpus (the 3,668 petitions, and the first N Naver movie reviews, 100,000 by default)
-it runs, in turn:
+it measures, in one process:
 
-- ``mecab-parse``: ``MeCab.Tagger.parse`` alone over every title and text (the floor);
+- ``mecab-parse``: ``MeCab.Tagger.parse`` alone over every title and text (what KoNLPy and
+  the printed-output reader start from);
+- ``mecab-nodes``: MeCab's best path alone, walked in C (``textrec._mecab``, counting nouns
+  into a throw-away dict): the floor of any noun extractor on MeCab;
 - ``konlpy``: KoNLPy's ``Mecab.nouns`` alone (the peer the tokenizer must match);
 - ``inprocess``: ``Analyzer.term_counts`` of every document, the DF snapshot, every
-  fingerprint (what ``textrec ingest`` + ``textrec build`` compute, without the database);
+  fingerprint (what ``textrec ingest`` + ``textrec build`` compute, without the database).
+
+These four run interleaved, chunk by chunk (the same few hundred documents through each, in
+a rotating order), so that a neighbour slowing the shared machine down slows all four alike
+and their ratios hold; the DF snapshot and the fingerprints, which need every document, are
+timed after the last chunk and added to ``inprocess``. Then, in turn:
+
 - ``inline``, ``local``, ``spark``: the DF job then the fingerprint job on that mrjob runner
   (``local`` with 2 processes, Spark on a ``local[2]`` master). The jobs extract the nouns
   twice, once per job.
@@ -40,7 +49,7 @@ from textrec.pipeline import Analyzer
 from textrec.runners import run_df_job, run_fingerprint_job
 from textrec.simhash import fingerprint_hex
 from textrec.tfidf import DFSnapshot
-from textrec.tokenize import _mecab_paths, default_tokenizer, normalize_text
+from textrec.tokenize import _load_direct, _mecab_paths, default_tokenizer, normalize_text
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -66,6 +75,16 @@ class Timer:
         self.wall = time.perf_counter() - self.wall
         self.cpu = cpu_seconds() - self.cpu
 
+    @classmethod
+    def zero(cls) -> Timer:
+        timer = cls()
+        timer.wall = timer.cpu = 0.0
+        return timer
+
+    def add(self, other: Timer) -> None:
+        self.wall += other.wall
+        self.cpu += other.cpu
+
 
 def report(label: str, timer: Timer, docs: int, chars: int) -> None:
     print(
@@ -86,28 +105,67 @@ def bench_corpus(name: str, rows: list[dict[str, Any]], runners: list[str], tmp:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
-    tagger = default_tokenizer()._tagger()
-    with Timer() as t:
-        for text in texts:
-            tagger.parse(text)
-    report("mecab-parse", t, docs, chars)
-
     from konlpy.tag import Mecab
 
+    tagger = default_tokenizer()._tagger()
+    direct = _load_direct(tagger, None)  # its own, so its term cache is its own too
     konlpy = Mecab(dicpath=_mecab_paths()[0])
-    with Timer() as t:
+    analyzer = Analyzer()
+
+    def parse(chunk: list[dict[str, Any]], texts: list[str]) -> None:
+        for text in texts:
+            tagger.parse(text)
+
+    def nodes(chunk: list[dict[str, Any]], texts: list[str]) -> None:
+        for text in texts:
+            direct.count_nouns(text, {}, 1, str)
+
+    def nouns(chunk: list[dict[str, Any]], texts: list[str]) -> None:
         for text in texts:
             konlpy.nouns(text)
-    report("konlpy", t, docs, chars)
 
-    analyzer = Analyzer()
+    counts: list[dict[str, int]] = []
+
+    def inprocess(chunk: list[dict[str, Any]], texts: list[str]) -> None:
+        counts.extend(analyzer.term_counts(r["text"], r.get("title")) for r in chunk)
+
+    steps: dict[str, Callable[[list[dict[str, Any]], list[str]], None]] = {
+        "mecab-parse": parse,
+        "konlpy": nouns,
+        "inprocess": inprocess,
+    }
+    if direct is not None:
+        steps["mecab-nodes"] = nodes
+    totals = {name: Timer.zero() for name in steps}
+    size = max(1, len(rows) // 200)
+    for number, lo in enumerate(range(0, len(rows), size)):
+        chunk = rows[lo : lo + size]
+        texts = [normalize_text(t) for r in chunk for t in (r.get("title"), r["text"]) if t]
+        names = list(steps)
+        names = names[number % len(names) :] + names[: number % len(names)]
+        for name in names:
+            with Timer() as t:
+                steps[name](chunk, texts)
+            totals[name].add(t)
     with Timer() as t:
-        counts = [analyzer.term_counts(r["text"], r.get("title")) for r in rows]
-        kept = [(r["id"], c) for r, c in zip(rows, counts, strict=True) if c]
-        snapshot = DFSnapshot.from_documents(c.keys() for _, c in kept)
-        fps = analyzer.fingerprints([c for _, c in kept], snapshot)  # as build does, in batches
-        expected = {i: fingerprint_hex(fp) for (i, _), fp in zip(kept, fps, strict=True)}
-    report("inprocess", t, docs, chars)
+        kept = [c for c in counts if c]  # documents without terms get no fingerprint
+        snapshot = DFSnapshot.from_documents(kept)  # each dict iterates over its terms
+        fps = analyzer.fingerprints(kept, snapshot)  # as build does, in batches
+    totals["inprocess"].add(t)
+    print(f"  (DF snapshot and fingerprints after the chunks: {t.cpu:.2f} s CPU)")
+    kept_ids = [r["id"] for r, c in zip(rows, counts, strict=True) if c]
+    expected = {i: fingerprint_hex(fp) for i, fp in zip(kept_ids, fps, strict=True)}
+    for name in ("mecab-parse", "mecab-nodes", "konlpy", "inprocess"):
+        if name in totals:
+            report(name, totals[name], docs, chars)
+    floor = totals.get("mecab-nodes", totals["mecab-parse"])
+    floor_name = "mecab-nodes" if direct else "mecab-parse"
+    print(
+        f"  {'':<12} in process / MeCab alone (CPU): "
+        f"{floor.cpu / totals['inprocess'].cpu:.2f} of {floor_name}, "
+        f"{totals['mecab-parse'].cpu / totals['inprocess'].cpu:.2f} of mecab-parse",
+        flush=True,
+    )
     snapshot_path = os.path.join(tmp, f"{name}.df.json")
     snapshot.save(snapshot_path)
 
