@@ -195,3 +195,41 @@ def test_textrec_serve_listens_on_loopback_only(db: str) -> None:
                 assert s.connect_ex((addr, port)) != 0, addr
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
+
+
+def test_ids_are_taken_literally_over_real_http(tmp_path: Path) -> None:
+    """Percent signs and encoded slashes in ids reach the right document through a real
+    server (which decodes a path once, as the page expects)."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    from .live_server import serve
+
+    src = tmp_path / "d.jsonl"
+    ids = ["a%2Fb", "a/b", "x/similar", "100% 확실"]
+    records = [json.loads(line) for line in FIXTURE.read_text("utf-8").splitlines()[: len(ids)]]
+    src.write_text(
+        "".join(json.dumps({**r, "id": i}) + "\n" for r, i in zip(records, ids, strict=True))
+    )
+    url = f"sqlite:///{tmp_path / 'ids.db'}"
+    store = Store(url)
+    ingest(store, read_records(str(src)))
+    build(store)
+    store.close()
+
+    def get(base: str, path: str) -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    with serve(url) as base:
+        for i in ids:
+            status, body = get(base, f"/documents/{quote(i, safe='')}")
+            assert (status, body["id"]) == (200, i)
+            status, body = get(base, f"/documents/{quote(i, safe='')}/similar?k=2")
+            assert (status, body["id"]) == (200, i)
+        status, body = get(base, "/documents/x/similar")  # similar posts of "x": none stored
+        assert status == 404 and "'x'" in str(body["detail"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -319,3 +320,26 @@ def test_append_after_an_offline_build_asks_for_a_restart(db: str, tmp_path: Pat
         assert r.status_code == 503
         assert "restart the server" in r.json()["detail"]
         assert c.get("/documents/m2").status_code == 404  # nothing half-stored
+
+
+def test_ids_with_slashes_are_reachable(client: TestClient) -> None:
+    # (An id with a literal "%2F" is checked over real HTTP in test_security.py: the test
+    # client decodes paths twice.)
+    ids = ["2024/01/mars", "https://blog.example/posts/7?x=1#y", "notes/similar", "100%"]
+    docs = [{"id": i, "title": "화성 탐사", "text": MARS} for i in ids]
+    assert client.post("/documents", json={"documents": docs}, headers=AUTH).json()["ids"] == ids
+    for i in ids:
+        path = quote(i, safe="")
+        assert client.get(f"/documents/{path}").json()["id"] == i
+        similar = client.get(f"/documents/{path}/similar?k=3").json()
+        assert similar["id"] == i and len(similar["results"]) == 3
+        assert i not in {m["id"] for m in similar["results"]}
+    # An unencoded slash reaches the same document.
+    assert client.get("/documents/2024/01/mars").json()["id"] == "2024/01/mars"
+    assert client.get("/documents/2024/01/mars/similar?k=1").json()["id"] == "2024/01/mars"
+    # "notes/similar" is a document of its own, not the similar posts of "notes".
+    assert client.get("/documents/notes%2Fsimilar").json()["id"] == "notes/similar"
+    assert client.get("/documents/notes/similar").status_code == 404  # no document "notes"
+    for i in ids:
+        assert client.delete(f"/documents/{quote(i, safe='')}", headers=AUTH).status_code == 204
+        assert client.get(f"/documents/{quote(i, safe='')}").status_code == 404

@@ -328,8 +328,24 @@ def create_app(
             items=[DocumentSummary(id=d.external_id, title=d.title) for d in docs],
         )
 
+    # Ids may contain "/" (paths, URLs): the routes take the rest of the path as the id
+    # (`{id:path}`), and the page sends ids percent-encoded. The server decodes "%2F" before
+    # routing, so "/documents/a%2Fsimilar" would reach the similar route with id "a"; the
+    # raw path tells the two apart (a literal "/similar" suffix is the route's own).
     @app.get(
-        "/documents/{id}",
+        "/documents/{id:path}/similar",
+        response_model=SimilarOut,
+        tags=["similar"],
+        responses={404: {"description": "no such document"}},
+    )
+    def similar(id: str, rec: Rec, request: Request, k: K = 10) -> SimilarOut | JSONResponse:
+        raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+        if not raw.endswith(b"/similar"):  # the id itself ends in "/similar"
+            return JSONResponse(get_document(f"{id}/similar", rec).model_dump(mode="json"))
+        return SimilarOut(id=id, results=[_match(m) for m in rec.similar(id, k=k)])
+
+    @app.get(
+        "/documents/{id:path}",
         response_model=DocumentOut,
         tags=["documents"],
         responses={404: {"description": "no such document"}},
@@ -337,15 +353,6 @@ def create_app(
     def get_document(id: str, rec: Rec) -> DocumentOut:
         doc = rec.document(id)
         return DocumentOut(id=doc.external_id, title=doc.title, text=doc.text, meta=doc.meta)
-
-    @app.get(
-        "/documents/{id}/similar",
-        response_model=SimilarOut,
-        tags=["similar"],
-        responses={404: {"description": "no such document"}},
-    )
-    def similar(id: str, rec: Rec, k: K = 10) -> SimilarOut:
-        return SimilarOut(id=id, results=[_match(m) for m in rec.similar(id, k=k)])
 
     @app.post("/similar", response_model=SimilarOut, tags=["similar"])
     def similar_text(body: SimilarTextIn, rec: Rec) -> SimilarOut:
@@ -372,7 +379,7 @@ def create_app(
         return out
 
     @app.delete(
-        "/documents/{id}",
+        "/documents/{id:path}",
         status_code=204,
         tags=["documents"],
         dependencies=[Depends(require_token)],
