@@ -3,7 +3,9 @@ removals and concurrent queries."""
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
 import random
 import threading
 
@@ -11,6 +13,8 @@ import numpy as np
 import pytest
 
 from textrec.related import IMPACT_LUT, RelatedIndex, quantize_impacts
+
+related_module = importlib.import_module("textrec.related")
 
 
 def random_docs(n: int, vocab: int, seed: int) -> list[dict[str, float]]:
@@ -70,8 +74,21 @@ def build(docs: list[dict[str, float]], top: int = 8, chunks: int = 1) -> Relate
     return index
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test below runs with the compiled kernels (textrec/_related.c) and with the NumPy
+    fallback."""
+    if request.param == "numpy":
+        monkeypatch.setattr(related_module, "_kernels", None)
+    elif related_module._compiled is None:
+        if os.environ.get("TEXTREC_REQUIRE_COMPILED") == "1":
+            pytest.fail("TEXTREC_REQUIRE_COMPILED=1 but textrec._related is not built")
+        pytest.skip("textrec._related is not built here")
+    return str(request.param)
+
+
 @pytest.mark.parametrize("chunks", [1, 7])
-def test_search_equals_the_definition(chunks: int) -> None:
+def test_search_equals_the_definition(chunks: int, kernels: str) -> None:
     docs = random_docs(300, 60, seed=chunks)
     index = build(docs, top=8, chunks=chunks)
     by_id = dict(zip(range(10, 10 + 3 * len(docs), 3), docs, strict=True))
@@ -92,7 +109,7 @@ def test_quantisation_is_within_two_percent() -> None:
     assert quantize_impacts(np.array([1.0]))[0] == 255
 
 
-def test_edges() -> None:
+def test_edges(kernels: str) -> None:
     index = RelatedIndex()
     assert index.search({"a": 1.0}, 5)[0].size == 0  # empty index
     index.add([1, 2], [{"a": 1.0}, {"b": 1.0}])
@@ -109,7 +126,7 @@ def test_edges() -> None:
         index.add([5, 6], [{"a": 1.0}])
 
 
-def test_remove_is_never_returned_again() -> None:
+def test_remove_is_never_returned_again(kernels: str) -> None:
     docs = random_docs(100, 20, seed=4)
     index = build(docs, chunks=5)
     ids = list(range(10, 10 + 3 * len(docs), 3))
@@ -149,3 +166,28 @@ def test_concurrent_queries_during_appends() -> None:
         t.join()
     assert not errors
     assert len(index) == 401
+
+
+def test_compiled_and_numpy_kernels_give_identical_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    if related_module._compiled is None:
+        pytest.skip("textrec._related is not built here")
+    docs = random_docs(2000, 300, seed=5)
+    index = build(docs, top=16, chunks=4)
+    queries = random_docs(100, 300, seed=6)
+    compiled = [index.search(q, 20, exclude=13) for q in queries]
+    monkeypatch.setattr(related_module, "_kernels", None)
+    fallback = [index.search(q, 20, exclude=13) for q in queries]
+    for (a_ids, a_s), (b_ids, b_s) in zip(compiled, fallback, strict=True):
+        assert a_ids.tolist() == b_ids.tolist()
+        assert a_s.tobytes() == b_s.tobytes()  # bit for bit
+
+
+def test_corrupt_postings_raise_instead_of_reading_out_of_bounds() -> None:
+    if related_module._compiled is None:
+        pytest.skip("textrec._related is not built here")
+    index = build(random_docs(50, 30, seed=1), top=8)
+    seg = index._state.segments[0]
+    seg.rows[0] = 10**6  # a row beyond every accumulator, as a damaged file could hold
+    with pytest.raises(ValueError, match="corrupt"):
+        for t in range(0, 30):
+            index.search({f"t{t}": 1.0}, 5)

@@ -34,12 +34,11 @@ import threading
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from numba import njit
 
 from ._atomic import atomic_write
 
@@ -116,42 +115,67 @@ class _Segment:
         return int(self.ptr.nbytes + self.rows.nbytes + self.impacts.nbytes)
 
 
-@njit(cache=True, nogil=True)
-def _accumulate(q_terms, q_w, ptr, rows, impacts, lut, acc, touched, nt):  # type: ignore[no-untyped-def]
-    n_terms = ptr.shape[0] - 1
-    for i in range(q_terms.shape[0]):
-        t = q_terms[i]
-        if t >= n_terms:
+# The query kernels: compiled (textrec/_related.c, built by pip install) or, where that could
+# not be built, the NumPy functions below, which do the same float32 arithmetic in the same
+# order and so give identical scores.
+_compiled: Any
+try:
+    from . import _related as _compiled
+except ImportError:  # pragma: no cover - exercised by setting _kernels = None in the tests
+    _compiled = None
+_kernels: Any = _compiled
+
+
+def _accumulate(
+    q_terms: npt.NDArray[np.int64],
+    q_w: npt.NDArray[np.float32],
+    ptr: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.uint32],
+    impacts: npt.NDArray[np.uint8],
+    lut: npt.NDArray[np.float32],
+    acc: npt.NDArray[np.float32],
+    touched: npt.NDArray[np.int64],
+    nt: int,
+) -> int:
+    """acc[row] += q_w · lut[impact] over each query term's postings; returns the new count
+    of touched rows (each row's first touch is recorded in ``touched``)."""
+    if _kernels is not None:
+        return int(_kernels.accumulate(q_terms, q_w, ptr, rows, impacts, lut, acc, touched, nt))
+    n_terms = len(ptr) - 1
+    for t, w in zip(q_terms.tolist(), q_w, strict=True):
+        if not 0 <= t < n_terms:
             continue
-        w = q_w[i]
-        for p in range(ptr[t], ptr[t + 1]):
-            r = rows[p]
-            if acc[r] == 0.0:
-                touched[nt] = r
-                nt += 1
-            acc[r] += w * lut[impacts[p]]
+        r = rows[ptr[t] : ptr[t + 1]].astype(np.int64)  # distinct within one term
+        new = r[acc[r] == 0.0]
+        touched[nt : nt + len(new)] = new
+        nt += len(new)
+        acc[r] = acc[r] + w * lut[impacts[ptr[t] : ptr[t + 1]]]
     return nt
 
 
-@njit(cache=True, nogil=True)
-def _top_k(acc, touched, nt, exclude, dead, k):  # type: ignore[no-untyped-def]
+def _top_k(
+    acc: npt.NDArray[np.float32],
+    touched: npt.NDArray[np.int64],
+    nt: int,
+    exclude: int,
+    dead: npt.NDArray[np.bool_],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The k best touched rows by score descending then row ascending (rows 2**62 and scores
+    -1 where fewer); resets the touched accumulators to 0."""
     best_r = np.full(k, 2**62, np.int64)
     best_s = np.full(k, -1.0, np.float32)
-    for j in range(nt):
-        r = touched[j]
-        s = acc[r]
-        acc[r] = 0.0
-        if r == exclude or dead[r]:
-            continue
-        if s < best_s[k - 1] or (s == best_s[k - 1] and r > best_r[k - 1]):
-            continue
-        i = k - 1
-        while i > 0 and (s > best_s[i - 1] or (s == best_s[i - 1] and r < best_r[i - 1])):
-            best_s[i] = best_s[i - 1]
-            best_r[i] = best_r[i - 1]
-            i -= 1
-        best_s[i] = s
-        best_r[i] = r
+    if _kernels is not None:
+        _kernels.top_k(acc, touched, nt, exclude, dead.view(np.uint8), best_r, best_s)
+        return best_r, best_s
+    r = touched[:nt]
+    s = acc[r].copy()
+    acc[r] = 0.0
+    keep = (r != exclude) & ~dead[r]
+    r, s = r[keep], s[keep]
+    order = np.lexsort((r, -s))[:k]
+    best_r[: len(order)] = r[order]
+    best_s[: len(order)] = s[order]
     return best_r, best_s
 
 
@@ -375,6 +399,8 @@ class RelatedIndex:
             return empty
         q_terms = np.array([p[0] for p in pairs], np.int64)
         q_w = np.array([p[1] / norm for p in pairs], np.float32)
+        if not q_w.all():  # weights lost to float32 underflow add nothing to any score
+            q_terms, q_w = q_terms[q_w > 0], q_w[q_w > 0]
         exclude_row = -1
         if exclude is not None:
             row = int(np.searchsorted(state.doc_ids, exclude))

@@ -1,0 +1,17 @@
+# Type stub of textrec/_related.c (see its header comment).
+from typing import Any
+
+def accumulate(
+    q_terms: Any,
+    q_w: Any,
+    ptr: Any,
+    rows: Any,
+    impacts: Any,
+    lut: Any,
+    acc: Any,
+    touched: Any,
+    nt: int,
+) -> int: ...
+def top_k(
+    acc: Any, touched: Any, nt: int, exclude: int, dead: Any, best_rows: Any, best_scores: Any
+) -> None: ...
