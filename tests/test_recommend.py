@@ -154,3 +154,44 @@ def test_index_files_are_used_only_while_they_match(copy_of_built: str, caplog) 
         fourth = Recommender(copy_of_built)
     assert any("not used" in r.message for r in caplog.records)
     assert [m.id for m in fourth.similar("wikinews-0001", k=5)] == expected
+
+
+def test_related_index_file_catches_up_instead_of_rebuilding(
+    copy_of_built: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog,  # type: ignore[no-untyped-def]
+) -> None:
+    import importlib
+    import logging
+    import os
+
+    from textrec.build import related_path
+
+    build_module = importlib.import_module("textrec.build")
+
+    db = copy_of_built.removeprefix("sqlite:///")
+    rec = Recommender(copy_of_built)
+    rec.add(
+        [
+            {"id": "m-1", "title": "화성 탐사", "text": "화성 탐사선이 물의 흔적을 발견했다."},
+            {"id": "m-2", "title": "월드컵", "text": "월드컵 유치 후보 도시 발표와 축구 경기"},
+        ]
+    )
+    rec.remove("wikinews-0003")
+    # No save: the files on disk are as before, as when a server dies after writes.
+
+    def no_rebuild(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the related index was rebuilt from every document")
+
+    monkeypatch.setattr(build_module, "build_related_index", no_rebuild)
+    with caplog.at_level(logging.INFO, logger="textrec.build"):
+        caught_up = Recommender(copy_of_built)
+    assert any("was behind the store" in r.message for r in caplog.records)
+    monkeypatch.undo()
+
+    os.remove(related_path(db + ".index"))
+    rebuilt = Recommender(copy_of_built)  # from every stored document
+    for query in ["m-1", "m-2", "wikinews-0001", "wikinews-0100", "wikinews-0400"]:
+        got = [(m.id, m.score) for m in caught_up.similar(query, k=10)]
+        assert got == [(m.id, m.score) for m in rebuilt.similar(query, k=10)]
+        assert "wikinews-0003" not in {doc_id for doc_id, _ in got}

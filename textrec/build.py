@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from tqdm import tqdm
 
 from .corpus import Record, RecordError
@@ -331,13 +332,45 @@ def _load_related(
         except ValueError as exc:
             log.warning("%s not used (%s); building from the store", path, exc)
         else:
-            if (header.get("scheme"), header.get("snapshot_id")) == (
-                scheme,
-                snapshot.id,
-            ) and related.live_summary() == store.fingerprint_summary(snapshot.id):
-                return related, True
+            if (header.get("scheme"), header.get("snapshot_id")) == (scheme, snapshot.id):
+                if related.live_summary() == store.fingerprint_summary(snapshot.id):
+                    return related, True
+                if _catch_up_related(related, store, snapshot, analyzer):
+                    log.info("%s was behind the store; applied the changes since", path)
+                    return related, False
             log.info("%s is stale; building from the store", path)
     return build_related_index(store, snapshot, analyzer), False
+
+
+def _catch_up_related(
+    related: RelatedIndex, store: Store, snapshot: DFSnapshot, analyzer: Analyzer
+) -> bool:
+    """Bring a related-posts index saved earlier under the current snapshot up to date with
+    the store (the documents appended and removed since, as after a crash before the file was
+    rewritten), instead of rebuilding it from every document. False when that cannot be done:
+    documents fingerprinted out of id order, or more new documents than old ones (a rebuild
+    costs no more then), or the store changed meanwhile."""
+    target, _, _ = store.fingerprints(snapshot.id)
+    ids, dead = related.document_ids()
+    removed = np.setdiff1d(ids[~dead], target, assume_unique=True)
+    added = np.setdiff1d(target, ids, assume_unique=True)
+    if len(added) and len(ids) and added[0] <= ids[-1]:
+        return False
+    if len(added) > len(target) // 2:
+        return False
+    related.remove(removed.tolist())
+    for start in range(0, len(added), 5000):
+        chunk = added[start : start + 5000].tolist()
+        docs = store.get_documents(chunk)
+        weights = []
+        for doc_id in chunk:
+            doc = docs[doc_id]
+            terms = (
+                doc.terms if doc.terms is not None else analyzer.term_counts(doc.text, doc.title)
+            )
+            weights.append(analyzer.weights(terms, snapshot))
+        related.add(chunk, weights)
+    return related.live_summary() == store.fingerprint_summary(snapshot.id)
 
 
 def refresh_index_file(

@@ -363,6 +363,11 @@ class RelatedIndex:
         index._state = _State(segments, arrays["doc_ids"], arrays["dead"])
         return index, header
 
+    def document_ids(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Every document id ever added, ascending, and which of them are removed."""
+        state = self._state
+        return state.doc_ids.copy(), state.dead.copy()
+
     def live_summary(self) -> tuple[int, int]:
         """``(count, sum of ids)`` of the live documents, to compare with the store."""
         state = self._state
