@@ -175,7 +175,8 @@ def _check_leftovers(report: CheckReport, index_path: str) -> None:
         report.warnings.append(
             f"{len(leftovers)} temporary file(s) of interrupted index writes in {folder} "
             f"({', '.join(leftovers[:3])}{' …' if len(leftovers) > 3 else ''}): "
-            f"safe to delete when no textrec process is running"
+            f"left by killed writers; the next write of the file deletes those older than a "
+            f"minute, and they are safe to delete when no textrec process is running"
         )
 
 
