@@ -8,12 +8,13 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+_fcntl: Any
 try:
-    import fcntl
+    import fcntl as _fcntl
 except ImportError:  # pragma: no cover - not POSIX: leftovers are only reported by `check`
-    fcntl = None  # type: ignore[assignment]
+    _fcntl = None
 
 __all__ = ["atomic_write", "remove_stale_temporaries", "temporaries"]
 
@@ -36,7 +37,7 @@ def remove_stale_temporaries(target: Path, *, older_than: float | None = None) -
     """Delete the temporary files that killed writers of ``target`` left: older than
     ``older_than`` seconds (default :data:`STALE_AFTER_SECONDS`) and not locked by a live
     writer. Returns the paths deleted. Does nothing where ``flock`` is not available."""
-    if fcntl is None:
+    if _fcntl is None:
         return []
     limit = STALE_AFTER_SECONDS if older_than is None else older_than
     removed = []
@@ -50,7 +51,7 @@ def remove_stale_temporaries(target: Path, *, older_than: float | None = None) -
             if now - os.fstat(fd).st_mtime < limit:
                 continue  # a writer may have just created it and not locked it yet
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live writer holds it
             with contextlib.suppress(FileNotFoundError):
@@ -79,8 +80,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     remove_stale_temporaries(target)
     tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file is closed (or the writer dies)
+    if _fcntl is not None:
+        _fcntl.flock(fd, _fcntl.LOCK_EX)  # released when the file is closed (or the writer dies)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
