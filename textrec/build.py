@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from tqdm import tqdm
 
 from .corpus import Record, RecordError
@@ -312,10 +313,15 @@ def load_related_index(
     scheme: str,
     analyzer: Analyzer,
     index_path: str | None,
+    *,
+    fingerprinted: npt.NDArray[np.int64] | None = None,
 ) -> RelatedIndex:
     """The related-posts index: from ``<index_path>.related`` when that file matches the store
-    (scheme, DF snapshot and the same documents), otherwise built from the store."""
-    return _load_related(store, snapshot, scheme, analyzer, index_path)[0]
+    (scheme, DF snapshot and the same documents) or can be brought up to date with it,
+    otherwise built from the store. ``fingerprinted``: the ids of the documents that have a
+    fingerprint under ``snapshot``, when the caller has them (the Hamming index's ids), to
+    save reading them again."""
+    return _load_related(store, snapshot, scheme, analyzer, index_path, fingerprinted)[0]
 
 
 def _load_related(
@@ -324,6 +330,7 @@ def _load_related(
     scheme: str,
     analyzer: Analyzer,
     index_path: str | None,
+    fingerprinted: npt.NDArray[np.int64] | None = None,
 ) -> tuple[RelatedIndex, bool]:
     if index_path is not None and os.path.exists(related_path(index_path)):
         path = related_path(index_path)
@@ -335,7 +342,7 @@ def _load_related(
             if (header.get("scheme"), header.get("snapshot_id")) == (scheme, snapshot.id):
                 if related.live_summary() == store.fingerprint_summary(snapshot.id):
                     return related, True
-                if _catch_up_related(related, store, snapshot, analyzer):
+                if _catch_up_related(related, store, snapshot, analyzer, fingerprinted):
                     log.info("%s was behind the store; applied the changes since", path)
                     return related, False
             log.info("%s is stale; building from the store", path)
@@ -343,14 +350,18 @@ def _load_related(
 
 
 def _catch_up_related(
-    related: RelatedIndex, store: Store, snapshot: DFSnapshot, analyzer: Analyzer
+    related: RelatedIndex,
+    store: Store,
+    snapshot: DFSnapshot,
+    analyzer: Analyzer,
+    fingerprinted: npt.NDArray[np.int64] | None,
 ) -> bool:
     """Bring a related-posts index saved earlier under the current snapshot up to date with
     the store (the documents appended and removed since, as after a crash before the file was
     rewritten), instead of rebuilding it from every document. False when that cannot be done:
     documents fingerprinted out of id order, or more new documents than old ones (a rebuild
     costs no more then), or the store changed meanwhile."""
-    target, _, _ = store.fingerprints(snapshot.id)
+    target = fingerprinted if fingerprinted is not None else store.fingerprints(snapshot.id)[0]
     ids, dead = related.document_ids()
     removed = np.setdiff1d(ids[~dead], target, assume_unique=True)
     added = np.setdiff1d(target, ids, assume_unique=True)
@@ -385,7 +396,9 @@ def refresh_index_file(
     if not from_file:
         index.save(path)
     snapshot, scheme = current
-    related, from_file = _load_related(store, snapshot, scheme, analyzer or Analyzer(), path)
+    related, from_file = _load_related(
+        store, snapshot, scheme, analyzer or Analyzer(), path, index.ids
+    )
     if not from_file:
         related.save(related_path(path), scheme=scheme, snapshot_id=snapshot.id)
     return path

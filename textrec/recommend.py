@@ -92,7 +92,12 @@ class Recommender:
         self.index_path = index_path if index_path is not None else default_index_path(self.store)
         self.index = load_index(self.store, self.index_path)
         self.related = load_related_index(
-            self.store, self.snapshot, self.scheme, self.analyzer, self.index_path
+            self.store,
+            self.snapshot,
+            self.scheme,
+            self.analyzer,
+            self.index_path,
+            fingerprinted=self.index.ids,
         )
         self._write_lock = threading.Lock()
         self._changed = False
