@@ -137,8 +137,8 @@ def test_index_files_are_used_only_while_they_match(copy_of_built: str, caplog) 
     rec.add([{"id": "x-1", "title": "월드컵", "text": "월드컵 유치 후보 도시 발표"}])
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="textrec.build"):
-        again = Recommender(copy_of_built)  # the files no longer match: rebuilt from the store
-    assert any("stale" in r.message for r in caplog.records)
+        again = Recommender(copy_of_built)  # the files no longer match: brought up to date
+    assert any("was behind the store" in r.message for r in caplog.records)
     assert len(again.related) == 645
     rec.save()
     caplog.clear()
@@ -184,14 +184,20 @@ def test_related_index_file_catches_up_instead_of_rebuilding(
         raise AssertionError("the related index was rebuilt from every document")
 
     monkeypatch.setattr(build_module, "build_related_index", no_rebuild)
+    monkeypatch.setattr(build_module, "index_from_store", no_rebuild)
     with caplog.at_level(logging.INFO, logger="textrec.build"):
         caught_up = Recommender(copy_of_built)
-    assert any("was behind the store" in r.message for r in caplog.records)
+    behind = [r.message for r in caplog.records if "was behind the store" in r.message]
+    assert len(behind) == 2  # the Hamming index file and the related-posts file
+    assert len(caught_up) == 645  # 644 + 2 - 1
     monkeypatch.undo()
 
     os.remove(related_path(db + ".index"))
-    rebuilt = Recommender(copy_of_built)  # from every stored document
+    os.remove(db + ".index")
+    rebuilt = Recommender(copy_of_built)  # and the Hamming index from every fingerprint
     for query in ["m-1", "m-2", "wikinews-0001", "wikinews-0100", "wikinews-0400"]:
         got = [(m.id, m.score) for m in caught_up.similar(query, k=10)]
         assert got == [(m.id, m.score) for m in rebuilt.similar(query, k=10)]
         assert "wikinews-0003" not in {doc_id for doc_id, _ in got}
+        hamming = [(m.id, m.distance) for m in caught_up.similar(query, k=10, mode="hamming")]
+        assert hamming == [(m.id, m.distance) for m in rebuilt.similar(query, k=10, mode="hamming")]

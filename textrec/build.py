@@ -426,11 +426,31 @@ def _load_index(store: Store, path: str | None) -> tuple[HammingIndex, bool]:
             log.warning("index file %s not used (%s); loading from the store", path, exc)
         else:
             summary = (len(index), int(index.ids.sum()))
-            if (
-                index.scheme == scheme
-                and index.snapshot_id == snapshot.id
-                and summary == store.fingerprint_summary(snapshot.id)
-            ):
-                return index, True
+            if index.scheme == scheme and index.snapshot_id == snapshot.id:
+                if summary == store.fingerprint_summary(snapshot.id):
+                    return index, True
+                if _catch_up_index(index, store, snapshot.id):
+                    log.info("index file %s was behind the store; applied the changes since", path)
+                    return index, False
             log.info("index file %s is stale; loading from the store", path)
     return index_from_store(store, snapshot.id, scheme), False
+
+
+def _catch_up_index(index: HammingIndex, store: Store, snapshot_id: str) -> bool:
+    """Bring an index file of the current snapshot up to date with the store's fingerprints
+    (appends and removals since it was written) without reading every fingerprint when only
+    appends happened. False when the store changed meanwhile or more changed than is left."""
+    last = int(index.ids[-1]) if len(index) else -1
+    ids, codes, _ = store.fingerprints(snapshot_id, after=last)
+    if len(ids) > len(index):
+        return False
+    index.add(ids, codes)
+    target = store.fingerprint_summary(snapshot_id)
+    if (len(index), int(index.ids.sum())) != target:
+        stored = store.fingerprinted_ids(snapshot_id)
+        index.remove(np.setdiff1d(index.ids, stored, assume_unique=True))
+        missing = np.setdiff1d(stored, index.ids, assume_unique=True)
+        if len(missing):
+            ids, codes, _ = store.fingerprints(snapshot_id, only=missing.tolist())
+            index.add(ids, codes)
+    return (len(index), int(index.ids.sum())) == store.fingerprint_summary(snapshot_id)

@@ -656,24 +656,42 @@ class Store:
             s.execute(delete(FingerprintRow).where(FingerprintRow.snapshot_id != snapshot_id))
 
     def fingerprints(
-        self, snapshot_id: str
+        self, snapshot_id: str, *, after: int | None = None, only: Sequence[int] | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], str | None]:
-        """``(document ids, fingerprints, scheme)`` of a snapshot, in document id order."""
+        """``(document ids, fingerprints, scheme)`` of a snapshot, in document id order: all of
+        them, those of documents with an id greater than ``after``, or those of ``only``."""
         ids: list[int] = []
         fps: list[int] = []
         scheme: str | None = None
+        chunks: list[list[int] | None] = [None]
+        if only is not None:
+            wanted = sorted(set(only))
+            chunks = [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        with self._session() as s:
+            for chunk in chunks:
+                q = select(FingerprintRow.document_id, FingerprintRow.fp, FingerprintRow.scheme)
+                q = q.where(FingerprintRow.snapshot_id == snapshot_id)
+                if after is not None:
+                    q = q.where(FingerprintRow.document_id > after)
+                if chunk is not None:
+                    q = q.where(FingerprintRow.document_id.in_(chunk))
+                q = q.order_by(FingerprintRow.document_id).execution_options(yield_per=100_000)
+                for doc_id, fp, sch in s.execute(q):
+                    ids.append(doc_id)
+                    fps.append(fp)
+                    scheme = sch
+        return np.array(ids, dtype=np.int64), np.array(fps, dtype=np.uint64), scheme
+
+    def fingerprinted_ids(self, snapshot_id: str) -> npt.NDArray[np.int64]:
+        """The ids of the documents that have a fingerprint under a snapshot, ascending."""
         with self._session() as s:
             q = (
-                select(FingerprintRow.document_id, FingerprintRow.fp, FingerprintRow.scheme)
+                select(FingerprintRow.document_id)
                 .where(FingerprintRow.snapshot_id == snapshot_id)
                 .order_by(FingerprintRow.document_id)
                 .execution_options(yield_per=100_000)
             )
-            for doc_id, fp, sch in s.execute(q):
-                ids.append(doc_id)
-                fps.append(fp)
-                scheme = sch
-        return np.array(ids, dtype=np.int64), np.array(fps, dtype=np.uint64), scheme
+            return np.fromiter(s.execute(q).scalars(), dtype=np.int64)
 
     def fingerprint_of(self, snapshot_id: str, doc_id: int) -> int | None:
         with self._session() as s:
