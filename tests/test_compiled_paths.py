@@ -122,12 +122,23 @@ def _tokenizers() -> list[MecabNounTokenizer]:
     return _PAIR
 
 
-def _tagger() -> Any:
+def _tagger(**options: int) -> Any:
     mecab = _compiled("_mecab")
     MecabNounTokenizer()  # loads the MeCab binding, and with it the library
     library = mecab.find_library("libmecab")
     assert library is not None
-    return mecab.Tagger(library, ["", "-C", *shlex.split(f"-d {_mecab_paths()[0]}")])
+    return mecab.Tagger(library, ["", "-C", *shlex.split(f"-d {_mecab_paths()[0]}")], **options)
+
+
+def test_a_full_term_cache_starts_over_without_changing_terms(printed: MecabNounTokenizer) -> None:
+    small = _tagger(cache_size=5)
+    texts = _real_texts(0, 400)
+    for text in texts:
+        prepared = MecabNounTokenizer._prepare(text)
+        if prepared:
+            assert small.nouns(prepared, _normalize_noun) in (None, printed(text))
+    with pytest.raises(ValueError, match="cache_size"):
+        _tagger(cache_size=0)
 
 
 def test_tagger_terms_follow_the_normalize_function_it_is_given() -> None:

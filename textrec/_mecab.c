@@ -100,7 +100,10 @@ typedef struct {
     PyObject *term;
 } entry_t;
 
-#define CACHE_MAX (1u << 20)
+/* At most this many terms (about 40 MB with their keys and str objects): the nouns of a
+ * corpus are Zipf-distributed, so the most frequent quarter million cover nearly every
+ * occurrence, and a thread of a server keeps its memory bounded. */
+#define CACHE_MAX (1u << 18)
 
 typedef struct {
     PyObject_HEAD
@@ -114,6 +117,7 @@ typedef struct {
     PyObject *cache_fn; /* the normalize function the cache's terms come from */
     entry_t *table;
     size_t slots, used; /* slots: 0 or a power of two */
+    size_t cache_max;
 } Tagger;
 
 static void cache_clear(Tagger *self) {
@@ -143,11 +147,18 @@ static int tagger_open(Tagger *self, const char *libpath, int argc, char **argv)
 #endif
 
 static int Tagger_init(Tagger *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"library", "argv", NULL};
+    static char *kwlist[] = {"library", "argv", "cache_size", NULL};
     PyObject *libpath_obj, *argv_obj;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O", kwlist, PyUnicode_FSConverter,
-                                     &libpath_obj, &argv_obj))
+    Py_ssize_t cache_size = CACHE_MAX;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|$n", kwlist, PyUnicode_FSConverter,
+                                     &libpath_obj, &argv_obj, &cache_size))
         return -1;
+    if (cache_size < 1) {
+        Py_DECREF(libpath_obj);
+        PyErr_SetString(PyExc_ValueError, "cache_size must be at least 1");
+        return -1;
+    }
+    self->cache_max = (size_t)cache_size;
 #if TX_HAVE_DL
     PyObject *argv_seq = PySequence_Fast(argv_obj, "argv must be a sequence of str");
     if (!argv_seq) {
@@ -398,7 +409,7 @@ static int cache_grow(Tagger *self) {
 
 /* term_of with the cache: a new reference (a str or None), or NULL on error. */
 static PyObject *term_of(Tagger *self, const span_t *sp, PyObject *normalize) {
-    if (self->cache_fn != normalize || self->used >= CACHE_MAX) {
+    if (self->cache_fn != normalize || self->used >= self->cache_max) {
         PyObject *fn = Py_NewRef(normalize);
         cache_clear(self);
         self->cache_fn = fn;
@@ -531,7 +542,7 @@ static PyTypeObject TaggerType = {
     .tp_dealloc = (destructor)Tagger_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Tagger(library, argv): a MeCab tagger (mecab_new(argc, argv)) of an already loaded\n"
-               "MeCab library.",
+               "MeCab library; cache_size: how many distinct nouns' terms it keeps.",
     .tp_methods = Tagger_methods,
     .tp_getset = Tagger_getset,
     .tp_init = (initproc)Tagger_init,
