@@ -267,8 +267,6 @@ def test_http_rejects_each_bad_document_and_stores_the_good(client: TestClient) 
         before = c.get("/health").json()["documents"]
         n_good = 0
         for kind, raw, reason in BAD:
-            if kind == "repeated key":
-                continue  # FastAPI parses the body itself: its json.loads keeps the last value
             second = _j(_good(1, 20 + n_good)[0])
             if kind == "duplicate id in the file":  # twice in one request: the second is bad
                 second = raw
@@ -282,6 +280,10 @@ def test_http_rejects_each_bad_document_and_stores_the_good(client: TestClient) 
                 assert out["rejected"][0]["index"] == (kind == "duplicate id in the file")
                 assert reason.split(", got")[0] in out["rejected"][0]["reason"], (kind, out)
                 n_good += 1
+            elif kind == "repeated key":  # refused whole, as ambiguous JSON: nothing stored
+                assert r.status_code == 422, (kind, r.text)
+                detail = r.json()["detail"]
+                assert detail == "invalid JSON body: field 'id' appears more than once", r.text
             else:  # the body itself is not JSON (or not UTF-8): nothing stored, 400
                 assert r.status_code == 400, (kind, r.text)
                 detail = r.json()["detail"]

@@ -343,3 +343,22 @@ def test_ids_with_slashes_are_reachable(client: TestClient) -> None:
     for i in ids:
         assert client.delete(f"/documents/{quote(i, safe='')}", headers=AUTH).status_code == 204
         assert client.get(f"/documents/{quote(i, safe='')}").status_code == 404
+
+
+def test_repeated_keys_in_a_body_are_refused_whole(client: TestClient) -> None:
+    json_headers = {**AUTH, "Content-Type": "application/json"}
+    r = client.post(
+        "/similar",
+        content=b'{"text": "\xeb\xb2\x84\xec\x8a\xa4", "k": 1, "k": 50}',
+        headers=json_headers,
+    )
+    assert r.status_code == 422
+    assert r.json() == {"detail": "invalid JSON body: field 'k' appears more than once"}
+    body = '{"documents": [{"id": "r-1", "text": "버스 요금", "meta": {"a": 1, "a": 2}}]}'
+    r = client.post("/documents", content=body.encode(), headers=json_headers)
+    assert r.status_code == 422 and "'a' appears more than once" in r.json()["detail"]
+    assert client.get("/documents/r-1").status_code == 404  # nothing stored
+    # The same keys in different objects are fine, and so is a body that is not JSON (400).
+    ok = '{"documents": [{"id": "r-2", "text": "버스 요금 인상"}, {"id": "r-3", "text": "버스"}]}'
+    assert client.post("/documents", content=ok.encode(), headers=json_headers).status_code == 201
+    assert client.post("/similar", content=b"{not json", headers=json_headers).status_code == 400

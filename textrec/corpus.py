@@ -28,7 +28,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
-__all__ = ["DEFAULT_MAX_CHARS", "Record", "RecordError", "parse_record", "read_records"]
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "DuplicateKeyError",
+    "Record",
+    "RecordError",
+    "no_duplicate_keys",
+    "parse_record",
+    "read_records",
+]
 
 DEFAULT_MAX_CHARS = 1_000_000
 
@@ -63,16 +71,17 @@ def _describe(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-class _DuplicateKeyError(ValueError):
-    pass
+class DuplicateKeyError(ValueError):
+    """A JSON object repeats a key (which a parser would resolve silently)."""
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` that refuses a repeated key."""
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
         key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise _DuplicateKeyError(f"field {key!r} appears more than once")
+        raise DuplicateKeyError(f"field {key!r} appears more than once")
     return obj
 
 
@@ -119,12 +128,12 @@ def parse_record(
     if "\x00" in raw:
         return error("NUL character in the line")
     try:
-        obj = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+        obj = json.loads(raw, object_pairs_hook=no_duplicate_keys)
     except json.JSONDecodeError as exc:
         return error(f"invalid JSON: {exc.msg} at column {exc.colno}")
     except RecursionError:
         return error("invalid JSON: nested too deeply")
-    except _DuplicateKeyError as exc:
+    except DuplicateKeyError as exc:
         return error(f"invalid record: {exc}")
     except ValueError as exc:  # an integer of more than 4,300 digits
         return error(f"invalid JSON: {str(exc).partition('; use')[0]}")

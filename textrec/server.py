@@ -23,6 +23,7 @@ server's log.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -38,6 +39,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
+from .corpus import DuplicateKeyError, no_duplicate_keys
 from .recommend import Match, Recommender, UnknownDocumentError
 from .store import SnapshotChangedError
 
@@ -186,6 +188,58 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class RepeatedKeys:
+    """Refuse JSON request bodies in which an object repeats a key, with 422 naming the key,
+    as ingest refuses such a line: a JSON parser would keep one of the values silently. Runs
+    inside :class:`BodyLimit`, which hands on the body whole; other bodies pass untouched
+    (one that is not JSON gets FastAPI's 400 as before)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
+        if b"json" not in headers.get(b"content-type", b""):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        repeated = _repeated_key(body)
+        if repeated is not None:
+            detail = f"invalid JSON body: {repeated}"
+            await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _repeated_key(body: bytes) -> str | None:
+    """What a repeated key in ``body`` is ("field 'id' appears more than once"), or None
+    (also when ``body`` is not JSON at all: that is FastAPI's to report)."""
+    try:
+        json.loads(body, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKeyError as exc:
+        return str(exc)
+    except (ValueError, RecursionError):
+        return None
+    return None
 
 
 def _recommender(request: Request) -> Recommender:
@@ -397,5 +451,6 @@ def create_app(
     # anything outside it, so `..` and symlinks cannot reach the rest of the file system.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RepeatedKeys)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # added last: runs first
     return app
