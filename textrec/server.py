@@ -129,11 +129,14 @@ class Health(BaseModel):
 # plumbing ------------------------------------------------------------------------------------
 
 
-class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, before the handler reads them.
+class RequestBody:
+    """Read each request body once, whole, and refuse it before any handler sees it when it
+    is over ``max_bytes`` (413) or is JSON in which an object repeats a key (422 naming the
+    key, as ingest refuses such a line; a JSON parser would keep one value silently).
 
     Checks ``Content-Length`` up front and counts the bytes of chunked bodies as they arrive
-    (bodies are at most ``max_bytes``, so holding one in memory is bounded).
+    (bodies are at most ``max_bytes``, so holding one in memory is bounded). A body that is
+    not JSON at all passes on, for FastAPI's 400.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -178,53 +181,21 @@ class BodyLimit:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-class RepeatedKeys:
-    """Refuse JSON request bodies in which an object repeats a key, with 422 naming the key,
-    as ingest refuses such a line: a JSON parser would keep one of the values silently. Runs
-    inside :class:`BodyLimit`, which hands on the body whole; other bodies pass untouched
-    (one that is not JSON gets FastAPI's 400 as before)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
-        if b"json" not in headers.get(b"content-type", b""):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        whole = b"".join(chunks)
+        headers = dict(scope.get("headers", []))
+        if b"json" in headers.get(b"content-type", b""):
+            repeated = _repeated_key(whole)
+            if repeated is not None:
+                detail = f"invalid JSON body: {repeated}"
+                await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
                 return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        repeated = _repeated_key(body)
-        if repeated is not None:
-            detail = f"invalid JSON body: {repeated}"
-            await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
-            return
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": whole, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
@@ -451,6 +422,5 @@ def create_app(
     # anything outside it, so `..` and symlinks cannot reach the rest of the file system.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    app.add_middleware(RepeatedKeys)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # added last: runs first
+    app.add_middleware(RequestBody, max_bytes=max_body_bytes)
     return app
