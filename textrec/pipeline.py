@@ -81,7 +81,7 @@ class Analyzer:
     ) -> list[int]:
         """:meth:`fingerprint` of many documents at once (faster for short texts)."""
         if self.weighting == Weighting():  # the default: weights and fingerprints fused
-            return simhash_counts(counts_list, snapshot.idf_table(), snapshot.unseen_idf)
+            return simhash_counts(counts_list, snapshot)
         return simhash_batch([self.weights(c, snapshot) for c in counts_list])
 
     def fingerprint_text(self, text: str, snapshot: DFSnapshot, title: str | None = None) -> int:

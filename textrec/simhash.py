@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .tfidf import DFSnapshot, tfidf_weights
+
 _compiled: Any
 try:
     from . import _batch as _compiled
@@ -125,25 +127,19 @@ def simhash_batch(weights_list: Sequence[Mapping[str, float]]) -> list[int]:
     return _simhash_batch_numpy(weights_list)
 
 
-def simhash_counts(
-    counts_list: Sequence[Mapping[str, int]], idf: Mapping[str, float], unseen_idf: float
-) -> list[int]:
-    """:func:`simhash` of the weights ``count · idf.get(term, unseen_idf)`` (counts > 0) of
-    many documents: the default TF-IDF weighting and the fingerprint fused, without building
-    the weight dicts where the compiled helper is built. The same values as
-    ``simhash_batch`` of those weights."""
+def simhash_counts(counts_list: Sequence[Mapping[str, int]], snapshot: DFSnapshot) -> list[int]:
+    """:func:`simhash` of the default TF-IDF weights (:func:`~textrec.tfidf.tfidf_weights`)
+    of many documents' term counts under ``snapshot``: weights and fingerprints fused in the
+    compiled helper where it is built, without building the weight dicts; otherwise
+    ``simhash_batch`` of ``tfidf_weights``. The same values either way."""
+    idf = snapshot.idf_table()
     if _compiled is not None and type(idf) is dict and all(type(c) is dict for c in counts_list):
         codes: list[int] | None = _compiled.simhash_many(
-            list(counts_list), idf, float(unseen_idf), _digest
+            list(counts_list), idf, float(snapshot.unseen_idf), _digest
         )
         if codes is not None:
             return codes
-    return _simhash_batch_numpy(
-        [
-            {t: c * idf.get(t, unseen_idf) for t, c in counts.items() if c > 0}
-            for counts in counts_list
-        ]
-    )
+    return simhash_batch([tfidf_weights(c, snapshot) for c in counts_list])
 
 
 def _simhash_batch_numpy(weights_list: Sequence[Mapping[str, float]]) -> list[int]:
