@@ -101,8 +101,9 @@ AWKWARD = st.text(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=AWKWARD)
-def test_direct_reader_agrees_with_the_printed_reader_on_any_text(text: str) -> None:
-    direct, printed = _tokenizers()
+def test_direct_reader_agrees_with_the_printed_reader_on_any_text(
+    direct: MecabNounTokenizer, printed: MecabNounTokenizer, text: str
+) -> None:
     assert direct(text) == printed(text)
     counts: dict[str, int] = {"앞": 2}  # counting adds to what is there
     direct.count_into(text, counts, 3)
@@ -110,16 +111,6 @@ def test_direct_reader_agrees_with_the_printed_reader_on_any_text(text: str) -> 
     for term in printed(text):
         expected[term] += 3
     assert counts == dict(expected)
-
-
-_PAIR: list[MecabNounTokenizer] = []
-
-
-def _tokenizers() -> list[MecabNounTokenizer]:
-    if not _PAIR:
-        _compiled("_mecab")
-        _PAIR.extend([MecabNounTokenizer(), MecabNounTokenizer(direct=False)])
-    return _PAIR
 
 
 def _tagger(**options: int) -> Any:
