@@ -105,8 +105,9 @@ def test_search_matches_brute_force(path: str, n: int) -> None:
             assert lists(index.search(q, k)) == brute(codes, ids, q, k), (q, k)
 
 
-@pytest.mark.parametrize("m", [1, 2, 7, 8, 9, 20])
+@pytest.mark.parametrize("m", [1, 2, 7, 8, 9, 20, 64, 100])
 def test_batch_matches_brute_force(path: str, m: int) -> None:
+    # 64 and 100 queries run the bit-sliced kernel where AVX-512 is chosen
     rng = np.random.default_rng(m)
     n = 10_000  # more than one 4096-code block, and a partial one
     codes = tied_codes(rng, n)
@@ -114,12 +115,57 @@ def test_batch_matches_brute_force(path: str, m: int) -> None:
     index = HammingIndex()
     index.add(ids, codes)
     queries = np.concatenate(
-        [np.array([0, 0x0F0F], dtype=np.uint64), rng.integers(0, 2**64, 30, dtype=np.uint64)]
+        [
+            np.array([0, 0x0F0F, 2**64 - 1], dtype=np.uint64),
+            codes[rng.integers(0, n, 40)] ^ np.uint64(1 << 40),
+            rng.integers(0, 2**64, 60, dtype=np.uint64),
+        ]
     )[:m]
     for k in (1, 13, 700):
         b_ids, b_dist = index.search_batch(queries, k)
         for row, q in enumerate(queries.tolist()):
             assert (b_ids[row].tolist(), b_dist[row].tolist()) == brute(codes, ids, q, k)
+
+
+@pytest.fixture
+def restore_sliced_min() -> Iterator[None]:
+    """Put back the batch size from which the bit-sliced kernel runs."""
+    assert compiled is not None
+    previous = compiled.sliced_min(64)
+    try:
+        yield
+    finally:
+        compiled.sliced_min(previous)
+
+
+@pytest.mark.parametrize("n", [511, 512, 513, 4096 + 512 * 3 + 77, 20_000])
+def test_sliced_batch_equals_popcount_batch(restore_sliced_min: None, n: int) -> None:
+    # The bit-sliced kernel (batches of many queries, AVX-512) against the popcount kernel: the
+    # same keys for every query, on ties, duplicates, 0 and all-ones codes, the popcount of a
+    # query on either side of 32 (its two modes), and sub-blocks cut short by n.
+    assert compiled is not None
+    set_min = compiled.sliced_min
+    rng = np.random.default_rng(n)
+    codes = tied_codes(rng, n)
+    queries = np.concatenate(
+        [
+            np.array([0, 2**64 - 1, 0x0F0F, 2**32 - 1, 2**33 - 1, 2**31 - 1], dtype=np.uint64),
+            codes[rng.integers(0, n, 30)],
+            codes[rng.integers(0, n, 30)] ^ np.uint64(3),
+            rng.integers(0, 2**64, 30, dtype=np.uint64),
+        ]
+    )
+    assert [bin(int(q)).count("1") for q in queries[:6]] == [0, 64, 8, 32, 33, 31]
+    for k in (1, 10, 700):
+        outs = []
+        for threshold in (2, 10**9):
+            set_min(threshold)
+            out = np.zeros((len(queries), k), dtype=np.uint64)
+            compiled.topk(codes, queries, k, out)
+            outs.append(out)
+        assert np.array_equal(outs[0], outs[1]), k
+    with pytest.raises(ValueError, match="sliced_min"):
+        set_min(1)
 
 
 def test_batch_pads_beyond_n(path: str) -> None:
