@@ -3,6 +3,7 @@
     python bench/scan.py --sizes 1e6,1e7,6e7            # random codes
     python bench/scan.py --real /tmp/textrec-real.npy    # fingerprints of the shared corpora
     python bench/scan.py --fingerprint /tmp/textrec-real.npy --limit 200000   # make that file
+    python bench/scan.py --kernel-ab 1e7     # bit-sliced vs popcount batch kernel, by batch size
 
 Prints one line per measurement: p50 and p99 milliseconds per call (a call is one query, or one
 batch of 100 queries), for 1 and 2 threads. "floor" is one NumPy ``sum`` over the fingerprint
@@ -225,6 +226,42 @@ def fingerprint_corpora(out: Path, limit: int) -> None:
     print(f"{len(fps):,} fingerprints in {time.perf_counter() - t0:.0f} s -> {out}")
 
 
+def kernel_ab(size: int, reps: int) -> None:
+    """The bit-sliced batch kernel against the popcount batch kernel, calls interleaved in one
+    process, for several batch sizes: CPU ms per query (1 thread) and their ratio."""
+    from textrec.index import _compiled
+
+    if _compiled is None or kernel_name() != "avx512-vpopcntdq":
+        print(f"kernel A/B: needs the AVX-512 kernel, have {kernel_name()}")
+        return
+    rng = np.random.default_rng(size)
+    codes = rng.integers(0, 2**64, size=size, dtype=np.uint64)
+    pool = rng.integers(0, 2**64, size=BATCH, dtype=np.uint64)
+    pool[: BATCH // 2] = codes[rng.integers(0, size, BATCH // 2)] ^ np.uint64(1)
+    rng.shuffle(pool)
+    print(f"kernel A/B, {size:,} random codes, k={K}, CPU ms per query, 1 thread", flush=True)
+    previous = _compiled.sliced_min(64)
+    try:
+        for m in (17, 34, 50, 64, 100, 200):
+            qs = np.resize(pool, m)
+            out = np.zeros((m, K), dtype=np.uint64)
+            cpu: dict[str, list[float]] = {"popcount": [], "sliced": []}
+            for _ in range(max(3, reps // 10)):
+                for name, threshold in (("popcount", 10**9), ("sliced", 2)):
+                    _compiled.sliced_min(threshold)
+                    c0 = time.thread_time()
+                    _compiled.topk(codes, qs, K, out)
+                    cpu[name].append((time.thread_time() - c0) * 1e3 / m)
+            pop, sl = (float(np.median(cpu[x])) for x in ("popcount", "sliced"))
+            ratio = pop / sl
+            print(
+                f"  batch {m:>3}: popcount {pop:.3f}  sliced {sl:.3f}  ratio {ratio:.2f}",
+                flush=True,
+            )
+    finally:
+        _compiled.sliced_min(previous)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="1e6,1e7,6e7", help="random-code index sizes")
@@ -233,11 +270,17 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=800_000, help="documents to fingerprint")
     ap.add_argument("--reps", type=int, default=40, help="repetitions per measurement")
     ap.add_argument("--no-snapshot", action="store_true", help="skip the snapshot load test")
+    ap.add_argument(
+        "--kernel-ab", type=float, metavar="N", help="only compare the two batch kernels at N codes"
+    )
     args = ap.parse_args()
     if args.fingerprint:
         fingerprint_corpora(args.fingerprint, args.limit)
         return
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cpus, load {os.getloadavg()}")
+    if args.kernel_ab:
+        kernel_ab(int(args.kernel_ab), args.reps)
+        return
     if args.real:
         real = np.load(args.real)
         bench(real, f"real fingerprints {args.real.name}", True, args.reps, real=True)
