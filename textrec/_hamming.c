@@ -10,7 +10,9 @@
  *         < lim) that drops as soon as k accepted codes make a later one useless (accept()).
  *         A batch streams the array once, in L1-sized blocks, and runs every query over each
  *         block, so memory is read once per batch; with AVX-512 17 queries share each loaded
- *         vector of 8 codes, grouped by their bounds (scan_avx512_group).
+ *         vector of 8 codes, grouped by their bounds (scan_avx512_group). Batches of at least
+ *         SLICED_MIN queries instead transpose each block into bit planes once and test every
+ *         query with carry-save adders, without popcount (sl_transpose, sl_run).
  * within: every position at distance <= r, linear scan.
  * mih_*:  multi-index hashing (Norouzi, Punjani & Fleet): three tables keyed by 21, 21 and
  *         22-bit substrings, each a counting-sorted array of uint32 positions.
