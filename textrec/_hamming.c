@@ -408,46 +408,49 @@ __attribute__((target("avx512f"))) static inline void sl_sum(const __m512i *P,
                                                             const __m512i *kb, __m512i *v) {
     uint64_t o[8];
     for (int i = 0; i < 8; i++) o[i] = off[i];
+    /* full adder: sum s and carry c of three bits of one weight */
+#define FA(s, c, a, b, d) __m512i s = XOR3(a, b, d), c = MAJ(a, b, d)
 #define X(i) _mm512_load_si512((const char *)P + ((o[(i) >> 2] >> (16 * ((i) & 3))) & 0xFFFF))
-    __m512i t0 = XOR3(X(0), X(1), X(10)), t1 = MAJ(X(0), X(1), X(10));
-    __m512i t2 = XOR3(X(11), X(12), X(13)), t3 = MAJ(X(11), X(12), X(13));
-    __m512i t4 = XOR3(X(14), X(15), X(16)), t5 = MAJ(X(14), X(15), X(16));
-    __m512i t6 = XOR3(X(17), X(18), X(19)), t7 = MAJ(X(17), X(18), X(19));
-    __m512i t8 = XOR3(X(2), X(20), X(21)), t9 = MAJ(X(2), X(20), X(21));
-    __m512i t10 = XOR3(X(22), X(23), X(24)), t11 = MAJ(X(22), X(23), X(24));
-    __m512i t12 = XOR3(X(25), X(26), X(27)), t13 = MAJ(X(25), X(26), X(27));
-    __m512i t14 = XOR3(X(28), X(29), X(3)), t15 = MAJ(X(28), X(29), X(3));
-    __m512i t16 = XOR3(X(30), X(31), X(4)), t17 = MAJ(X(30), X(31), X(4));
-    __m512i t18 = XOR3(X(5), X(6), X(7)), t19 = MAJ(X(5), X(6), X(7));
-    __m512i t20 = XOR3(X(8), X(9), kb[0]), t21 = MAJ(X(8), X(9), kb[0]);
+    FA(t0, t1, X(0), X(1), X(10));
+    FA(t2, t3, X(11), X(12), X(13));
+    FA(t4, t5, X(14), X(15), X(16));
+    FA(t6, t7, X(17), X(18), X(19));
+    FA(t8, t9, X(2), X(20), X(21));
+    FA(t10, t11, X(22), X(23), X(24));
+    FA(t12, t13, X(25), X(26), X(27));
+    FA(t14, t15, X(28), X(29), X(3));
+    FA(t16, t17, X(30), X(31), X(4));
+    FA(t18, t19, X(5), X(6), X(7));
+    FA(t20, t21, X(8), X(9), kb[0]);
 #undef X
-    __m512i t22 = XOR3(t0, t10, t12), t23 = MAJ(t0, t10, t12);
-    __m512i t24 = XOR3(t14, t16, t18), t25 = MAJ(t14, t16, t18);
-    __m512i t26 = XOR3(t2, t20, t4), t27 = MAJ(t2, t20, t4);
-    __m512i t28 = XOR3(t6, t8, t22), t29 = MAJ(t6, t8, t22);
+    FA(t22, t23, t0, t10, t12);
+    FA(t24, t25, t14, t16, t18);
+    FA(t26, t27, t2, t20, t4);
+    FA(t28, t29, t6, t8, t22);
     v[0] = XOR3(t24, t26, t28);
     __m512i t31 = MAJ(t24, t26, t28);
-    __m512i t32 = XOR3(kb[1], t1, t11), t33 = MAJ(kb[1], t1, t11);
-    __m512i t34 = XOR3(t13, t15, t17), t35 = MAJ(t13, t15, t17);
-    __m512i t36 = XOR3(t19, t21, t3), t37 = MAJ(t19, t21, t3);
-    __m512i t38 = XOR3(t5, t7, t9), t39 = MAJ(t5, t7, t9);
-    __m512i t40 = XOR3(t23, t25, t27), t41 = MAJ(t23, t25, t27);
-    __m512i t42 = XOR3(t32, t34, t36), t43 = MAJ(t32, t34, t36);
-    __m512i t44 = XOR3(t38, t29, t40), t45 = MAJ(t38, t29, t40);
+    FA(t32, t33, kb[1], t1, t11);
+    FA(t34, t35, t13, t15, t17);
+    FA(t36, t37, t19, t21, t3);
+    FA(t38, t39, t5, t7, t9);
+    FA(t40, t41, t23, t25, t27);
+    FA(t42, t43, t32, t34, t36);
+    FA(t44, t45, t38, t29, t40);
     v[1] = XOR3(t42, t31, t44);
     __m512i t47 = MAJ(t42, t31, t44);
-    __m512i t48 = XOR3(kb[2], t33, t35), t49 = MAJ(kb[2], t33, t35);
-    __m512i t50 = XOR3(t37, t39, t41), t51 = MAJ(t37, t39, t41);
-    __m512i t52 = XOR3(t43, t48, t45), t53 = MAJ(t43, t48, t45);
+    FA(t48, t49, kb[2], t33, t35);
+    FA(t50, t51, t37, t39, t41);
+    FA(t52, t53, t43, t48, t45);
     v[2] = XOR3(t50, t47, t52);
     __m512i t55 = MAJ(t50, t47, t52);
-    __m512i t56 = XOR3(kb[3], t49, t51), t57 = MAJ(kb[3], t49, t51);
+    FA(t56, t57, kb[3], t49, t51);
     v[3] = XOR3(t53, t56, t55);
     __m512i t59 = MAJ(t53, t56, t55);
     v[4] = XOR3(kb[4], t57, t59);
     __m512i t61 = MAJ(kb[4], t57, t59);
     v[5] = _mm512_xor_si512(kb[5], t61);
     v[6] = _mm512_xor_si512(kb[6], _mm512_and_si512(kb[5], t61));
+#undef FA
 }
 
 /* One query over nsb transposed sub-blocks (codes c, positions from base). */
