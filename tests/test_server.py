@@ -362,3 +362,14 @@ def test_repeated_keys_in_a_body_are_refused_whole(client: TestClient) -> None:
     ok = '{"documents": [{"id": "r-2", "text": "버스 요금 인상"}, {"id": "r-3", "text": "버스"}]}'
     assert client.post("/documents", content=ok.encode(), headers=json_headers).status_code == 201
     assert client.post("/similar", content=b"{not json", headers=json_headers).status_code == 400
+
+
+def test_ids_with_a_newline_reach_the_routes(client: TestClient) -> None:
+    # Starlette's `path` convertor stops at a newline: such an id used to match no route (a
+    # bare 404 before authentication). Now a write without the token is refused as such, and
+    # reads answer that there is no such document.
+    assert client.delete("/documents/%0A0").status_code == 401
+    for url in ("/documents/%0A0", "/documents/a%0Ab/similar"):
+        r = client.get(url)
+        assert r.status_code == 404
+        assert r.json()["detail"] != "Not Found", url

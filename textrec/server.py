@@ -36,12 +36,30 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .corpus import DuplicateKeyError, no_duplicate_keys
 from .recommend import Match, Recommender, UnknownDocumentError
 from .store import SnapshotChangedError
+
+
+class _AnyId(Convertor[str]):
+    """A document id as the rest of the path: Starlette's ``path`` convertor (``.*``) stops at
+    a newline, so an id holding one ("%0A" in the URL) matched no route and got 404 before
+    authentication or validation could answer."""
+
+    regex = "[\\s\\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anyid", _AnyId())
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_K", "STATIC_DIR", "create_app"]
 
@@ -354,11 +372,12 @@ def create_app(
         )
 
     # Ids may contain "/" (paths, URLs): the routes take the rest of the path as the id
-    # (`{id:path}`), and the page sends ids percent-encoded. The server decodes "%2F" before
-    # routing, so "/documents/a%2Fsimilar" would reach the similar route with id "a"; the
-    # raw path tells the two apart (a literal "/similar" suffix is the route's own).
+    # (`{id:anyid}`, any characters), and the page sends ids percent-encoded. The server
+    # decodes "%2F" before routing, so "/documents/a%2Fsimilar" would reach the similar route
+    # with id "a"; the raw path tells the two apart (a literal "/similar" suffix is the
+    # route's own).
     @app.get(
-        "/documents/{id:path}/similar",
+        "/documents/{id:anyid}/similar",
         response_model=SimilarOut,
         tags=["similar"],
         responses={404: {"description": "no such document"}},
@@ -370,7 +389,7 @@ def create_app(
         return SimilarOut(id=id, results=[_match(m) for m in rec.similar(id, k=k)])
 
     @app.get(
-        "/documents/{id:path}",
+        "/documents/{id:anyid}",
         response_model=DocumentOut,
         tags=["documents"],
         responses={404: {"description": "no such document"}},
@@ -404,7 +423,7 @@ def create_app(
         return out
 
     @app.delete(
-        "/documents/{id:path}",
+        "/documents/{id:anyid}",
         status_code=204,
         tags=["documents"],
         dependencies=[Depends(require_token)],
