@@ -352,7 +352,8 @@ __attribute__((target("avx512f"))) static void sl_transpose(const uint64_t *c, _
         const __m512i mv = _mm512_set1_epi64((long long)m);
         for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
             /* t = (A[k] ^ (A[k|j] >> j)) & m */
-            __m512i t = _mm512_ternarylogic_epi64(A[k], _mm512_srli_epi64(A[k | j], j), mv, 0x28);
+            __m512i t =
+                _mm512_ternarylogic_epi64(A[k], _mm512_srli_epi64(A[k | j], j), mv, 0x28);
             A[k] = _mm512_xor_si512(A[k], t);
             A[k | j] = _mm512_xor_si512(A[k | j], _mm512_slli_epi64(t, j));
         }
@@ -466,7 +467,8 @@ __attribute__((target("avx512f,popcnt"))) static void sl_run(state_t *s, const s
             /* ones mode: d < lim <=> px + 64 < 2S + (64 - pq + lim); zeros mode:
              * d < lim <=> 2S + (pq - lim + 64) < px + 64. K is in 31..129 either way. */
             int K = a->zeros ? a->pq - lim + 64 : 64 - a->pq + lim;
-            for (int i = 0; i < 7; i++) kb[i] = _mm512_set1_epi64(-(long long)((K >> (i + 1)) & 1));
+            for (int i = 0; i < 7; i++)
+                kb[i] = _mm512_set1_epi64(-(long long)((K >> (i + 1)) & 1));
             w0 = _mm512_set1_epi64(-(long long)(K & 1));
         }
         const __m512i *P = P0 + SLOTS * sb;
@@ -514,11 +516,10 @@ static scan_fn SCAN = scan_generic;
 static group_fn GROUP_RUN = scan_generic_group;
 static within_fn WITHIN = scan_generic_within;
 static const char *KERNEL = "generic";
-static int SLICED = 0;          /* the bit-sliced batch kernel is available (AVX-512 chosen) */
-static size_t SLICED_MIN = 64;  /* and runs batches of at least this many queries */
+/* with the AVX-512 kernel chosen, batches of at least this many queries run the bit-sliced one */
+static size_t SLICED_MIN = 64;
 
 static void choose_kernel(void) {
-    SLICED = 0;
 #if TX_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
@@ -528,7 +529,6 @@ static void choose_kernel(void) {
         GROUP_RUN = scan_avx512_group;
         WITHIN = scan_avx512_within;
         KERNEL = "avx512-vpopcntdq";
-        SLICED = 1;
     } else if (__builtin_cpu_supports("popcnt")) {
         SCAN = scan_popcnt;
         GROUP_RUN = scan_popcnt_group;
@@ -624,7 +624,7 @@ static PyObject *py_topk(PyObject *self, PyObject *args) {
              * rarely changes); results do not depend on the grouping. */
             state_t **order = (state_t **)malloc(m * sizeof(state_t *));
 #if TX_X86
-            int sliced = SLICED && m >= SLICED_MIN;
+            int sliced = GROUP_RUN == scan_avx512_group && m >= SLICED_MIN;
             slq_t *aux = sliced ? (slq_t *)malloc(m * sizeof(slq_t)) : NULL;
             __m512i *planes = NULL;
             if (sliced && aux &&
@@ -644,9 +644,11 @@ static PyObject *py_topk(PyObject *self, PyObject *args) {
 #if TX_X86
                     if (sliced) {
                         int nsb = (int)(len / SB);
-                        for (int t = 0; t < nsb; t++) sl_transpose(c + b + (size_t)t * SB, planes + t * SLOTS);
+                        for (int t = 0; t < nsb; t++)
+                            sl_transpose(c + b + (size_t)t * SB, planes + t * SLOTS);
                         /* prefetch the next block while the queries run, a share per query */
-                        size_t lines = b + BLOCK < n ? (n - b - BLOCK < BLOCK ? n - b - BLOCK : BLOCK) / 8 : 0;
+                        size_t rest = b + BLOCK < n ? n - b - BLOCK : 0;
+                        size_t lines = (rest < BLOCK ? rest : BLOCK) / 8;
                         for (size_t j = 0; j < m; j++) {
                             for (size_t x = j * lines / m; x < (j + 1) * lines / m; x++)
                                 _mm_prefetch((const char *)(c + b + BLOCK + 8 * x), _MM_HINT_T0);
@@ -931,15 +933,13 @@ static PyObject *py_use_kernel(PyObject *self, PyObject *args) {
         GROUP_RUN = scan_generic_group;
         WITHIN = scan_generic_within;
         KERNEL = "generic";
-        SLICED = 0;
-#if TX_X86
+    #if TX_X86
     } else if (strcmp(name, "popcnt") == 0 && __builtin_cpu_supports("popcnt")) {
         SCAN = scan_popcnt;
         GROUP_RUN = scan_popcnt_group;
         WITHIN = scan_popcnt_within;
         KERNEL = "popcnt";
-        SLICED = 0;
-    } else if (strcmp(name, "avx512-vpopcntdq") == 0) {
+        } else if (strcmp(name, "avx512-vpopcntdq") == 0) {
         choose_kernel();
         if (SCAN != scan_avx512) {
             PyErr_SetString(PyExc_ValueError, "this CPU lacks AVX-512 VPOPCNTDQ");
