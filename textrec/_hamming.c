@@ -174,29 +174,41 @@ SCALAR_SCAN(scan_generic, popcount_generic, )
 #define POPCNT_HW(x) ((int)__builtin_popcountll(x))
 SCALAR_SCAN(scan_popcnt, POPCNT_HW, __attribute__((target("popcnt"))))
 
+/* The codes of mask m (bit j: code c[j]) whose distance is below the bound, in position order;
+ * kept out of line so that the hot loop below stays short (measured 10% faster at 60 M). */
+__attribute__((noinline, target("popcnt"))) static void accept_mask(state_t *s, const uint64_t *c,
+                                                                  uint32_t m, uint64_t base) {
+    while (m) {
+        unsigned j = (unsigned)__builtin_ctz(m);
+        m &= m - 1;
+        int d = __builtin_popcountll(c[j] ^ s->q);
+        if (d < s->lim) accept(s, (uint64_t)d, base + j);
+    }
+}
+
+/* The distances of 32 codes to the query qv in d[0..3], and their lane-wise unsigned min. */
+__attribute__((target("avx512f,avx512vpopcntdq"))) static inline __m512i dist32(
+    const uint64_t *c, __m512i qv, __m512i *d) {
+    for (int t = 0; t < 4; t++)
+        d[t] = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + 8 * t), qv));
+    return _mm512_min_epu64(_mm512_min_epu64(d[0], d[1]), _mm512_min_epu64(d[2], d[3]));
+}
+
+/* One query: 32 codes per step, their distances reduced by an unsigned min to one vector and
+ * compared once with the bound; a step with a code below it (rare once the bound has fallen)
+ * is redone per code. */
 __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx512(
     state_t *s, const uint64_t *c, size_t n, uint64_t base) {
     const __m512i qv = _mm512_set1_epi64((long long)s->q);
     __m512i limv = _mm512_set1_epi64(s->lim);
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512i d0 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i), qv));
-        __m512i d1 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i + 8), qv));
-        __m512i d2 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i + 16), qv));
-        __m512i d3 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i + 24), qv));
-        __mmask8 m0 = _mm512_cmplt_epu64_mask(d0, limv);
-        __mmask8 m1 = _mm512_cmplt_epu64_mask(d1, limv);
-        __mmask8 m2 = _mm512_cmplt_epu64_mask(d2, limv);
-        __mmask8 m3 = _mm512_cmplt_epu64_mask(d3, limv);
-        if ((m0 | m1 | m2 | m3) == 0) continue;
-        uint32_t m = (uint32_t)m0 | ((uint32_t)m1 << 8) | ((uint32_t)m2 << 16) |
-                     ((uint32_t)m3 << 24);
-        while (m) {
-            unsigned j = (unsigned)__builtin_ctz(m);
-            m &= m - 1;
-            int d = __builtin_popcountll(c[i + j] ^ s->q);
-            if (d < s->lim) accept(s, (uint64_t)d, base + i + j);
-        }
+        __m512i d[4], mn = dist32(c + i, qv, d);
+        if (__builtin_expect(!_mm512_cmplt_epu64_mask(mn, limv), 1)) continue;
+        uint32_t m = 0;
+        for (int t = 0; t < 4; t++)
+            m |= (uint32_t)_mm512_cmplt_epu64_mask(d[t], limv) << (8 * t);
+        accept_mask(s, c + i, m, base + i);
         limv = _mm512_set1_epi64(s->lim);
     }
     int lim = s->lim;
@@ -278,11 +290,10 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t scan_avx
     const __m512i qv = _mm512_set1_epi64((long long)q);
     const __m512i rv = _mm512_set1_epi64(r);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(c + i), qv));
-        __mmask8 m = _mm512_cmple_epu64_mask(d, rv);
-        if (!m) continue;
-        size_t got = scan_popcnt_within(c + i, 8, q, r, buf, cap, len);
+    for (; i + 32 <= n; i += 32) { /* 32 codes a step, as scan_avx512 */
+        __m512i d[4], mn = dist32(c + i, qv, d);
+        if (__builtin_expect(!_mm512_cmple_epu64_mask(mn, rv), 1)) continue;
+        size_t got = scan_popcnt_within(c + i, 32, q, r, buf, cap, len);
         if (got == (size_t)-1) return got;
         for (size_t t = len; t < got; t++) (*buf)[t] += i; /* positions are relative to c+i */
         len = got;
@@ -459,6 +470,7 @@ __attribute__((target("avx512f,popcnt"))) static void sl_run(state_t *s, const s
                                                              const __m512i *P0, int nsb,
                                                              const uint64_t *c, uint64_t base) {
     __m512i kb[7], w0 = _mm512_setzero_si512();
+    for (int i = 0; i < 7; i++) kb[i] = w0; /* set at the first sub-block (lim = -1 differs) */
     int lim = -1;
     const uint64_t *off = a->off;
     for (int sb = 0; sb < nsb; sb++) {
