@@ -242,7 +242,7 @@ def kernel_ab(size: int, reps: int) -> None:
     print(f"kernel A/B, {size:,} random codes, k={K}, CPU ms per query, 1 thread", flush=True)
     previous = _compiled.sliced_min(64)
     try:
-        for m in (17, 34, 50, 64, 100, 200):
+        for m in (17, 18, 24, 34, 50, 64, 100, 200):
             qs = np.resize(pool, m)
             out = np.zeros((m, K), dtype=np.uint64)
             cpu: dict[str, list[float]] = {"popcount": [], "sliced": []}
