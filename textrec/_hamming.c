@@ -266,12 +266,7 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
             if (j < GROUP_VEC)
                 mm = _mm512_cmplt_epu64_mask(_mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j])),
                                              _mm512_set1_epi64(st->lim));
-            while (mm) {
-                unsigned t = (unsigned)__builtin_ctz(mm);
-                mm &= mm - 1;
-                int d = __builtin_popcountll(c[i + t] ^ st->q);
-                if (d < st->lim) accept(st, (uint64_t)d, base + i + t);
-            }
+            if (mm) accept_mask(st, c + i, mm, base + i);
         }
         lim = group_lim(s, g);
         limv = _mm512_set1_epi64(lim);
@@ -979,13 +974,13 @@ static PyObject *py_use_kernel(PyObject *self, PyObject *args) {
         GROUP_RUN = scan_generic_group;
         WITHIN = scan_generic_within;
         KERNEL = "generic";
-    #if TX_X86
+#if TX_X86
     } else if (strcmp(name, "popcnt") == 0 && __builtin_cpu_supports("popcnt")) {
         SCAN = scan_popcnt;
         GROUP_RUN = scan_popcnt_group;
         WITHIN = scan_popcnt_within;
         KERNEL = "popcnt";
-        } else if (strcmp(name, "avx512-vpopcntdq") == 0) {
+    } else if (strcmp(name, "avx512-vpopcntdq") == 0) {
         choose_kernel();
         if (SCAN != scan_avx512) {
             PyErr_SetString(PyExc_ValueError, "this CPU lacks AVX-512 VPOPCNTDQ");
