@@ -168,6 +168,40 @@ def test_sliced_batch_equals_popcount_batch(restore_sliced_min: None, n: int) ->
         set_min(1)
 
 
+@pytest.mark.parametrize("n", [4096, 4096 + 31, 4096 + 4 * 32 + 5, 50_001])
+def test_streamed_single_query_equals_one_stream(n: int) -> None:
+    # A single AVX-512 query over >= streams_min codes scans four parts at once, each with its
+    # own bound, and merges them: the same keys as one stream, with ties (equal codes) placed on
+    # both sides of every part boundary and in the tail after the last full step.
+    assert compiled is not None
+    try:
+        compiled.use_kernel("avx512-vpopcntdq")
+    except ValueError:
+        pytest.skip("needs the AVX-512 kernel")
+    rng = np.random.default_rng(n)
+    codes = tied_codes(rng, n)
+    part = n // 4 // 32 * 32
+    for edge in (part, 2 * part, 3 * part, 4 * part, n - 1):
+        codes[max(edge - 3, 0) : edge + 3] = np.uint64(0xF0F0)
+    queries = [0, 0xF0F0, 0xF0F1, 2**64 - 1, int(codes[n // 3]) ^ 1]
+    previous = compiled.streams_min(4096)
+    try:
+        for k in (1, 10, 25, n):
+            for q in queries:
+                outs = []
+                for threshold in (4096, 10**9):
+                    compiled.streams_min(threshold)
+                    out = np.zeros(k, dtype=np.uint64)
+                    assert compiled.topk(codes, np.array([q], dtype=np.uint64), k, out) == k
+                    outs.append(out)
+                assert np.array_equal(outs[0], outs[1]), (k, q)
+    finally:
+        compiled.streams_min(previous)
+        compiled.use_kernel("best")
+    with pytest.raises(ValueError, match="streams_min"):
+        compiled.streams_min(0)
+
+
 def test_batch_pads_beyond_n(path: str) -> None:
     index = HammingIndex()
     index.add([9, 4, 6], [7, 7, 0])

@@ -8,6 +8,8 @@
  * topk:   one pass over the codes; XOR, popcount and selection fused. Per query it keeps a
  *         65-bin histogram of accepted candidates and a bound `lim` (accept only distances
  *         < lim) that drops as soon as k accepted codes make a later one useless (accept()).
+ *         With AVX-512 a single query over many codes scans four parts of them at once, each
+ *         with its own state, prefetched ahead, and merges them (scan_avx512).
  *         A batch streams the array once, in L1-sized blocks, and runs every query over each
  *         block, so memory is read once per batch; with AVX-512 17 queries share each loaded
  *         vector of 8 codes, grouped by their bounds (scan_avx512_group). Batches of at least
@@ -37,6 +39,8 @@
 #define POS_BITS 56
 #define POS_MASK ((((uint64_t)1) << POS_BITS) - 1)
 #define BLOCK 4096 /* codes per block in a batch: 32 KiB, stays in L1/L2 */
+/* a single AVX-512 query over at least this many codes runs as parallel streams (scan_avx512) */
+static size_t STREAMS_MIN = 4096;
 
 /* ---- selection state ----------------------------------------------------------------- */
 
@@ -197,7 +201,7 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static inline __m512i dist32(
 /* One query: 32 codes per step, their distances reduced by an unsigned min to one vector and
  * compared once with the bound; a step with a code below it (rare once the bound has fallen)
  * is redone per code. */
-__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx512(
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx512_stream(
     state_t *s, const uint64_t *c, size_t n, uint64_t base) {
     const __m512i qv = _mm512_set1_epi64((long long)s->q);
     __m512i limv = _mm512_set1_epi64(s->lim);
@@ -218,6 +222,62 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
             accept(s, (uint64_t)d, base + i);
             lim = s->lim;
         }
+    }
+}
+
+/* One query over STREAMS contiguous parts of the codes at once, each part with its own
+ * selection state, plus a software prefetch PREFETCH codes ahead in every part. A single
+ * sequential stream left the memory system idle on some CPUs: on a 2-core Xeon (KVM) one stream
+ * scanned 60 M codes in 43-45 ms where a NumPy sum read them in 30-34 ms; four streams with the
+ * prefetch took 30-32 ms, and on codes in cache they are no slower. Each part's state accepts
+ * its codes in position order; then the candidates of parts 1.. are fed to part 0's state in
+ * position order, which is exactly the order a single stream would have offered them in, so
+ * the result is the same (a code of the global top k is in its own part's top k). */
+#define STREAMS 4
+#define PREFETCH 512 /* codes: 4 KiB ahead in each part */
+
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx512(
+    state_t *s, const uint64_t *c, size_t n, uint64_t base) {
+    state_t part[STREAMS];
+    size_t len = n / STREAMS / 32 * 32; /* codes of each part run in the interleaved loop */
+    int ok = n >= STREAMS_MIN && len > 0;
+    part[0] = *s;
+    for (int p = 1; p < STREAMS && ok; p++) {
+        if (!state_init(&part[p], s->q, s->k, n)) {
+            for (int x = 1; x < p; x++) free(part[x].buf);
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        scan_avx512_stream(s, c, n, base);
+        return;
+    }
+    const __m512i qv = _mm512_set1_epi64((long long)s->q);
+    __m512i limv[STREAMS];
+    for (int p = 0; p < STREAMS; p++) limv[p] = _mm512_set1_epi64(part[p].lim);
+    for (size_t i = 0; i < len; i += 32) {
+        for (int p = 0; p < STREAMS; p++) {
+            const uint64_t *cp = c + (size_t)p * len + i;
+            for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(cp + PREFETCH + 8 * t), _MM_HINT_T0);
+            __m512i d[4], mn = dist32(cp, qv, d);
+            if (__builtin_expect(!_mm512_cmplt_epu64_mask(mn, limv[p]), 1)) continue;
+            uint32_t m = 0;
+            for (int t = 0; t < 4; t++)
+                m |= (uint32_t)_mm512_cmplt_epu64_mask(d[t], limv[p]) << (8 * t);
+            accept_mask(&part[p], cp, m, base + (size_t)p * len + i);
+            limv[p] = _mm512_set1_epi64(part[p].lim);
+        }
+    }
+    /* the last part also takes the codes after STREAMS * len */
+    scan_avx512_stream(&part[STREAMS - 1], c + STREAMS * len, n - STREAMS * len,
+                       base + STREAMS * len);
+    *s = part[0];
+    for (int p = 1; p < STREAMS; p++) {
+        for (size_t j = 0; j < part[p].len; j++) {
+            uint64_t key = part[p].buf[j], d = key >> POS_BITS;
+            if (d < (uint64_t)s->lim) accept(s, d, key & POS_MASK);
+        }
+        free(part[p].buf);
     }
 }
 
@@ -285,7 +345,9 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t scan_avx
     const __m512i qv = _mm512_set1_epi64((long long)q);
     const __m512i rv = _mm512_set1_epi64(r);
     size_t i = 0;
-    for (; i + 32 <= n; i += 32) { /* 32 codes a step, as scan_avx512 */
+    for (; i + 32 <= n; i += 32) { /* 32 codes a step, as scan_avx512_stream */
+        /* one stream, prefetched 16 KiB ahead: 1.3x faster at 60 M on a Xeon (see scan_avx512) */
+        for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(c + i + 2048 + 8 * t), _MM_HINT_T0);
         __m512i d[4], mn = dist32(c + i, qv, d);
         if (__builtin_expect(!_mm512_cmple_epu64_mask(mn, rv), 1)) continue;
         size_t got = scan_popcnt_within(c + i, 32, q, r, buf, cap, len);
@@ -994,6 +1056,20 @@ static PyObject *py_use_kernel(PyObject *self, PyObject *args) {
     return PyUnicode_FromString(KERNEL);
 }
 
+/* streams_min(n) -> previous: a single AVX-512 query over at least n codes scans several parts
+ * of them at once (a huge n turns it off); for tests and benchmarks */
+static PyObject *py_streams_min(PyObject *self, PyObject *args) {
+    Py_ssize_t v;
+    if (!PyArg_ParseTuple(args, "n", &v)) return NULL;
+    if (v < 1) {
+        PyErr_SetString(PyExc_ValueError, "streams_min must be >= 1");
+        return NULL;
+    }
+    size_t prev = STREAMS_MIN;
+    STREAMS_MIN = (size_t)v;
+    return PyLong_FromSize_t(prev);
+}
+
 /* sliced_min(n) -> previous: batches of >= n queries use the bit-sliced kernel where the
  * AVX-512 kernel is chosen (a huge n turns it off); for tests and benchmarks */
 static PyObject *py_sliced_min(PyObject *self, PyObject *args) {
@@ -1028,6 +1104,8 @@ static PyMethodDef methods[] = {
      "use_kernel(name): use the generic, popcnt or avx512-vpopcntdq kernel, or the best one."},
     {"sliced_min", py_sliced_min, METH_VARARGS,
      "sliced_min(n) -> previous n: batches of at least n queries use the bit-sliced kernel."},
+    {"streams_min", py_streams_min, METH_VARARGS,
+     "streams_min(n) -> previous n: single queries over at least n codes scan parallel streams."},
     {"mih_layout", py_mih_layout, METH_NOARGS,
      "(tables, shifts, widths, offsets length) of the multi-index tables."},
     {NULL, NULL, 0, NULL},
