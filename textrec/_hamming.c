@@ -282,20 +282,22 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
 }
 
 /* A batch: GROUP queries against the same 8 codes, so each code vector is loaded once per
- * group. Branch-free filter: XOR + VPOPCNTQ for the first GROUP_VEC queries, a running
- * unsigned min over them (two chains), and one compare of the 8 minima with the group's
- * largest bound; only when a lane is below it (rare once the bounds have shrunk) are the 8 codes
- * redone per query with its own bound. The vector popcount is the limit (one VPOPCNTQ per 8
- * distance checks), so the last query of a group runs on the scalar POPCNT unit in the same
- * loop, which has room for it (+9% pairs/s measured on Zen 5). A group of g < GROUP queries
- * repeats its first query, which changes no minimum. */
+ * group. Branch-free filter: XOR + VPOPCNTQ for the first nv queries, a running unsigned min
+ * over them (two chains), and one compare of the 8 minima with the group's largest bound; only
+ * when a lane is below it (rare once the bounds have shrunk) are the 8 codes redone per query
+ * with its own bound. The vector popcount is the limit (one VPOPCNTQ per 8 distance checks), so
+ * in a full group the last query runs on the scalar POPCNT unit in the same loop, which has
+ * room for it (+9% pairs/s measured on Zen 5). A smaller group runs nv = 2, 4 or 8 vector
+ * queries (the fewest that hold it, repeating its first query, which changes no minimum) and
+ * no scalar one: with 16 whatever the group's size, a batch of 2 queries took 68 ms at 60 M
+ * codes on the Xeon host, more than two single queries. */
 #define GROUP_VEC 16
-__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx512_group(
-    state_t **s, int g, const uint64_t *c, size_t n, uint64_t base, const uint64_t *next) {
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"), always_inline)) static inline void
+group_run(state_t **s, int g, const uint64_t *c, size_t n, uint64_t base, const uint64_t *next,
+          const int nv, const int scalar) {
     __m512i qv[GROUP_VEC];
-    for (int j = 0; j < GROUP_VEC; j++)
-        qv[j] = _mm512_set1_epi64((long long)s[j < g ? j : 0]->q);
-    const uint64_t qs = s[g > GROUP_VEC ? GROUP_VEC : 0]->q;
+    for (int j = 0; j < nv; j++) qv[j] = _mm512_set1_epi64((long long)s[j < g ? j : 0]->q);
+    const uint64_t qs = s[scalar ? nv : 0]->q;
     int lim = group_lim(s, g);
     __m512i limv = _mm512_set1_epi64(lim);
     size_t i = 0;
@@ -305,15 +307,17 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
         __m512i lo = _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[0]));
         __m512i hi = _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[1]));
 #pragma GCC unroll 8
-        for (int j = 2; j < GROUP_VEC; j += 2) {
+        for (int j = 2; j < nv; j += 2) {
             lo = _mm512_min_epu64(lo, _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j])));
             hi = _mm512_min_epu64(hi, _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j + 1])));
         }
         int sm = 64;
+        if (scalar) {
 #pragma GCC unroll 8
-        for (int t = 0; t < 8; t++) {
-            int d = __builtin_popcountll(c[i + t] ^ qs);
-            sm = d < sm ? d : sm;
+            for (int t = 0; t < 8; t++) {
+                int d = __builtin_popcountll(c[i + t] ^ qs);
+                sm = d < sm ? d : sm;
+            }
         }
         if (__builtin_expect(
                 !_mm512_cmplt_epu64_mask(_mm512_min_epu64(lo, hi), limv) && sm >= lim, 1))
@@ -323,7 +327,7 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
         for (int j = 0; j < g; j++) {
             state_t *st = s[j];
             unsigned mm = 0xFF;
-            if (j < GROUP_VEC)
+            if (j < nv)
                 mm = _mm512_cmplt_epu64_mask(_mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j])),
                                              _mm512_set1_epi64(st->lim));
             if (mm) accept_mask(st, c + i, mm, base + i);
@@ -338,6 +342,20 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
             if (d < st->lim) accept(st, (uint64_t)d, base + t);
         }
     }
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx512_group(
+    state_t **s, int g, const uint64_t *c, size_t n, uint64_t base, const uint64_t *next) {
+    if (g <= 2)
+        group_run(s, g, c, n, base, next, 2, 0);
+    else if (g <= 4)
+        group_run(s, g, c, n, base, next, 4, 0);
+    else if (g <= 8)
+        group_run(s, g, c, n, base, next, 8, 0);
+    else if (g <= GROUP_VEC)
+        group_run(s, g, c, n, base, next, GROUP_VEC, 0);
+    else
+        group_run(s, g, c, n, base, next, GROUP_VEC, 1);
 }
 
 __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t scan_avx512_within(
