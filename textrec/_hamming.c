@@ -11,10 +11,10 @@
  *         With AVX-512 a single query over many codes scans four parts of them at once, each
  *         with its own state, prefetched ahead, and merges them (scan_avx512).
  *         A batch streams the array once, in L1-sized blocks, and runs every query over each
- *         block, so memory is read once per batch; with AVX-512 17 queries share each loaded
- *         vector of 8 codes, grouped by their bounds (scan_avx512_group). Batches of at least
- *         SLICED_MIN queries instead transpose each block into bit planes once and test every
- *         query with carry-save adders, without popcount (sl_transpose, sl_run).
+ *         block, so memory is read once per batch; with AVX-512 up to 17 queries share each
+ *         loaded vector of 8 codes, grouped by their bounds (scan_avx512_group). Batches of
+ *         at least SLICED_MIN queries instead transpose each block into bit planes once and
+ *         test every query with carry-save adders, without popcount (sl_transpose, sl_run).
  * within: every position at distance <= r, linear scan.
  * mih_*:  multi-index hashing (Norouzi, Punjani & Fleet): three tables keyed by 21, 21 and
  *         22-bit substrings, each a counting-sorted array of uint32 positions.
@@ -1074,32 +1074,31 @@ static PyObject *py_use_kernel(PyObject *self, PyObject *args) {
     return PyUnicode_FromString(KERNEL);
 }
 
-/* streams_min(n) -> previous: a single AVX-512 query over at least n codes scans several parts
- * of them at once (a huge n turns it off); for tests and benchmarks */
-static PyObject *py_streams_min(PyObject *self, PyObject *args) {
+/* Set one of the kernel's size thresholds from args (a single integer >= lowest) and return
+ * its previous value; for tests and benchmarks (a huge value turns the path off). */
+static PyObject *set_threshold(PyObject *args, size_t *threshold, Py_ssize_t lowest,
+                               const char *name) {
     Py_ssize_t v;
     if (!PyArg_ParseTuple(args, "n", &v)) return NULL;
-    if (v < 1) {
-        PyErr_SetString(PyExc_ValueError, "streams_min must be >= 1");
+    if (v < lowest) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= %zd", name, lowest);
         return NULL;
     }
-    size_t prev = STREAMS_MIN;
-    STREAMS_MIN = (size_t)v;
+    size_t prev = *threshold;
+    *threshold = (size_t)v;
     return PyLong_FromSize_t(prev);
 }
 
+/* streams_min(n) -> previous: a single AVX-512 query over at least n codes scans several parts
+ * of them at once */
+static PyObject *py_streams_min(PyObject *self, PyObject *args) {
+    return set_threshold(args, &STREAMS_MIN, 1, "streams_min");
+}
+
 /* sliced_min(n) -> previous: batches of >= n queries use the bit-sliced kernel where the
- * AVX-512 kernel is chosen (a huge n turns it off); for tests and benchmarks */
+ * AVX-512 kernel is chosen */
 static PyObject *py_sliced_min(PyObject *self, PyObject *args) {
-    Py_ssize_t v;
-    if (!PyArg_ParseTuple(args, "n", &v)) return NULL;
-    if (v < 2) {
-        PyErr_SetString(PyExc_ValueError, "sliced_min must be >= 2");
-        return NULL;
-    }
-    size_t prev = SLICED_MIN;
-    SLICED_MIN = (size_t)v;
-    return PyLong_FromSize_t(prev);
+    return set_threshold(args, &SLICED_MIN, 2, "sliced_min");
 }
 
 static PyObject *py_mih_layout(PyObject *self, PyObject *args) {
