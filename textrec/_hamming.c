@@ -134,7 +134,8 @@ static inline int group_lim(state_t *const *s, int g) {
 #define GROUP 17 /* queries per call of a batch kernel (per loaded vector with AVX-512) */
 
 #define SCALAR_SCAN(NAME, POPCNT, ATTR)                                                    \
-    ATTR static void NAME(state_t *s, const uint64_t *c, size_t n, uint64_t base) {       \
+    /* one query over codes in cache (a block of a batch) */                              \
+    ATTR static void NAME##_block(state_t *s, const uint64_t *c, size_t n, uint64_t base) { \
         uint64_t q = s->q;                                                                 \
         int lim = s->lim;                                                                  \
         for (size_t i = 0; i < n; i++) {                                                   \
@@ -145,6 +146,24 @@ static inline int group_lim(state_t *const *s, int g) {
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
+    /* one query over codes in memory: the same, 8 codes a step with a prefetch ahead     \
+     * (60 M codes on the Xeon host: popcnt 51 -> 41 ms, generic 254 -> 70 ms) */         \
+    ATTR static void NAME(state_t *s, const uint64_t *c, size_t n, uint64_t base) {       \
+        uint64_t q = s->q;                                                                 \
+        int lim = s->lim;                                                                  \
+        size_t i = 0;                                                                      \
+        for (; i + 8 <= n; i += 8) {                                                       \
+            __builtin_prefetch(c + i + 2048); /* 16 KiB ahead, as scan_avx512_within */    \
+            for (size_t t = i; t < i + 8; t++) {                                           \
+                int d = POPCNT(c[t] ^ q);                                                  \
+                if (d < lim) {                                                             \
+                    accept(s, (uint64_t)d, base + t);                                      \
+                    lim = s->lim;                                                          \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        NAME##_block(s, c + i, n - i, base + i);                                           \
+    }                                                                                      \
     /* a batch: each query in turn over the block, which is in L1 after the first. (Four  \
      * queries per loaded code with a min of their distances, as the AVX-512 kernel does, \
      * measured 0.86x as fast: the scalar loop is bound by its instruction count, and the \
@@ -152,7 +171,7 @@ static inline int group_lim(state_t *const *s, int g) {
     ATTR static void NAME##_group(state_t **s, int g, const uint64_t *c, size_t n,         \
                                   uint64_t base, const uint64_t *next) {                   \
         (void)next;                                                                        \
-        for (int j = 0; j < g; j++) NAME(s[j], c, n, base);                                \
+        for (int j = 0; j < g; j++) NAME##_block(s[j], c, n, base);                        \
     }                                                                                      \
     ATTR static size_t NAME##_within(const uint64_t *c, size_t n, uint64_t q, int r,      \
                                      uint64_t **buf, size_t *cap, size_t len) {            \
