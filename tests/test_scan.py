@@ -210,7 +210,7 @@ def test_streamed_single_query_equals_one_stream(n: int) -> None:
     queries = [0, 0xF0F0, 0xF0F1, 2**64 - 1, int(codes[n // 3]) ^ 1]
     previous = compiled.streams_min(4096)
     try:
-        for k in (1, 10, 25, n):
+        for k in (1, 10, 25, part // 2 - 32, part // 2 - 31, n):  # the largest k that streams
             for q in queries:
                 outs = []
                 for threshold in (4096, 10**9):

@@ -259,7 +259,8 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
     state_t *s, const uint64_t *c, size_t n, uint64_t base) {
     state_t part[STREAMS];
     size_t len = n / STREAMS / 32 * 32; /* codes of each part run in the interleaved loop */
-    int ok = n >= STREAMS_MIN && len > 0;
+    /* a k near n would make every part keep most of its codes: one stream, one buffer */
+    int ok = n >= STREAMS_MIN && len > 0 && 2 * s->k + 64 <= len;
     part[0] = *s;
     for (int p = 1; p < STREAMS && ok; p++) {
         if (!state_init(&part[p], s->q, s->k, n)) {
