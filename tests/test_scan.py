@@ -210,7 +210,8 @@ def test_streamed_single_query_equals_one_stream(n: int) -> None:
     queries = [0, 0xF0F0, 0xF0F1, 2**64 - 1, int(codes[n // 3]) ^ 1]
     previous = compiled.streams_min(4096)
     try:
-        for k in (1, 10, 25, part // 2 - 32, part // 2 - 31, n):  # the largest k that streams
+        # part // 2 - 32 is the largest k that still streams (2k + 64 must fit in a part)
+        for k in (1, 10, 25, part // 2 - 32, part // 2 - 31, n):
             for q in queries:
                 outs = []
                 for threshold in (4096, 10**9):
