@@ -133,35 +133,33 @@ static inline int group_lim(state_t *const *s, int g) {
 
 #define GROUP 17 /* queries per call of a batch kernel (per loaded vector with AVX-512) */
 
+/* code c[i] of one query's scan, in a scalar kernel (q, lim: the query and its bound) */
+#define SCALAR_STEP(POPCNT, i)                                                             \
+    do {                                                                                   \
+        int d_ = POPCNT(c[i] ^ q);                                                         \
+        if (d_ < lim) {                                                                    \
+            accept(s, (uint64_t)d_, base + (i));                                           \
+            lim = s->lim;                                                                  \
+        }                                                                                  \
+    } while (0)
+
 #define SCALAR_SCAN(NAME, POPCNT, ATTR)                                                    \
     /* one query over codes in cache (a block of a batch) */                              \
     ATTR static void NAME##_block(state_t *s, const uint64_t *c, size_t n, uint64_t base) { \
         uint64_t q = s->q;                                                                 \
         int lim = s->lim;                                                                  \
-        for (size_t i = 0; i < n; i++) {                                                   \
-            int d = POPCNT(c[i] ^ q);                                                      \
-            if (d < lim) {                                                                 \
-                accept(s, (uint64_t)d, base + i);                                          \
-                lim = s->lim;                                                              \
-            }                                                                              \
-        }                                                                                  \
+        for (size_t i = 0; i < n; i++) SCALAR_STEP(POPCNT, i);                             \
     }                                                                                      \
     /* one query over codes in memory: the same, 8 codes a step with a prefetch ahead     \
-     * (60 M codes on the Xeon host: popcnt 47 -> 26 ms, generic 297 -> 73 ms); the loop   \
-     * is written out, as calling NAME##_block for each 8 codes measured 1.8x slower */    \
+     * (60 M codes on the Xeon host: popcnt 47 -> 26 ms, generic 297 -> 73 ms); its own   \
+     * loop, as calling NAME##_block for each 8 codes measured 1.8x slower */              \
     ATTR static void NAME(state_t *s, const uint64_t *c, size_t n, uint64_t base) {       \
         uint64_t q = s->q;                                                                 \
         int lim = s->lim;                                                                  \
         size_t i = 0;                                                                      \
         for (; i + 8 <= n; i += 8) {                                                       \
             __builtin_prefetch(c + i + 2048); /* 16 KiB ahead, as within_stream */          \
-            for (size_t t = i; t < i + 8; t++) {                                           \
-                int d = POPCNT(c[t] ^ q);                                                  \
-                if (d < lim) {                                                             \
-                    accept(s, (uint64_t)d, base + t);                                      \
-                    lim = s->lim;                                                          \
-                }                                                                          \
-            }                                                                              \
+            for (size_t t = i; t < i + 8; t++) SCALAR_STEP(POPCNT, t);                     \
         }                                                                                  \
         NAME##_block(s, c + i, n - i, base + i);                                           \
     }                                                                                      \
@@ -218,23 +216,31 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static inline __m512i dist32(
     return _mm512_min_epu64(_mm512_min_epu64(d[0], d[1]), _mm512_min_epu64(d[2], d[3]));
 }
 
-/* One query: 32 codes per step, their distances reduced by an unsigned min to one vector and
- * compared once with the bound; a step with a code below it (rare once the bound has fallen)
- * is redone per code. */
+/* the 32 codes (four cache lines) at c into L1 */
+static inline void prefetch32(const uint64_t *c) {
+    for (int t = 0; t < 4; t++) _mm_prefetch((const char *)(c + 8 * t), _MM_HINT_T0);
+}
+
+/* One step of one query: the distances of 32 codes (positions from base) reduced by an unsigned
+ * min to one vector and compared once with the bound limv; a step with a code below it (rare
+ * once the bound has fallen) is redone per code, and limv follows the new bound. */
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"), always_inline)) static inline void
+step32(state_t *s, const uint64_t *c, __m512i qv, __m512i *limv, uint64_t base) {
+    __m512i d[4], mn = dist32(c, qv, d);
+    if (__builtin_expect(!_mm512_cmplt_epu64_mask(mn, *limv), 1)) return;
+    uint32_t m = 0;
+    for (int t = 0; t < 4; t++) m |= (uint32_t)_mm512_cmplt_epu64_mask(d[t], *limv) << (8 * t);
+    accept_mask(s, c, m, base);
+    *limv = _mm512_set1_epi64(s->lim);
+}
+
+/* One query, one stream of 32-code steps. */
 __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx512_stream(
     state_t *s, const uint64_t *c, size_t n, uint64_t base) {
     const __m512i qv = _mm512_set1_epi64((long long)s->q);
     __m512i limv = _mm512_set1_epi64(s->lim);
     size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512i d[4], mn = dist32(c + i, qv, d);
-        if (__builtin_expect(!_mm512_cmplt_epu64_mask(mn, limv), 1)) continue;
-        uint32_t m = 0;
-        for (int t = 0; t < 4; t++)
-            m |= (uint32_t)_mm512_cmplt_epu64_mask(d[t], limv) << (8 * t);
-        accept_mask(s, c + i, m, base + i);
-        limv = _mm512_set1_epi64(s->lim);
-    }
+    for (; i + 32 <= n; i += 32) step32(s, c + i, qv, &limv, base + i);
     int lim = s->lim;
     for (; i < n; i++) {
         int d = __builtin_popcountll(c[i] ^ s->q);
@@ -279,15 +285,8 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
     for (size_t i = 0; i < len; i += 32) {
         for (int p = 0; p < STREAMS; p++) {
             const uint64_t *cp = c + (size_t)p * len + i;
-            for (int t = 0; t < 4; t++)
-                _mm_prefetch((const char *)(cp + PREFETCH + 8 * t), _MM_HINT_T0);
-            __m512i d[4], mn = dist32(cp, qv, d);
-            if (__builtin_expect(!_mm512_cmplt_epu64_mask(mn, limv[p]), 1)) continue;
-            uint32_t m = 0;
-            for (int t = 0; t < 4; t++)
-                m |= (uint32_t)_mm512_cmplt_epu64_mask(d[t], limv[p]) << (8 * t);
-            accept_mask(&part[p], cp, m, base + (size_t)p * len + i);
-            limv[p] = _mm512_set1_epi64(part[p].lim);
+            prefetch32(cp + PREFETCH);
+            step32(&part[p], cp, qv, &limv[p], base + (size_t)p * len + i);
         }
     }
     /* the last part also takes the codes after STREAMS * len */
@@ -380,22 +379,29 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
         group_run(s, g, c, n, base, next, GROUP_VEC, 1);
 }
 
+/* One step of within: the codes among the 32 at c within r of q appended to buf, at positions
+ * from offset; the new length, or -1 when out of memory. */
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"), always_inline)) static inline size_t
+within32(const uint64_t *c, __m512i qv, __m512i rv, uint64_t q, int r, uint64_t **buf,
+         size_t *cap, size_t len, size_t offset) {
+    __m512i d[4], mn = dist32(c, qv, d);
+    if (__builtin_expect(!_mm512_cmple_epu64_mask(mn, rv), 1)) return len;
+    size_t got = scan_popcnt_within(c, 32, q, r, buf, cap, len);
+    if (got == (size_t)-1) return got;
+    for (size_t t = len; t < got; t++) (*buf)[t] += offset; /* they are relative to c */
+    return got;
+}
+
 __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t within_stream(
     const uint64_t *c, size_t n, uint64_t q, int r, uint64_t **buf, size_t *cap, size_t len) {
     const __m512i qv = _mm512_set1_epi64((long long)q);
     const __m512i rv = _mm512_set1_epi64(r);
     size_t i = 0;
-    for (; i + 32 <= n; i += 32) { /* 32 codes a step, as scan_avx512_stream */
-        /* prefetched 16 KiB ahead (alone: 1.24x faster at 60 M on the Xeon host) */
-        for (int t = 0; t < 4; t++)
-            _mm_prefetch((const char *)(c + i + 2048 + 8 * t), _MM_HINT_T0);
-        __m512i d[4], mn = dist32(c + i, qv, d);
-        if (__builtin_expect(!_mm512_cmple_epu64_mask(mn, rv), 1)) continue;
-        size_t got = scan_popcnt_within(c + i, 32, q, r, buf, cap, len);
-        if (got == (size_t)-1) return got;
-        for (size_t t = len; t < got; t++) (*buf)[t] += i; /* positions are relative to c+i */
-        len = got;
+    for (; i + 32 <= n && len != (size_t)-1; i += 32) {
+        prefetch32(c + i + 2048); /* 16 KiB ahead (alone: 1.24x faster at 60 M, Xeon host) */
+        len = within32(c + i, qv, rv, q, r, buf, cap, len, i);
     }
+    if (len == (size_t)-1) return len;
     size_t got = scan_popcnt_within(c + i, n - i, q, r, buf, cap, len);
     if (got == (size_t)-1) return got;
     for (size_t t = len; t < got; t++) (*buf)[t] += i;
@@ -417,16 +423,12 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t scan_avx
     for (size_t i = 0; i < plen && ok; i += 32) {
         for (int p = 0; p < STREAMS; p++) {
             const uint64_t *cp = c + (size_t)p * plen + i;
-            for (int t = 0; t < 4; t++)
-                _mm_prefetch((const char *)(cp + PREFETCH + 8 * t), _MM_HINT_T0);
-            __m512i d[4], mn = dist32(cp, qv, d);
-            if (__builtin_expect(!_mm512_cmple_epu64_mask(mn, rv), 1)) continue;
-            got = scan_popcnt_within(cp, 32, q, r, &pb[p], &pcap[p], pl[p]);
+            prefetch32(cp + PREFETCH);
+            got = within32(cp, qv, rv, q, r, &pb[p], &pcap[p], pl[p], (size_t)p * plen + i);
             if (got == (size_t)-1) {
                 ok = 0;
                 break;
             }
-            for (size_t t = pl[p]; t < got; t++) pb[p][t] += (size_t)p * plen + i;
             pl[p] = got;
         }
     }
