@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from textrec import Store, build, ingest, read_records
-from textrec.tokenize import _mecab_paths, normalize_text
+from textrec.content.tokenize import _mecab_paths, normalize_text
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "petitions_ko_17cat.jsonl"
 

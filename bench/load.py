@@ -43,8 +43,8 @@ import httpx
 import numpy as np
 
 from textrec import Store, build, ingest, read_records
-from textrec.build import default_index_path, index_from_store
-from textrec.store import NewDocument
+from textrec.artifacts.indexes import default_index_path, index_from_store
+from textrec.store.sql import NewDocument
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "textrec" / "data" / "wikinews_ko.jsonl.gz"
@@ -108,7 +108,17 @@ def prepare(path: Path, n_docs: int) -> str:
 @contextmanager
 def server(url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    cmd = [sys.executable, "-m", "textrec.cli", "-q", "--db", url, "serve", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "textrec.cli.main",
+        "-q",
+        "--db",
+        url,
+        "serve",
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(
         [*cmd, "--token", TOKEN], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

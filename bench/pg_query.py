@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.pgserver import PostgresServer, pg_bindir
 from textrec import HammingIndex, Store
-from textrec.tfidf import DFSnapshot
+from textrec.content.tfidf import DFSnapshot
 
 
 def _ms(samples: list[float]) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(var, "1")  # one core per query, as the targets say
 
-from textrec.cli import main  # noqa: E402
+from textrec.cli.main import main  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textrec.index import HammingIndex, _topk_numpy, kernel_name
+from textrec.content.hamming import HammingIndex, _topk_numpy, kernel_name
 
 K = 10
 BATCH = 100
@@ -176,7 +176,7 @@ def snapshot_load(codes: np.ndarray) -> None:
         gc.collect()
         child = r"""
 import json, sys, time, psutil, numpy as np
-from textrec.index import HammingIndex
+from textrec.content.hamming import HammingIndex
 path = sys.argv[1]
 proc = psutil.Process()
 out = {}
@@ -229,7 +229,7 @@ def fingerprint_corpora(out: Path, limit: int) -> None:
 def kernel_ab(size: int, reps: int) -> None:
     """The bit-sliced batch kernel against the popcount batch kernel, calls interleaved in one
     process, for several batch sizes: CPU ms per query (1 thread) and their ratio."""
-    from textrec.index import _compiled
+    from textrec.content.hamming import _compiled
 
     if _compiled is None or kernel_name() != "avx512-vpopcntdq":
         print(f"kernel A/B: needs the AVX-512 kernel, have {kernel_name()}")

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from textrec import Recommender, Store, build, ingest
-from textrec.build import related_path
-from textrec.corpus import Record
+from textrec.artifacts.indexes import related_path
+from textrec.pipeline.records import Record
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -45,11 +45,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from textrec.pipeline import Analyzer
-from textrec.runners import run_df_job, run_fingerprint_job
-from textrec.simhash import fingerprint_hex
-from textrec.tfidf import DFSnapshot
-from textrec.tokenize import _load_direct, _mecab_paths, default_tokenizer, normalize_text
+from textrec.content.analyzer import Analyzer
+from textrec.content.simhash import fingerprint_hex
+from textrec.content.tfidf import DFSnapshot
+from textrec.content.tokenize import _load_direct, _mecab_paths, default_tokenizer, normalize_text
+from textrec.pipeline.runners import run_df_job, run_fingerprint_job
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -177,7 +177,7 @@ CHECK
 # posts listed must be those listed outside the image (the temporary database path aside).
 demo_inside=$(run textrec demo 2>"$WORK/demo.err" | grep -v 'textrec-demo-') \
     || { tail -n 20 "$WORK/demo.err" >&2; fail "'textrec demo' failed in the image"; }
-demo_outside=$("$PYTHON" -m textrec.cli demo 2>/dev/null | grep -v 'textrec-demo-')
+demo_outside=$("$PYTHON" -m textrec demo 2>/dev/null | grep -v 'textrec-demo-')
 [ "$demo_inside" = "$demo_outside" ] || {
     diff <(echo "$demo_outside") <(echo "$demo_inside") >&2 || true
     fail "'textrec demo' lists other related posts in the image than with $PYTHON"
@@ -196,7 +196,7 @@ done
 
 # The API server, when this textrec has `textrec serve`: started in the image on a free loopback
 # port against a built SQLite store, and probed with the image's own healthcheck command.
-if "$PYTHON" -m textrec.cli serve --help >/dev/null 2>&1; then
+if "$PYTHON" -m textrec serve --help >/dev/null 2>&1; then
     health_cmd=$("$PYTHON" -c '
 import json, sys
 test = json.load(open(sys.argv[1]))["Docker"]["config"]["Healthcheck"]["Test"]
@@ -283,10 +283,10 @@ if [ -n "$PG_CTL" ] && id postgres >/dev/null 2>&1; then
     store_session() {
         local py=$1 url=$2 data
         data=$($py -c "$corpus")
-        $py -m textrec.cli --db "$url" ingest "$data" >&2 \
-            && $py -m textrec.cli --db "$url" build >&2 \
-            && $py -m textrec.cli --db "$url" migrate >&2 \
-            && $py -m textrec.cli --db "$url" similar wikinews-0007 wikinews-0100 -k 5 --json
+        $py -m textrec --db "$url" ingest "$data" >&2 \
+            && $py -m textrec --db "$url" build >&2 \
+            && $py -m textrec --db "$url" migrate >&2 \
+            && $py -m textrec --db "$url" similar wikinews-0007 wikinews-0100 -k 5 --json
     }
     url="postgresql+psycopg://postgres@127.0.0.1:$pg_port"
     pg_inside=$(store_session "run python" "$url/textrec_inside" 2>"$WORK/pg-inside.log") \

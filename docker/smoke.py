@@ -10,7 +10,7 @@ import json
 import sys
 
 from textrec import SCHEME, Analyzer, DFSnapshot, default_tokenizer, fingerprint_hex
-from textrec.index import kernel_name
+from textrec.content.hamming import kernel_name
 
 SENTENCE = (
     "서울시는 내년부터 시내버스 요금을 인상한다고 발표했다. 시민들은 버스 요금 인상에 반대했다."

@@ -1,5 +1,5 @@
--- textrec schema version 0002 for postgresql.
--- Generated from the models in textrec/store.py: `python -m textrec.schema sqlite|postgresql`.
+-- textrec schema version 0003 for postgresql.
+-- Generated from the models in textrec/store.py: `python -m textrec.store.schema sqlite|postgresql`.
 
 CREATE TABLE df_snapshots (
 	id VARCHAR(64) NOT NULL, 
@@ -33,6 +33,14 @@ CREATE TABLE textrec_meta (
 	PRIMARY KEY (key)
 );
 
+CREATE TABLE textrec_state (
+	id SERIAL NOT NULL, 
+	identity VARCHAR(32) NOT NULL, 
+	generation BIGINT NOT NULL, 
+	write_tag VARCHAR(16) NOT NULL, 
+	PRIMARY KEY (id)
+);
+
 CREATE TABLE fingerprints (
 	snapshot_id VARCHAR(64) NOT NULL, 
 	document_id BIGINT NOT NULL, 
@@ -49,4 +57,4 @@ CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO alembic_version (version_num) VALUES ('0002');
+INSERT INTO alembic_version (version_num) VALUES ('0003');

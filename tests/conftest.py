@@ -2,8 +2,8 @@
 
 The PostgreSQL server is started once per test session with ``initdb`` and ``pg_ctl`` as the
 ``postgres`` user on 127.0.0.1 and a free port, and stopped at the end. Without the server
-binaries the PostgreSQL cases are skipped, unless ``TEXTREC_REQUIRE_POSTGRES=1`` (set by
-``.ci/run``), where a missing server is an error.
+binaries the PostgreSQL cases are skipped, unless ``TEXTREC_REQUIRE`` names ``postgres`` (as
+``.ci/run`` does), where a missing server is an error (:mod:`tests.helpers`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.helpers import WIKINEWS, missing, required_parts
 from tests.pgserver import PostgresServer, pg_bindir
 
 # In CI (CI=true) every hypothesis test draws the same examples each run and replays no
@@ -23,24 +24,20 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+def pytest_configure(config: pytest.Config) -> None:
+    required_parts()  # an unknown name in TEXTREC_REQUIRE stops the run at once
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     bindir = pg_bindir()
-    required = os.environ.get("TEXTREC_REQUIRE_POSTGRES") == "1"
     if bindir is None:
-        if required:
-            pytest.fail("TEXTREC_REQUIRE_POSTGRES=1 but no PostgreSQL server binaries found")
-        pytest.skip("PostgreSQL server binaries not installed")
+        missing("postgres", "no PostgreSQL server binaries are installed")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        if required:
-            pytest.fail("TEXTREC_REQUIRE_POSTGRES=1 but psycopg is not installed")
-        pytest.skip("psycopg not installed")
+        missing("postgres", "psycopg is not installed")
     server = PostgresServer(bindir)
     server.start()
     try:
@@ -60,16 +57,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def mecab():  # type: ignore[no-untyped-def]
-    from textrec.tokenize import default_tokenizer
+    from textrec.content.tokenize import default_tokenizer
 
     return default_tokenizer()
-
-
-def shared_file(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"shared corpus {path} not present")
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -77,23 +67,20 @@ def _dispose_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Close every engine a test's stores opened, so no connection outlives its test."""
     import sqlalchemy as sa
 
-    import textrec.store
+    import textrec.store.sql
 
     engines: list[sa.Engine] = []
-    real = textrec.store.create_engine
+    real = textrec.store.sql.create_engine
 
     def recording(*args: object, **kwargs: object) -> sa.Engine:
         engine = real(*args, **kwargs)  # type: ignore[call-overload]
         engines.append(engine)
         return engine
 
-    monkeypatch.setattr(textrec.store, "create_engine", recording)
+    monkeypatch.setattr(textrec.store.sql, "create_engine", recording)
     yield
     for engine in engines:
         engine.dispose()
-
-
-WIKINEWS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 
 
 @pytest.fixture(scope="session")
@@ -109,13 +96,3 @@ def wikinews_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build(store)
     store.close()
     return path
-
-
-def copy_database(built: Path, folder: Path) -> str:
-    """A private copy of a built SQLite database and its index files; returns its URL."""
-    import shutil
-
-    copy = folder / built.name
-    for suffix in ("", ".index", ".index.related"):
-        shutil.copy(f"{built}{suffix}", f"{copy}{suffix}")
-    return f"sqlite:///{copy}"

@@ -28,7 +28,7 @@ def serve(db_url: str, *extra: str, timeout: float = 60.0) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "textrec.cli",
+            "textrec",
             "-q",
             "--db",
             db_url,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from textrec._atomic import atomic_write, remove_stale_temporaries, temporaries
+from textrec.artifacts.atomic import atomic_write, remove_stale_temporaries, temporaries
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="flock is POSIX")
 

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from textrec import Store, build, ingest, read_records
 from textrec.check import check
-from textrec.cli import main
-from textrec.runners import build_with_runner, export_documents
-from textrec.server import create_app
+from textrec.cli.main import main
+from textrec.pipeline.runners import build_with_runner, export_documents
+from textrec.serve.app import create_app
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "petitions_300.jsonl"
 BUS = "버스 정류장 노선 개편"  # a text with nouns

@@ -1,7 +1,8 @@
 """The page at ``/`` in a real headless Chromium (Selenium), against a real ``textrec serve``.
 
 Needs the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them);
-without them the tests are skipped, unless ``TEXTREC_REQUIRE_BROWSER=1`` (set by ``.ci/run``).
+without them the tests are skipped, unless ``TEXTREC_REQUIRE`` names ``browser`` (as
+``.ci/run`` does).
 Screenshots at desktop and phone width are written to the test's tmp folder.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_database
+from tests.helpers import copy_database, required_parts
 
 from .live_server import serve
 
@@ -25,9 +26,10 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 
 if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    if os.environ.get("TEXTREC_REQUIRE_BROWSER") == "1":
+    if "browser" in required_parts():
         raise RuntimeError(
-            f"{CHROMIUM} and {CHROMEDRIVER} are required (apt-get install chromium chromium-driver)"
+            f"TEXTREC_REQUIRE names browser, but {CHROMIUM} and {CHROMEDRIVER} are missing "
+            f"(apt-get install chromium chromium-driver)"
         )
     pytest.skip("chromium and chromium-driver are not installed", allow_module_level=True)
 

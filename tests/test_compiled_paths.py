@@ -4,7 +4,7 @@
 frequencies and computes fingerprints of many documents; each must give exactly what the
 Python path gives (which the golden values and the KoNLPy comparison pin), on real text and
 on any text. On Linux both are built by ``pip install``, and ``.ci/run`` requires them
-(``TEXTREC_REQUIRE_COMPILED=1``), so the fast paths are the ones tested there.
+(``TEXTREC_REQUIRE`` names ``compiled``), so the fast paths are the ones tested there.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import importlib
 import itertools
 import json
 import math
-import os
 import shlex
 from collections import Counter
 from typing import Any
@@ -23,24 +22,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import shared_file
-from textrec.pipeline import Analyzer
-from textrec.tfidf import DFSnapshot, Weighting
-from textrec.tokenize import MecabNounTokenizer, _mecab_paths, _normalize_noun, normalize_term
+from tests.helpers import missing, shared_file
+from textrec.content.analyzer import Analyzer
+from textrec.content.tfidf import DFSnapshot, Weighting
+from textrec.content.tokenize import (
+    MecabNounTokenizer,
+    _mecab_paths,
+    _normalize_noun,
+    normalize_term,
+)
 
-simhash_module = importlib.import_module("textrec.simhash")
-tfidf_module = importlib.import_module("textrec.tfidf")
-
-REQUIRED = os.environ.get("TEXTREC_REQUIRE_COMPILED") == "1"
+simhash_module = importlib.import_module("textrec.content.simhash")
+tfidf_module = importlib.import_module("textrec.content.tfidf")
 
 
 def _compiled(name: str) -> Any:
     try:
         return importlib.import_module(f"textrec.{name}")
     except ImportError:
-        if REQUIRED:
-            pytest.fail(f"TEXTREC_REQUIRE_COMPILED=1 but textrec.{name} is not built")
-        pytest.skip(f"textrec.{name} is not built here")
+        missing("compiled", f"textrec.{name} is not built here")
 
 
 @pytest.fixture(scope="module")

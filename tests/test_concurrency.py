@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import copy_database
+from tests.helpers import copy_database
 from textrec import Recommender, Store
 
 from .live_server import serve

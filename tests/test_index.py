@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from textrec.index import HammingIndex, IndexFileError
-from textrec.simhash import SCHEME, SchemeMismatchError
+from textrec.content.hamming import HammingIndex, IndexFileError
+from textrec.content.simhash import SCHEME, SchemeMismatchError
 
 U64_MAX = 2**64 - 1
 EXTREMES = [0, 2**63 - 1, 2**63, U64_MAX]

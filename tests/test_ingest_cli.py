@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from textrec.cli import main
-from textrec.simhash import parse_fingerprint
-from textrec.store import Store
+from textrec.cli.main import main
+from textrec.content.simhash import parse_fingerprint
+from textrec.store.sql import Store
 
 GOOD = [
     {
@@ -203,7 +203,7 @@ def test_gzip_and_stdin(db: str, tmp_path: Path) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     assert run(db, "ingest", str(gz)) == 0
     proc = subprocess.run(
-        [sys.executable, "-m", "textrec.cli", "--db", db, "-q", "ingest", "-"],
+        [sys.executable, "-m", "textrec", "--db", db, "-q", "ingest", "-"],
         input="\n".join(json.dumps(r, ensure_ascii=False) for r in GOOD[2:]) + "\n",
         capture_output=True,
         text=True,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.conftest import copy_database
+from tests.helpers import copy_database
 from textrec import Store
 from textrec.check import check
 

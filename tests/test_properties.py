@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textrec.corpus import Record, RecordError, parse_record
-from textrec.index import HammingIndex
-from textrec.pipeline import Analyzer
-from textrec.simhash import hamming, simhash
-from textrec.tfidf import DFSnapshot
-from textrec.tokenize import normalize_term
+from textrec.content.analyzer import Analyzer
+from textrec.content.hamming import HammingIndex
+from textrec.content.simhash import hamming, simhash
+from textrec.content.tfidf import DFSnapshot
+from textrec.content.tokenize import normalize_term
+from textrec.pipeline.records import Record, RecordError, parse_record
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import shared_file
-from textrec.cli import main
-from textrec.evaluate import EvalCorpus, evaluate, near_duplicate_quality
+from tests.helpers import shared_file
+from textrec.cli.main import main
+from textrec.evaluation.quality import EvalCorpus, evaluate, near_duplicate_quality
 
 
 @pytest.fixture(scope="module")
 def petitions(mecab) -> EvalCorpus:  # type: ignore[no-untyped-def]
-    from textrec.pipeline import Analyzer
+    from textrec.content.analyzer import Analyzer
 
     return EvalCorpus.read(
         str(shared_file("petitions_ko_17cat.jsonl")), Analyzer(tokenizer=mecab), limit=1200

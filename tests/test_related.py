@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 import random
 import threading
 
 import numpy as np
 import pytest
 
-from textrec.related import IMPACT_LUT, RelatedIndex, quantize_impacts
+from tests.helpers import missing
+from textrec.content.related import IMPACT_LUT, RelatedIndex, quantize_impacts
 
-related_module = importlib.import_module("textrec.related")
+related_module = importlib.import_module("textrec.content.related")
 
 
 def random_docs(n: int, vocab: int, seed: int) -> list[dict[str, float]]:
@@ -81,9 +81,7 @@ def kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if request.param == "numpy":
         monkeypatch.setattr(related_module, "_kernels", None)
     elif related_module._compiled is None:
-        if os.environ.get("TEXTREC_REQUIRE_COMPILED") == "1":
-            pytest.fail("TEXTREC_REQUIRE_COMPILED=1 but textrec._related is not built")
-        pytest.skip("textrec._related is not built here")
+        missing("compiled", "textrec._related is not built here")
     return str(request.param)
 
 

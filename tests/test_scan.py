@@ -1,8 +1,8 @@
 """The compiled scan kernel (textrec/_hamming.c) against brute force and the NumPy path.
 
 Every instruction-set variant the CPU supports is run, as is the NumPy fallback (forced by
-setting ``textrec.index._kernel`` to None), the multi-thread split and the multi-index radius
-tables, on data full of ties.
+setting ``textrec.content.hamming._kernel`` to None), the multi-thread split and the
+multi-index radius tables, on data full of ties.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import textrec.index as index_module
-from textrec.index import MAX_TABLE_RADIUS, HammingIndex, IndexFileError, kernel_name
+import textrec.content.hamming as index_module
+from textrec.content.hamming import MAX_TABLE_RADIUS, HammingIndex, IndexFileError, kernel_name
 
 compiled = index_module._compiled
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

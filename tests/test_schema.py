@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from textrec.store import SCHEMA_VERSION, Base, Store, schema_ddl
+from textrec.store.sql import SCHEMA_VERSION, Base, Store, schema_ddl
 
 SQL = Path(__file__).resolve().parents[1] / "sql"
 FILES = {"postgresql": SQL / "schema.sql", "sqlite": SQL / "schema.sqlite.sql"}
@@ -16,7 +16,7 @@ FILES = {"postgresql": SQL / "schema.sql", "sqlite": SQL / "schema.sqlite.sql"}
 @pytest.mark.parametrize("dialect", sorted(FILES))
 def test_schema_files_are_generated_from_the_models(dialect: str) -> None:
     assert FILES[dialect].read_text(encoding="utf-8") == schema_ddl(dialect), (
-        f"{FILES[dialect]} is stale: regenerate it with `python -m textrec.schema {dialect}`"
+        f"{FILES[dialect]} is stale: regenerate it with `python -m textrec.store.schema {dialect}`"
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from textrec import Store, build, ingest, read_records
-from textrec.server import create_app
+from textrec.serve.app import create_app
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "petitions_300.jsonl"

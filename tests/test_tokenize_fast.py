@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tests.conftest import shared_file
-from textrec.tokenize import (
+from tests.helpers import shared_file
+from textrec.content.tokenize import (
     MecabNounTokenizer,
     normalize_term,
     normalize_text,

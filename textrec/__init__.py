@@ -6,12 +6,9 @@ ranking in one in-memory array. See the README for the pipeline and the fingerpr
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .build import build, ingest, load_index
-from .corpus import Record, RecordError, read_records
-from .index import HammingIndex, IndexFileError
-from .pipeline import Analyzer
-from .recommend import Match, Recommender, UnknownDocumentError
-from .simhash import (
+from textrec.content.analyzer import Analyzer
+from textrec.content.hamming import HammingIndex, IndexFileError
+from textrec.content.simhash import (
     SCHEME,
     SchemeMismatchError,
     estimated_cosine,
@@ -20,15 +17,19 @@ from .simhash import (
     parse_fingerprint,
     simhash,
 )
-from .store import NotBuiltError, Store
-from .tfidf import DFSnapshot, Weighting, idf, tfidf_weights
-from .tokenize import (
+from textrec.content.tfidf import DFSnapshot, Weighting, idf, tfidf_weights
+from textrec.content.tokenize import (
     MecabNounTokenizer,
     TokenizerUnavailableError,
     default_tokenizer,
     normalize_term,
     whitespace_tokenizer,
 )
+from textrec.pipeline.build import build, load_index
+from textrec.pipeline.ingest import ingest
+from textrec.pipeline.records import Record, RecordError, read_records
+from textrec.recommend import Match, Recommender, UnknownDocumentError
+from textrec.store.sql import NotBuiltError, Store
 
 try:
     __version__ = version("textrec")

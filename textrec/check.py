@@ -20,14 +20,17 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
-from .build import default_index_path, related_path
-from .index import HammingIndex
-from .pipeline import Analyzer
-from .related import RelatedIndex
-from .simhash import fingerprint_hex
-from .store import Store
-from .tfidf import DFSnapshot, DFSnapshotError
+from textrec.artifacts import Freshness, freshness
+from textrec.artifacts.indexes import default_index_path, related_path
+from textrec.content.analyzer import Analyzer
+from textrec.content.hamming import HammingIndex
+from textrec.content.related import RelatedIndex
+from textrec.content.scheme import analyzer_for
+from textrec.content.simhash import fingerprint_hex
+from textrec.content.tfidf import DFSnapshot, DFSnapshotError
+from textrec.store.sql import Store, StoreStamp
 
 __all__ = ["CheckReport", "check"]
 
@@ -52,8 +55,8 @@ def check(
     analyzer: Analyzer | None = None,
 ) -> CheckReport:
     """Check the store (and the index file) for consistency; see the module docstring."""
-    analyzer = analyzer or Analyzer()
     report = CheckReport()
+    stamp = store.stamp()
     n_docs = store.count_documents()
     report.facts["documents"] = n_docs
     sid = store.current_snapshot_id()
@@ -67,6 +70,7 @@ def check(
         return report
     scheme = str(record["scheme"])
     report.facts["scheme"] = scheme
+    analyzer = analyzer_for(store.scheme(), analyzer, where=store.url)
     try:
         snapshot = DFSnapshot.from_bytes(record["data"], source=f"snapshot {sid}")
     except (DFSnapshotError, ValueError) as exc:
@@ -136,23 +140,56 @@ def check(
         except (OSError, ValueError) as exc:
             report.problems.append(str(exc))
         else:
-            # A stale file is not an inconsistency: it is never used (the index is then
-            # loaded from the store), but it makes start-up slower.
-            if (index.scheme, index.snapshot_id) != (scheme, sid):
-                report.warnings.append(
-                    f"index file {path} is stale: scheme {index.scheme!r} and snapshot "
-                    f"{index.snapshot_id!r}, the store's are {scheme!r} and {sid!r}; "
-                    f"`textrec build` rewrites it"
-                )
-            elif not (np.array_equal(index.ids, ids) and np.array_equal(index.codes, codes)):
-                report.warnings.append(
-                    f"index file {path} is stale: {len(index)} documents, the store has "
-                    f"{len(ids)} fingerprints; `textrec build` rewrites it"
-                )
+            same = np.array_equal(index.ids, ids) and np.array_equal(index.codes, codes)
+            _check_file(
+                report,
+                f"index file {path}",
+                (index.scheme, index.snapshot_id, index.provenance),
+                (scheme, sid, stamp),
+                same,
+                f"{len(index)} documents, the store has {len(ids)} fingerprints",
+            )
             report.facts["indexed"] = len(index)
-        _check_related(report, related_path(path), scheme, sid, store.fingerprint_summary(sid))
+        _check_related(report, related_path(path), (scheme, sid, stamp), ids)
         _check_leftovers(report, path)
     return report
+
+
+def _check_file(
+    report: CheckReport,
+    what: str,
+    made: tuple[str, str, str],
+    store: tuple[str, str, StoreStamp],
+    same: bool,
+    counts: str,
+) -> None:
+    """A derived file's header against the store (the rule of :mod:`textrec.artifacts`).
+
+    A stale file is not an inconsistency: it is caught up or rebuilt at the next start-up,
+    which only takes longer. A file that claims the store's present stamp but holds other
+    documents is a problem: it would be used as it is."""
+    scheme, sid, stamp = store
+    if made[:2] != (scheme, sid):
+        report.warnings.append(
+            f"{what} is stale: scheme {made[0]!r} and snapshot {made[1]!r}, the store's are "
+            f"{scheme!r} and {sid!r}; `textrec build` rewrites it"
+        )
+        return
+    state = freshness(made[2], stamp)
+    if state is Freshness.CURRENT and not same:
+        report.problems.append(
+            f"{what} records the store's present state but does not match it ({counts}): "
+            f"delete it, or run `textrec build` to rewrite it"
+        )
+    elif state is Freshness.FOREIGN:
+        report.warnings.append(
+            f"{what} was made from another database (or a copy of this one that has diverged "
+            f"since); it is rebuilt from the store at the next start-up"
+        )
+    elif not same:
+        report.warnings.append(
+            f"{what} is behind the store ({counts}); it is caught up at the next start-up"
+        )
 
 
 def _check_leftovers(report: CheckReport, index_path: str) -> None:
@@ -181,7 +218,10 @@ def _check_leftovers(report: CheckReport, index_path: str) -> None:
 
 
 def _check_related(
-    report: CheckReport, path: str, scheme: str, sid: str, summary: tuple[int, int]
+    report: CheckReport,
+    path: str,
+    store: tuple[str, str, StoreStamp],
+    fingerprinted: npt.NDArray[np.int64],
 ) -> None:
     if not os.path.exists(path):
         report.warnings.append(
@@ -194,15 +234,18 @@ def _check_related(
     except (OSError, ValueError) as exc:
         report.problems.append(str(exc))
         return
-    if (header.get("scheme"), header.get("snapshot_id")) != (scheme, sid):
-        report.warnings.append(
-            f"related-posts index file {path} is stale: scheme {header.get('scheme')!r} and "
-            f"snapshot {header.get('snapshot_id')!r}, the store's are {scheme!r} and {sid!r}; "
-            f"`textrec build` rewrites it"
-        )
-    elif related.live_summary() != summary:
-        report.warnings.append(
-            f"related-posts index file {path} is stale: {related.live_summary()[0]} documents, "
-            f"the store has {summary[0]} fingerprints; `textrec build` rewrites it"
-        )
-    report.facts["related_indexed"] = related.live_summary()[0]
+    ids, dead = related.document_ids()
+    live = ids[~dead]
+    _check_file(
+        report,
+        f"related-posts index file {path}",
+        (
+            str(header.get("scheme")),
+            str(header.get("snapshot_id")),
+            str(header.get("provenance") or ""),
+        ),
+        store,
+        bool(np.array_equal(live, fingerprinted)),
+        f"{len(live)} documents, the store has {len(fingerprinted)} fingerprints",
+    )
+    report.facts["related_indexed"] = len(live)

@@ -12,19 +12,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from .build import default_index_path, ingest, load_index, load_related_index, related_path
-from .corpus import DEFAULT_MAX_CHARS, Record, RecordError, parse_record
-from .pipeline import Analyzer
-from .simhash import estimated_cosine, hamming, simhash
-from .store import NotBuiltError, Store, StoredDocument
-from .tfidf import DFSnapshot
+from textrec.artifacts.indexes import StoreIndexes, default_index_path
+from textrec.content.analyzer import Analyzer
+from textrec.content.scheme import analyzer_for
+from textrec.content.simhash import estimated_cosine, hamming, simhash
+from textrec.content.tfidf import DFSnapshot
+from textrec.pipeline.ingest import ingest
+from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, parse_record
+from textrec.sources import MODES, HammingSource, Query, RelatedSource, Source
+from textrec.store.sql import Store, StoredDocument
 
 __all__ = ["MODES", "Match", "Recommender", "UnknownDocumentError"]
-
-MODES = ("related", "hamming")
-"""Retrieval modes of :meth:`Recommender.similar`: the first is the default."""
 
 
 class UnknownDocumentError(KeyError):
@@ -36,11 +34,15 @@ class UnknownDocumentError(KeyError):
 
 @dataclass(frozen=True)
 class Match:
-    """One related document."""
+    """One related document.
+
+    ``score`` is the mode's score (:mod:`textrec.sources`); ``distance`` is the Hamming
+    distance between the query's fingerprint and the result's, or None when either is not
+    in the index (a document removed meanwhile)."""
 
     id: str
     title: str | None
-    distance: int
+    distance: int | None
     score: float
     shared_terms: list[str] = field(default_factory=list)
 
@@ -71,8 +73,11 @@ class Recommender:
 
     The Hamming index comes from the snapshot file beside the database when that file matches
     the store, otherwise from the store; likewise the related-posts index, from the file
-    ``<index file>.related`` or from the term counts stored with the documents. Raises
-    :class:`~textrec.store.NotBuiltError` before the first ``textrec build``.
+    ``<index file>.related`` or from the term counts stored with the documents
+    (:mod:`textrec.artifacts.indexes`). The analyzer is the one the store's scheme names;
+    pass ``analyzer`` only for a scheme of your own tokenizer (a conflicting one is refused,
+    :class:`~textrec.content.simhash.SchemeMismatchError`). Raises
+    :class:`~textrec.store.sql.NotBuiltError` before the first ``textrec build``.
     """
 
     def __init__(
@@ -83,24 +88,18 @@ class Recommender:
         analyzer: Analyzer | None = None,
     ) -> None:
         self.store = db if isinstance(db, Store) else Store(db)
-        self.analyzer = analyzer or Analyzer()
-        current = self.store.current_snapshot()
-        if current is None:
-            raise NotBuiltError(self.store.url)
-        self.snapshot: DFSnapshot = current[0]
-        self.scheme: str = current[1]
+        self.analyzer = analyzer_for(self.store.scheme(), analyzer, where=self.store.url)
         self.index_path = index_path if index_path is not None else default_index_path(self.store)
-        self.index = load_index(self.store, self.index_path)
-        self.related = load_related_index(
-            self.store,
-            self.snapshot,
-            self.scheme,
-            self.analyzer,
-            self.index_path,
-            fingerprinted=self.index.ids,
-        )
+        self._indexes = StoreIndexes.open(self.store, self.analyzer, self.index_path)
+        self.snapshot: DFSnapshot = self._indexes.snapshot
+        self.scheme: str = self._indexes.scheme
+        self.index = self._indexes.hamming
+        self.related = self._indexes.related
+        self.sources: dict[str, Source] = {
+            "related": RelatedSource(self.related),
+            "hamming": HammingSource(self.index),
+        }
         self._write_lock = threading.Lock()
-        self._changed = False
 
     def __repr__(self) -> str:
         return f"Recommender<{len(self.index):,} documents, {self.store!r}>"
@@ -144,24 +143,18 @@ class Recommender:
         return simhash(weights)
 
     def _ranked(
-        self, weights: Mapping[str, float], code: int, n: int, exclude: int | None, mode: str
-    ) -> list[tuple[int, int, float]]:
-        """The top ``n`` ``(document id, distance, score)`` of the index, without ``exclude``."""
-        ranked: list[tuple[int, int, float]] = []
-        if mode == "related":
-            ids, cosines = self.related.search(weights, n, exclude=exclude)
-            for doc_id, cos in zip(ids.tolist(), cosines.tolist(), strict=True):
-                try:  # not `in` then `get`: another thread may remove it in between
-                    found = self.index.get(doc_id)
-                except KeyError:
-                    found = code
-                ranked.append((doc_id, hamming(code, found), float(cos)))
-            return ranked
-        ids, dists = self.index.search(code, n + (1 if exclude is not None else 0))
-        for doc_id, dist in zip(ids.tolist(), dists.tolist(), strict=True):
-            if doc_id != exclude:
-                ranked.append((doc_id, dist, estimated_cosine(dist)))
-        return ranked[:n]
+        self, query: Query, n: int, exclude: int | None, mode: str
+    ) -> list[tuple[int, int | None, float]]:
+        """The top ``n`` ``(document id, distance, score)`` of a mode, without ``exclude``."""
+        ids, scores = self.sources[mode].rank(query, n, exclude)
+        ranked: list[tuple[int, int | None, float]] = []
+        for doc_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
+            try:  # not `in` then `get`: another thread may remove it in between
+                distance: int | None = hamming(query.code, self.index.get(doc_id))
+            except KeyError:
+                distance = None
+            ranked.append((doc_id, distance, float(score)))
+        return ranked
 
     def _matches(
         self,
@@ -174,13 +167,13 @@ class Recommender:
             raise ValueError(f"k must be a whole number >= 0, got {k!r}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        code = self._query_code(exclude, weights)
+        query = Query(weights, self._query_code(exclude, weights))
         # A document removed by another thread can still be in the index a search read (the
         # store is written first); such hits are dropped and the search asked for more, so a
         # concurrent removal never shortens the result.
         want = k
         for _ in range(8):
-            ranked = self._ranked(weights, code, want, exclude, mode)
+            ranked = self._ranked(query, want, exclude, mode)
             docs = self.store.get_documents([r[0] for r in ranked])
             present = [r for r in ranked if r[0] in docs]
             if len(present) >= k or len(ranked) < want:
@@ -198,7 +191,7 @@ class Recommender:
         """The ``k`` documents most related to stored document ``id`` (itself excluded).
 
         ``mode="related"`` (the default) ranks by TF-IDF cosine through the
-        :class:`~textrec.related.RelatedIndex`, and ``score`` is that cosine;
+        :class:`~textrec.content.related.RelatedIndex`, and ``score`` is that cosine;
         ``mode="hamming"`` ranks by the Hamming distance of the 64-bit fingerprints alone,
         and ``score`` is SimHash's estimate ``cos(π·d/64)``.
         """
@@ -291,9 +284,10 @@ class Recommender:
             records.append(parse_record_obj(d, line=n, max_chars=max_chars))
 
         def index_batch(ids: list[int], fps: list[int], terms: list[dict[str, int]]) -> None:
-            self.index.add(np.array(ids, dtype=np.int64), np.array(fps, dtype=np.uint64))
-            self.related.add(ids, [self.analyzer.weights(t, self.snapshot) for t in terms])
-            self._changed = True
+            weights = [self.analyzer.weights(t, self.snapshot) for t in terms]
+            for source in self.sources.values():
+                source.add(ids, fps, weights)
+            self._wrote()
 
         with self._write_lock:
             report = ingest(
@@ -305,10 +299,23 @@ class Recommender:
             )
         return report.stored, report.rejected
 
+    def _wrote(self) -> None:
+        """After a write of this Recommender's reached its indexes: their stamp moves with
+        it when no other writer came in between (else a later start-up catches them up)."""
+        self._indexes.changed = True
+        after = self.store.last_write()
+        stamp = self._indexes.stamp
+        if (
+            after is not None
+            and after.identity == stamp.identity
+            and after.generation == stamp.generation + 1
+        ):
+            self._indexes.stamp = after
+
     @property
     def changed(self) -> bool:
         """Whether documents were added or removed since the index files were read or saved."""
-        return self._changed
+        return self._indexes.changed
 
     def save(self) -> str | None:
         """Write both index files (beside a SQLite database, or ``index_path``), so that the
@@ -316,11 +323,7 @@ class Recommender:
         if self.index_path is None:
             return None
         with self._write_lock:
-            self._changed = False
-            self.index.save(self.index_path)
-            self.related.save(
-                related_path(self.index_path), scheme=self.scheme, snapshot_id=self.snapshot.id
-            )
+            self._indexes.save(self.index_path)
         return self.index_path
 
     def remove(self, id: str) -> None:
@@ -328,9 +331,9 @@ class Recommender:
         with self._write_lock:
             doc = self._document(id)
             self.store.remove_document(doc.id)
-            self.index.remove(np.array([doc.id], dtype=np.int64))
-            self.related.remove([doc.id])
-            self._changed = True
+            for source in self.sources.values():
+                source.remove([doc.id])
+            self._wrote()
 
 
 def parse_record_obj(

@@ -33,11 +33,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .index import HammingIndex
-from .pipeline import Analyzer
-from .related import RelatedIndex
-from .simhash import simhash
-from .tfidf import DFSnapshot
+from textrec.content.analyzer import Analyzer
+from textrec.content.tfidf import DFSnapshot
+from textrec.sources import MODES, Query, sources_in_memory
 
 __all__ = ["EvalCorpus", "ModeResult", "evaluate", "near_duplicate_quality"]
 
@@ -174,39 +172,27 @@ def evaluate(
         return sum(hits) / (k * len(queries))
 
     exact_topic = topic(truth.tolist())
-    doc_ids = list(range(len(corpus)))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
+    codes = analyzer.fingerprints(corpus.counts, snapshot)
+    sources = sources_in_memory(
+        range(len(corpus)),
+        codes,
+        weights,
+        vocabulary=snapshot.df.keys(),
+        scheme=analyzer.scheme,
+        snapshot_id=snapshot.id,
+    )
     results: list[ModeResult] = []
     for mode in modes:
-        search: Callable[[int], list[int]]
-        if mode == "hamming":
-            index = HammingIndex(snapshot_id=snapshot.id)
-            index.add(doc_ids, analyzer.fingerprints(corpus.counts, snapshot))
-
-            def search_hamming(q: int, index: HammingIndex = index) -> list[int]:
-                w = analyzer.weights(corpus.counts[q], snapshot)
-                ids, _ = index.search(simhash(w), k + 1)
-                return [i for i in ids.tolist() if i != q][:k]
-
-            search, size = search_hamming, 16.0
-        elif mode == "related":
-            related = RelatedIndex(snapshot.df.keys())
-            for a in range(0, len(corpus), 50_000):
-                related.add(doc_ids[a : a + 50_000], weights[a : a + 50_000])
-            related.compact()
-
-            def search_related(q: int, related: RelatedIndex = related) -> list[int]:
-                w = analyzer.weights(corpus.counts[q], snapshot)
-                found: list[int] = related.search(w, k, exclude=q)[0].tolist()
-                return found
-
-            search, size = search_related, related.nbytes / max(len(corpus), 1)
-        else:
-            raise ValueError(f"unknown mode {mode!r}; choose related or hamming")
+        source = sources[mode]
         rows: list[list[int]] = []
         times: list[float] = []
         for q in queries.tolist():
             t0 = time.perf_counter()
-            rows.append(search(q))
+            found, _ = source.rank(Query(weights[q], codes[q]), k, q)
+            rows.append(found.tolist())
             times.append(time.perf_counter() - t0)
         recall = statistics.fmean(
             len(set(r) & {t for t in truth[i] if t >= 0}) / k for i, r in enumerate(rows)
@@ -220,7 +206,7 @@ def evaluate(
                 round(exact_topic, 4),
                 round(float(np.percentile(times, 50)) * 1e3, 3),
                 round(float(np.percentile(times, 99)) * 1e3, 3),
-                round(size, 1),
+                round(source.bytes_per_document, 1),
             )
         )
     return results

@@ -273,7 +273,7 @@ def _load_direct(tagger: Any, dicpath: str | None) -> Any:
     probe text's nouns exactly as the printed output does.
     """
     try:
-        from . import _mecab
+        from textrec import _mecab
     except ImportError:  # not built on this platform
         return None
     library = _mecab.find_library("libmecab")

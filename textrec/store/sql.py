@@ -15,10 +15,15 @@ generated from these models and checked against them by the tests):
 - ``fingerprints``: ``(snapshot_id, document_id) -> fp`` with the scheme. A fingerprint is an
   unsigned 64-bit integer, stored in a signed BIGINT (two's complement); the conversion is
   :class:`Fingerprint64`, and nowhere else.
-- ``textrec_meta``: key/value pairs: the current snapshot.
+- ``textrec_meta``: key/value pairs: the current snapshot, and the store's scheme (recorded
+  by the first write that names one; see :mod:`textrec.content.scheme`).
+- ``textrec_state``: one row: the store's identity (random, made once with the store) and its
+  generation (advanced by every write, with a random tag of that write): a derived file
+  records the :class:`StoreStamp` it was made at, and matches the store when they are equal
+  (:mod:`textrec.artifacts`).
 - ``alembic_version``: the schema revision. A new database is created at the current
   revision; an older one is upgraded without loss by ``textrec migrate``
-  (:meth:`Store.upgrade`), with the migrations in ``textrec/migrations``.
+  (:meth:`Store.upgrade`), with the migrations in ``textrec/store/migrations``.
 
 Every write is one transaction: a batch of documents is stored whole or not at all.
 """
@@ -29,6 +34,8 @@ import gzip
 import hashlib
 import json
 import os
+import secrets
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,7 +69,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from .tfidf import DFSnapshot
+from textrec.content.simhash import SchemeMismatchError
+from textrec.content.tfidf import DFSnapshot
 
 __all__ = [
     "DEFAULT_DB_URL",
@@ -74,12 +82,13 @@ __all__ = [
     "SchemaOutOfDateError",
     "SnapshotChangedError",
     "Store",
+    "StoreStamp",
     "StoredDocument",
     "resolve_db_url",
 ]
 
 DEFAULT_DB_URL = "sqlite:///textrec.db"
-SCHEMA_VERSION = "0002"
+SCHEMA_VERSION = "0003"
 """The Alembic revision of the schema that this version of textrec reads and writes."""
 
 _U64 = 1 << 64
@@ -217,6 +226,44 @@ class MetaRow(Base):
     value: Mapped[str] = mapped_column(Text, nullable=False)
 
 
+class StateRow(Base):
+    __tablename__ = "textrec_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity: Mapped[str] = mapped_column(String(32), nullable=False)
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    write_tag: Mapped[str] = mapped_column(String(16), nullable=False)
+
+
+@dataclass(frozen=True)
+class StoreStamp:
+    """Which store, and which of its states: ``identity`` is made once with the store,
+    ``generation`` counts its writes and ``write_tag`` is a random tag of the last one, so a
+    copy of a database that then diverged never has the same stamp as the original."""
+
+    identity: str
+    generation: int
+    write_tag: str
+
+    @property
+    def label(self) -> str:
+        """``identity:generation:tag``, as derived files record it."""
+        return f"{self.identity}:{self.generation}:{self.write_tag}"
+
+    @classmethod
+    def from_label(cls, label: str) -> StoreStamp | None:
+        """The stamp a derived file recorded, or None when it recorded none (or garbage)."""
+        parts = label.split(":")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return None
+        return cls(parts[0], int(parts[1]), parts[2])
+
+
+def new_identity() -> str:
+    """A new store identity: 32 random hex digits."""
+    return secrets.token_hex(16)
+
+
 @dataclass(frozen=True)
 class NewDocument:
     """A validated document about to be stored."""
@@ -281,8 +328,15 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = threading.local()
+        event.listen(self._session, "after_commit", self._committed)
         if create:
             self._create_or_check()
+
+    def _committed(self, session: Session) -> None:
+        stamp = session.info.pop("stamp", None)
+        if stamp is not None:
+            self._writes.last = stamp
 
     # schema -----------------------------------------------------------------------------------
 
@@ -290,7 +344,7 @@ class Store:
         from alembic.config import Config
 
         config = Config()
-        config.set_main_option("script_location", "textrec:migrations")
+        config.set_main_option("script_location", "textrec.store:migrations")
         config.attributes["connection"] = connection
         return config
 
@@ -307,6 +361,11 @@ class Store:
         with self.engine.begin() as conn:
             if not inspect(conn).has_table("documents"):
                 Base.metadata.create_all(conn)
+                conn.execute(
+                    insert(StateRow).values(
+                        id=1, identity=new_identity(), generation=0, write_tag="0" * 16
+                    )
+                )
                 command.stamp(self._alembic_config(conn), SCHEMA_VERSION)
                 return
         found = self.schema_revision()
@@ -348,6 +407,7 @@ class Store:
         *,
         fingerprints: tuple[str, str, Sequence[int]] | None = None,
         require_no_snapshot: bool = False,
+        scheme: str | None = None,
     ) -> list[int]:
         """Store a batch in one transaction and return the new internal ids, in order.
 
@@ -359,6 +419,8 @@ class Store:
         meanwhile can never drop the batch's fingerprints. ``require_no_snapshot``: documents
         stored without fingerprints are refused the same way if a snapshot has become current
         (ingest uses it; storing documents to fingerprint later, e.g. on a cluster, does not).
+        ``scheme``: the scheme whose terms the documents carry; recorded as the store's
+        scheme by the first write, and refused (:class:`SchemeMismatchError`) when it differs.
         """
         if not docs:
             return []
@@ -396,6 +458,9 @@ class Store:
                 expected = fingerprints[0] if fingerprints is not None else None
                 if current != expected and (fingerprints is not None or require_no_snapshot):
                     raise SnapshotChangedError(expected, current)
+                if scheme is not None:
+                    self._claim_scheme(s, scheme)
+                self._bump(s)
                 if fingerprints is not None:
                     snapshot_id, scheme, fps = fingerprints
                     if len(fps) != len(rows):
@@ -534,6 +599,7 @@ class Store:
         with self._session.begin() as s:
             s.execute(delete(FingerprintRow).where(FingerprintRow.document_id == doc_id))
             result = s.execute(delete(DocumentRow).where(DocumentRow.id == doc_id))
+            self._bump(s)
             return bool(getattr(result, "rowcount", 0))
 
     # DF snapshots -----------------------------------------------------------------------------
@@ -548,6 +614,54 @@ class Store:
             s.add(MetaRow(key=key, value=value))
         else:
             row.value = value
+
+    def _bump(self, s: Session) -> None:
+        """Advance the generation, inside the transaction of a write."""
+        identity, generation, tag = s.execute(
+            update(StateRow)
+            .where(StateRow.id == 1)
+            .values(generation=StateRow.generation + 1, write_tag=secrets.token_hex(8))
+            .returning(StateRow.identity, StateRow.generation, StateRow.write_tag)
+        ).one()
+        s.info["stamp"] = StoreStamp(identity, int(generation), tag)
+
+    def last_write(self) -> StoreStamp | None:
+        """The stamp that this thread's last committed write (through this Store) gave the
+        store: a holder of derived state that was at the generation just before it knows it
+        is now at this stamp."""
+        return getattr(self._writes, "last", None)
+
+    def _claim_scheme(self, s: Session, scheme: str) -> None:
+        stored = self._meta(s, "scheme")
+        if stored is None:
+            self._set_meta(s, "scheme", scheme)
+        elif stored != scheme:
+            raise SchemeMismatchError(
+                f"{self!r} holds terms and fingerprints of scheme {stored!r}; refusing to add "
+                f"some of scheme {scheme!r} (open the store without an analyzer, or use a new "
+                f"store for the other scheme)"
+            )
+
+    def scheme(self) -> str | None:
+        """The store's scheme: recorded by its first write, or (for a store made before
+        schemes were recorded) its current snapshot's; None for a new store."""
+        with self._session() as s:
+            stored = self._meta(s, "scheme")
+            if stored is not None:
+                return stored
+            sid = self._meta(s, "current_snapshot")
+            row = s.get(SnapshotRow, sid) if sid is not None else None
+            return row.scheme if row is not None else None
+
+    def stamp(self) -> StoreStamp:
+        """The store's identity and generation now (see :class:`StoreStamp`)."""
+        with self._session() as s:
+            row = s.get(StateRow, 1)
+            if row is None:
+                raise SchemaOutOfDateError(
+                    f"{self!r} has no textrec_state row: run `textrec migrate`"
+                )
+            return StoreStamp(row.identity, int(row.generation), row.write_tag)
 
     def current_snapshot_id(self) -> str | None:
         with self._session() as s:
@@ -604,6 +718,8 @@ class Store:
         """
         data = gzip.compress(snapshot.to_bytes(), compresslevel=6, mtime=0)
         with self._session.begin() as s:
+            self._claim_scheme(s, scheme)
+            self._bump(s)
             row = s.get(SnapshotRow, snapshot.id)
             if row is not None and row.scheme != scheme:
                 s.execute(delete(FingerprintRow).where(FingerprintRow.snapshot_id == snapshot.id))
@@ -643,6 +759,7 @@ class Store:
                     )
                 )
             s.execute(insert(FingerprintRow), rows)
+            self._bump(s)
         return len(rows)
 
     def activate_snapshot(self, snapshot_id: str) -> None:
@@ -654,6 +771,7 @@ class Store:
             )
             self._set_meta(s, "current_snapshot", snapshot_id)
             s.execute(delete(FingerprintRow).where(FingerprintRow.snapshot_id != snapshot_id))
+            self._bump(s)
 
     def fingerprints(
         self, snapshot_id: str, *, after: int | None = None, only: Sequence[int] | None = None
@@ -784,7 +902,7 @@ class Store:
         return self._iter_where((~has_fp.exists(),), batch_size)
 
 
-_REGEN = "python -m textrec.schema sqlite|postgresql"
+_REGEN = "python -m textrec.store.schema sqlite|postgresql"
 
 
 def schema_ddl(dialect_name: str) -> str:

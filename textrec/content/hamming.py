@@ -7,10 +7,10 @@ a 65-bin histogram, so search is exact and one pass over memory. Results are ord
 ``(distance, id)``: ties at equal distance go to the smaller id, which makes results
 deterministic across runs, machines and storage order.
 
-The fingerprints of one index must come from one scheme (``textrec.simhash.SCHEME``) and one
+The fingerprints of one index must come from one scheme (``textrec.content.simhash.SCHEME``) and one
 document-frequency (DF) snapshot; both are recorded in the index and in its file, and
 :meth:`HammingIndex.extend` and :meth:`HammingIndex.load` refuse to mix them
-(:class:`~textrec.simhash.SchemeMismatchError`).
+(:class:`~textrec.content.simhash.SchemeMismatchError`).
 
 File format, version 1
 ----------------------
@@ -27,7 +27,11 @@ All integers little-endian. A fixed 4096-byte header, then the body::
     36      64    scheme, UTF-8, zero-padded
     100     4     length of the DF snapshot id in bytes, uint32 (0 .. 64)
     104     64    DF snapshot id, UTF-8, zero-padded
-    168     3928  zero
+    168     4     length of the provenance in bytes, uint32 (0 .. 128)
+    172     128   provenance, UTF-8, zero-padded: what the index was made from (textrec
+                  records the store's stamp there, see :mod:`textrec.artifacts`); empty in
+                  files of older versions, which left these bytes zero
+    300     3796  zero
     4096    N*8   fingerprints, uint64, in id order
     4096+8N N*8   ids, int64, non-negative and strictly increasing
 
@@ -55,8 +59,8 @@ from typing import Any, BinaryIO, Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from ._atomic import atomic_write
-from .simhash import BITS, SCHEME, check_scheme
+from textrec.artifacts.atomic import atomic_write
+from textrec.content.simhash import BITS, SCHEME, check_scheme
 
 __all__ = ["MAX_TABLE_RADIUS", "HammingIndex", "IndexFileError", "kernel_name"]
 
@@ -76,6 +80,8 @@ _LABEL_LEN = struct.Struct("<I")
 _HEADER_CRC_OFFSET: Final = 28
 _SCHEME_OFFSET: Final = 32
 _SNAPSHOT_OFFSET: Final = _SCHEME_OFFSET + _LABEL_LEN.size + MAX_LABEL_BYTES  # 100
+_PROVENANCE_OFFSET: Final = 168
+MAX_PROVENANCE_BYTES: Final = 128
 
 _U64_MAX: Final = (1 << 64) - 1
 _I64_MAX: Final = (1 << 63) - 1
@@ -200,7 +206,7 @@ def _format_ids(ids: npt.NDArray[np.int64], limit: int = 5) -> str:
 
 _compiled: Any
 try:
-    from . import _hamming as _compiled
+    from textrec import _hamming as _compiled
 except ImportError:  # pragma: no cover - exercised by forcing _kernel = None in the tests
     _compiled = None
 
@@ -395,7 +401,15 @@ class HammingIndex:
     mutable, because the first add or remove builds new in-memory arrays.
     """
 
-    __slots__ = ("_lock", "_radius", "_radius_enabled", "_scheme", "_snapshot_id", "_state")
+    __slots__ = (
+        "_lock",
+        "_radius",
+        "_radius_enabled",
+        "_scheme",
+        "_snapshot_id",
+        "_state",
+        "provenance",
+    )
 
     def __init__(self, scheme: str = SCHEME, snapshot_id: str = "") -> None:
         """An empty index for fingerprints of ``scheme`` built with DF snapshot ``snapshot_id``.
@@ -409,6 +423,8 @@ class HammingIndex:
         self._state: tuple[Codes, Ids] = (_EMPTY_CODES, _EMPTY_IDS)
         self._radius_enabled = False
         self._radius: _RadiusTables | None = None
+        self.provenance = ""
+        """What the index was made from, saved in its file (at most 128 UTF-8 bytes)."""
 
     @classmethod
     def _from_arrays(cls, scheme: str, snapshot_id: str, codes: Codes, ids: Ids) -> HammingIndex:
@@ -569,8 +585,8 @@ class HammingIndex:
     def extend(self, other: HammingIndex) -> None:
         """Add every document of ``other``, which must have the same scheme and DF snapshot.
 
-        Raises :class:`~textrec.simhash.SchemeMismatchError` if they differ and ValueError if
-        the two indexes share ids.
+        Raises :class:`~textrec.content.simhash.SchemeMismatchError` if they differ and
+        ValueError if the two indexes share ids.
         """
         if not isinstance(other, HammingIndex):
             raise TypeError(f"can only extend with a HammingIndex, got {type(other).__name__}")
@@ -687,9 +703,12 @@ class HammingIndex:
     def _header(self, n: int, body_crc: int) -> bytes:
         header = bytearray(HEADER_SIZE)
         _FIXED.pack_into(header, 0, MAGIC, FORMAT_VERSION, 0, n, body_crc, 0)
+        if len(self.provenance.encode("utf-8")) > MAX_PROVENANCE_BYTES:
+            raise ValueError(f"provenance is over {MAX_PROVENANCE_BYTES} bytes")
         for offset, label in (
             (_SCHEME_OFFSET, self._scheme),
             (_SNAPSHOT_OFFSET, self._snapshot_id),
+            (_PROVENANCE_OFFSET, self.provenance),
         ):
             raw = label.encode("utf-8")
             _LABEL_LEN.pack_into(header, offset, len(raw))
@@ -737,7 +756,7 @@ class HammingIndex:
         always checked. Only skip verification for files this process or a trusted build
         wrote: a corrupt body then gives wrong results instead of an error. If
         ``expected_scheme`` or ``expected_snapshot_id`` is given and differs from the file's,
-        :class:`~textrec.simhash.SchemeMismatchError` is raised.
+        :class:`~textrec.content.simhash.SchemeMismatchError` is raised.
 
         Raises :class:`IndexFileError` (a ValueError) naming the path if the file is not a
         textrec index, has an unsupported format version, is truncated or has trailing
@@ -747,7 +766,7 @@ class HammingIndex:
         with open(p, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             header = f.read(HEADER_SIZE)
-            n, body_crc, scheme, snapshot_id = _parse_header(p, header, size)
+            n, body_crc, scheme, snapshot_id, provenance = _parse_header(p, header, size)
             if expected_scheme is not None:
                 check_scheme(expected_scheme, scheme, what=f"index file {p}")
             if expected_snapshot_id is not None:
@@ -797,11 +816,14 @@ class HammingIndex:
                 )
         if n and int(ids[0]) < 0:
             raise IndexFileError(f"{p}: negative id {ids[0]}: the file is corrupt")
-        return cls._from_arrays(scheme, snapshot_id, codes, ids)
+        index = cls._from_arrays(scheme, snapshot_id, codes, ids)
+        index.provenance = provenance
+        return index
 
 
-def _parse_header(path: str, header: bytes, size: int) -> tuple[int, int, str, str]:
-    """Validate a file header; returns ``(count, body_crc, scheme, snapshot_id)``."""
+def _parse_header(path: str, header: bytes, size: int) -> tuple[int, int, str, str, str]:
+    """Validate a file header; returns ``(count, body_crc, scheme, snapshot_id,
+    provenance)``."""
     if len(header) < len(MAGIC) or header[: len(MAGIC)] != MAGIC:
         raise IndexFileError(
             f"{path}: not a textrec index (the file does not start with {MAGIC!r})"
@@ -839,10 +861,14 @@ def _parse_header(path: str, header: bytes, size: int) -> tuple[int, int, str, s
             f"for {n} documents, the file has {size}"
         )
     labels = []
-    for offset, name in ((_SCHEME_OFFSET, "scheme"), (_SNAPSHOT_OFFSET, "DF snapshot id")):
+    for offset, name, limit in (
+        (_SCHEME_OFFSET, "scheme", MAX_LABEL_BYTES),
+        (_SNAPSHOT_OFFSET, "DF snapshot id", MAX_LABEL_BYTES),
+        (_PROVENANCE_OFFSET, "provenance", MAX_PROVENANCE_BYTES),
+    ):
         (length,) = _LABEL_LEN.unpack_from(header, offset)
-        if length > MAX_LABEL_BYTES:
-            raise IndexFileError(f"{path}: {name} length {length} exceeds {MAX_LABEL_BYTES}")
+        if length > limit:
+            raise IndexFileError(f"{path}: {name} length {length} exceeds {limit}")
         start = offset + _LABEL_LEN.size
         try:
             labels.append(header[start : start + length].decode("utf-8"))
@@ -850,4 +876,4 @@ def _parse_header(path: str, header: bytes, size: int) -> tuple[int, int, str, s
             raise IndexFileError(f"{path}: {name} is not valid UTF-8") from None
     if not labels[0]:
         raise IndexFileError(f"{path}: empty scheme")
-    return n, body_crc, labels[0], labels[1]
+    return n, body_crc, labels[0], labels[1], labels[2]

@@ -18,23 +18,19 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TextIO
 
-from . import __version__
-from .build import (
-    build,
-    default_index_path,
-    ingest,
-    load_index,
-    load_related_index,
-    refresh_index_file,
-)
-from .check import check
-from .corpus import DEFAULT_MAX_CHARS, read_records
-from .pipeline import Analyzer
-from .recommend import MODES, Match, Recommender, UnknownDocumentError
-from .runners import RUNNERS, JobsError
-from .simhash import fingerprint_hex
-from .store import NotBuiltError, SchemaOutOfDateError, Store, resolve_db_url
-from .tokenize import TokenizerUnavailableError
+from textrec import __version__
+from textrec.artifacts.indexes import StoreIndexes, default_index_path
+from textrec.check import check
+from textrec.content.analyzer import Analyzer
+from textrec.content.scheme import analyzer_for
+from textrec.content.simhash import fingerprint_hex
+from textrec.content.tokenize import TokenizerUnavailableError
+from textrec.pipeline.build import build, refresh_index_file
+from textrec.pipeline.ingest import ingest
+from textrec.pipeline.records import DEFAULT_MAX_CHARS, read_records
+from textrec.pipeline.runners import RUNNERS, JobsError
+from textrec.recommend import MODES, Match, Recommender, UnknownDocumentError
+from textrec.store.sql import NotBuiltError, SchemaOutOfDateError, Store, resolve_db_url
 
 __all__ = ["main"]
 
@@ -61,7 +57,8 @@ def _print_matches(out: TextIO, query: str, title: str | None, matches: list[Mat
     for rank, m in enumerate(matches, start=1):
         shared = f"  [{', '.join(m.shared_terms)}]" if m.shared_terms else ""
         out.write(
-            f"  {rank:>4}  {m.id:<{width}}  {m.distance:>4}  {m.score:>6.3f}  "
+            f"  {rank:>4}  {m.id:<{width}}  {'-' if m.distance is None else m.distance:>4}  "
+            f"{m.score:>6.3f}  "
             f"{m.title or ''}{shared}\n"
         )
 
@@ -128,7 +125,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             )
         report = build(store, index_path=args.index, progress=not args.quiet)
     else:
-        from .runners import build_with_runner, fingerprint_new_with_runner
+        from textrec.pipeline.runners import build_with_runner, fingerprint_new_with_runner
 
         options = {"index_path": args.index, "conf_path": args.mrjob_conf, "cores": args.cores}
         if args.append:
@@ -220,7 +217,8 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     if current is None:
         raise NotBuiltError(store.url)
 
-    fp = Analyzer().fingerprint_text(text, current[0])
+    analyzer = analyzer_for(store.scheme(), where=store.url)
+    fp = analyzer.fingerprint_text(text, current[0])
     print(fingerprint_hex(fp))
     return 0
 
@@ -237,8 +235,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     else:
         snapshot, scheme = current
         path = args.index or default_index_path(store)
-        index = load_index(store, path)
-        related = load_related_index(store, snapshot, scheme, Analyzer(), path)
+        indexes = StoreIndexes.open(store, analyzer_for(scheme, where=store.url), path)
+        index, related = indexes.hamming, indexes.related
         stats.update(
             snapshot=snapshot.id,
             scheme=scheme,
@@ -288,8 +286,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EvalCorpus, evaluate, near_duplicate_quality
-    from .tfidf import Weighting
+    from textrec.content.tfidf import Weighting
+    from textrec.evaluation.quality import EvalCorpus, evaluate, near_duplicate_quality
 
     weighting = Weighting(
         tf=args.tf, min_term_length=args.min_term_length, max_df_ratio=args.max_df
@@ -386,7 +384,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .server import create_app
+        from textrec.serve.app import create_app
     except ImportError as exc:
         raise CliError(
             f"serving needs the 'serve' extra ({exc.name} is missing): pip install 'textrec[serve]'"
@@ -703,7 +701,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

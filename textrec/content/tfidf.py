@@ -51,13 +51,26 @@ _FORMAT = "textrec-df/1"
 
 _batch: Any
 try:
-    from . import _batch
+    from textrec import _batch
 except ImportError:  # pragma: no cover - not built here; the Python loop counts the same
     _batch = None
 
 # Collections whose items are distinct already: a document's term counts (a dict iterates over
 # its terms) or their keys, sets.
 _DISTINCT: tuple[type, ...] = (dict, set, frozenset, type({}.keys()))
+
+
+def _distinct(terms: Iterable[str], position: int) -> Iterable[str]:
+    """A document's distinct terms; a string in place of its terms is refused."""
+    if type(terms) in _DISTINCT:
+        return terms
+    if isinstance(terms, str):
+        raise TypeError(
+            f"document {position} is a string ({terms[:20]!r}), not a collection of its "
+            f"terms: its characters would be counted as terms. Pass its terms "
+            f"(Analyzer().term_counts(text), or a list of words)"
+        )
+    return set(terms)
 
 
 class DFSnapshotError(ValueError):
@@ -156,19 +169,30 @@ class DFSnapshot:
 
     @classmethod
     def from_documents(cls, documents: Iterable[Iterable[str]]) -> DFSnapshot:
-        """Count each document's distinct terms once."""
+        """Count each document's distinct terms once.
+
+        ``documents`` holds one collection of terms a document (a list of terms, or term
+        counts such as :meth:`~textrec.content.analyzer.Analyzer.term_counts` returns); a
+        string in their place is refused (TypeError), since its characters would be counted
+        as terms.
+        """
+        if isinstance(documents, str):
+            raise TypeError(
+                "an iterable of documents' terms was expected, a string was received: pass "
+                "[terms of document 1, terms of document 2, ...]"
+            )
         df: dict[str, int] = {}
         n = 0
-        if _batch is not None:  # the compiled loop, a few thousand documents a call
-            it = iter(documents)
-            while chunk := [t if type(t) in _DISTINCT else set(t) for t in islice(it, 4096)]:
+        it = iter(documents)
+        while chunk := [_distinct(t, n + i) for i, t in enumerate(islice(it, 4096))]:
+            if _batch is not None:  # the compiled loop, a few thousand documents a call
                 n += _batch.count_df(chunk, df)
-            return cls(n_docs=n, df=df)
-        get = df.get
-        for terms in documents:
-            n += 1
-            for term in terms if type(terms) in _DISTINCT else set(terms):
-                df[term] = get(term, 0) + 1
+                continue
+            get = df.get
+            for terms in chunk:
+                for term in terms:
+                    df[term] = get(term, 0) + 1
+            n += len(chunk)
         return cls(n_docs=n, df=df)
 
     def __len__(self) -> int:

@@ -1,13 +1,13 @@
 """Run the build as mrjob jobs: inline, local, Spark, Hadoop or EMR.
 
-``textrec build --runner R`` does what :func:`textrec.build.build` does, with the two heavy
+``textrec build --runner R`` does what :func:`textrec.pipeline.build.build` does, with the two heavy
 passes run as the jobs of ``jobs/``:
 
 1. the stored documents are exported to a temporary JSON Lines file (or ``--input`` files,
    which must hold exactly the stored documents, are used as they are);
-2. :class:`jobs.df.MRDocumentFrequency` counts N and df(term): its output is the canonical
-   :class:`~textrec.tfidf.DFSnapshot`, with the same id as the in-process build;
-3. :class:`jobs.fingerprint.MRFingerprint` fingerprints every document under that snapshot,
+2. :class:`textrec.jobs.df.MRDocumentFrequency` counts N and df(term): its output is the canonical
+   :class:`~textrec.content.tfidf.DFSnapshot`, with the same id as the in-process build;
+3. :class:`textrec.jobs.fingerprint.MRFingerprint` fingerprints every document under that snapshot,
    which travels to the tasks as a file;
 4. the fingerprints are loaded into the store under the new snapshot, which is then made
    current in one transaction (readers never see a mix of snapshots), and the index files
@@ -27,6 +27,7 @@ the executors, no Spark UI and the loopback address.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -37,10 +38,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .build import BuildReport, refresh_index_file
-from .simhash import check_scheme, parse_fingerprint
-from .store import NotBuiltError, Store, StoredDocument
-from .tfidf import DFSnapshot
+from textrec.content.analyzer import Analyzer
+from textrec.content.scheme import analyzer_for
+from textrec.content.simhash import SCHEME, check_scheme, parse_fingerprint
+from textrec.content.tfidf import DFSnapshot
+from textrec.pipeline.build import BuildReport, refresh_index_file, run_build
+from textrec.store.sql import NotBuiltError, Store, StoredDocument
 
 __all__ = [
     "MRJOB_RUNNERS",
@@ -68,7 +71,7 @@ class JobsError(RuntimeError):
 
 @dataclass
 class JobsReport(BuildReport):
-    """A :class:`~textrec.build.BuildReport` plus what the jobs rejected."""
+    """A :class:`~textrec.pipeline.build.BuildReport` plus what the jobs rejected."""
 
     runner: str = "inline"
     bad_records: dict[str, int] = field(default_factory=dict)
@@ -114,7 +117,7 @@ def _environment(runner: str, conf_path: str | None) -> None:
 
 
 def _bad_records(counters: Iterable[dict[str, dict[str, int]]]) -> dict[str, int]:
-    from jobs._documents import COUNTER_GROUP
+    from textrec.jobs._documents import COUNTER_GROUP
 
     prefix = "bad records: "
     bad: dict[str, int] = {}
@@ -144,17 +147,18 @@ def run_df_job(
     *,
     conf_path: str | None = None,
     cores: int = 2,
+    scheme: str = SCHEME,
     extra_args: Sequence[str] = (),
 ) -> tuple[DFSnapshot, dict[str, int]]:
     """Run the DF job over JSONL files: ``(DF snapshot, bad records by kind)``.
 
     Empty input, or input without one valid document, gives the empty snapshot (N = 0).
     """
-    from jobs.df import MRDocumentFrequency
+    from textrec.jobs.df import MRDocumentFrequency
 
     _environment(runner, conf_path)
     args = job_args(runner, conf_path=conf_path, cores=cores, extra=extra_args)
-    job = MRDocumentFrequency(args=[*args, *inputs])
+    job = MRDocumentFrequency(args=[*args, "--scheme", scheme, *inputs])
     with job.make_runner() as mr:
         _run(mr, "DF", runner)
         output = b"".join(mr.cat_output()).strip()
@@ -171,6 +175,7 @@ def run_fingerprint_job(
     *,
     conf_path: str | None = None,
     cores: int = 2,
+    scheme: str = SCHEME,
     extra_args: Sequence[str] = (),
 ) -> tuple[list[dict[str, str]], dict[str, int]]:
     """Run the fingerprint job: ``(one dict per valid document, bad records by kind)``.
@@ -178,7 +183,12 @@ def run_fingerprint_job(
     Each dict has ``id``, ``fingerprint`` (16 hex digits), ``scheme`` and ``snapshot``.
     """
     bad: dict[str, int] = {}
-    options: dict[str, Any] = {"conf_path": conf_path, "cores": cores, "extra_args": extra_args}
+    options: dict[str, Any] = {
+        "conf_path": conf_path,
+        "cores": cores,
+        "scheme": scheme,
+        "extra_args": extra_args,
+    }
     lines = list(iter_fingerprint_job(inputs, snapshot_path, runner, bad=bad, **options))
     return lines, bad
 
@@ -191,15 +201,16 @@ def iter_fingerprint_job(
     bad: dict[str, int] | None = None,
     conf_path: str | None = None,
     cores: int = 2,
+    scheme: str = SCHEME,
     extra_args: Sequence[str] = (),
 ) -> Iterator[dict[str, str]]:
     """Run the fingerprint job and stream its output, one dict per document, without
     holding it in memory; ``bad`` (when given) receives the bad records by kind."""
-    from jobs.fingerprint import MRFingerprint
+    from textrec.jobs.fingerprint import MRFingerprint
 
     _environment(runner, conf_path)
     args = job_args(runner, conf_path=conf_path, cores=cores, extra=extra_args)
-    job = MRFingerprint(args=[*args, "--df-snapshot", snapshot_path, *inputs])
+    job = MRFingerprint(args=[*args, "--df-snapshot", snapshot_path, "--scheme", scheme, *inputs])
     with job.make_runner() as mr:
         _run(mr, "fingerprint", runner)
         if bad is not None:
@@ -232,9 +243,13 @@ def _store_fingerprints(
     snapshot: DFSnapshot,
     scheme: str,
     *,
+    removed_ok: bool,
     batch_size: int = 5000,
 ) -> int:
-    """Put the job's fingerprints into the store under ``snapshot``; returns how many."""
+    """Put the job's fingerprints into the store under ``snapshot``; returns how many.
+
+    ``removed_ok``: the input was exported from the store, so a document missing from it now
+    was removed meanwhile and is skipped; otherwise (``--input`` files) it is an error."""
     written = 0
     for batch in _batches(lines, batch_size):
         for line in batch:
@@ -253,7 +268,9 @@ def _store_fingerprints(
             )
         ids = store.internal_ids(external)
         missing = [line["id"] for line in batch if line["id"] not in ids]
-        if missing:
+        if missing and removed_ok:
+            batch = [line for line in batch if line["id"] in ids]
+        elif missing:
             raise JobsError(
                 f"{len(missing)} fingerprinted document(s) are not in the store "
                 f"(first: {missing[0]!r}); ingest them first, or build without --input"
@@ -261,6 +278,85 @@ def _store_fingerprints(
         pairs = [(ids[line["id"]], parse_fingerprint(line["fingerprint"])) for line in batch]
         written += store.put_fingerprints(snapshot.id, scheme, pairs)
     return written
+
+
+class JobPasses:
+    """The two passes of :func:`~textrec.pipeline.build.run_build` as the mrjob jobs.
+
+    The stored documents are exported once to a temporary JSON Lines file for both jobs, or
+    ``inputs`` (files that must hold exactly the stored documents) are read as they are. The
+    store is only written once a job has succeeded and its output fits the store.
+    """
+
+    def __init__(
+        self,
+        runner: str,
+        *,
+        inputs: Sequence[str] | None = None,
+        conf_path: str | None = None,
+        cores: int = 2,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        job_args(runner, conf_path=conf_path, cores=cores)  # refuses bad settings at once
+        self.name = runner
+        self.inputs = list(inputs) if inputs is not None else None
+        self.options: dict[str, Any] = {
+            "conf_path": conf_path,
+            "cores": cores,
+            "extra_args": extra_args,
+        }
+        self.bad_records: dict[str, int] = {}
+        self._tmp = ""
+        self._files: list[str] = []
+        self._expected = 0
+
+    @contextlib.contextmanager
+    def session(self, store: Store, analyzer: Analyzer) -> Iterator[None]:
+        with tempfile.TemporaryDirectory(prefix="textrec-jobs-") as tmp:
+            self._tmp = tmp
+            if self.inputs is None:
+                exported = os.path.join(tmp, "documents.jsonl")
+                self._expected = export_documents(store.iter_documents(), exported)
+                self._files = [exported]
+            else:
+                for path in self.inputs:
+                    if "://" not in path and not os.path.isfile(path):
+                        raise FileNotFoundError(f"{path}: no such input file")
+                self._expected = store.count_documents()
+                self._files = self.inputs
+            yield
+
+    def document_frequency(self, store: Store, analyzer: Analyzer) -> DFSnapshot:
+        snapshot, bad = run_df_job(self._files, self.name, scheme=analyzer.scheme, **self.options)
+        self.bad_records.update(bad)
+        if snapshot.n_docs != self._expected:
+            raise JobsError(
+                f"the DF job counted {snapshot.n_docs:,} valid documents but {store.url} holds "
+                f"{self._expected:,}: --input must hold exactly the stored documents "
+                f"(bad records: {bad or 'none'})"
+            )
+        return snapshot
+
+    def fingerprint(
+        self, store: Store, analyzer: Analyzer, snapshot: DFSnapshot, todo: set[int]
+    ) -> int:
+        snapshot_path = os.path.join(self._tmp, "df-snapshot.json")
+        snapshot.save(snapshot_path)
+        # Streamed into the store; the snapshot only becomes current once all are in.
+        lines = iter_fingerprint_job(
+            self._files, snapshot_path, self.name, scheme=analyzer.scheme, **self.options
+        )
+        done = _store_fingerprints(
+            store, lines, snapshot, analyzer.scheme, removed_ok=self.inputs is None
+        )
+        stored = store.count_fingerprints(snapshot.id)
+        if self.inputs is not None and (done != self._expected or stored != self._expected):
+            raise JobsError(
+                f"the fingerprint job fingerprinted {done:,} documents ({stored:,} distinct "
+                f"stored ones), expected each of the {self._expected:,} stored documents once: "
+                f"--input must hold exactly the stored documents"
+            )
+        return done
 
 
 def build_with_runner(
@@ -271,62 +367,21 @@ def build_with_runner(
     index_path: str | None = None,
     conf_path: str | None = None,
     cores: int = 2,
-    scheme: str | None = None,
+    analyzer: Analyzer | None = None,
     extra_args: Sequence[str] = (),
 ) -> JobsReport:
-    """:func:`textrec.build.build` with the DF and fingerprint passes run as mrjob jobs.
+    """:func:`textrec.pipeline.build.build` with the DF and fingerprint passes run as mrjob
+    jobs: the same sequence (:func:`~textrec.pipeline.build.run_build`), so documents
+    ingested while it runs get fingerprints too.
 
     ``inputs`` are JSONL files holding exactly the stored documents (same ids, titles and
-    texts); by default the stored documents are exported to a temporary file. The store is
-    only written once both jobs have succeeded and their output matches it.
+    texts); by default the stored documents are exported to a temporary file.
     """
-    from .simhash import SCHEME
-
-    scheme = scheme or SCHEME
-    total = store.count_documents()
-    if total == 0:
-        raise ValueError(f"{store.url} holds no documents: run `textrec ingest FILE` first.")
-    options: dict[str, Any] = {
-        "conf_path": conf_path,
-        "cores": cores,
-        "extra_args": extra_args,
-    }
-    with tempfile.TemporaryDirectory(prefix="textrec-jobs-") as tmp:
-        if inputs is None:
-            exported = os.path.join(tmp, "documents.jsonl")
-            export_documents(store.iter_documents(), exported)
-            inputs = [exported]
-        for path in inputs:
-            if "://" not in path and not os.path.isfile(path):
-                raise FileNotFoundError(f"{path}: no such input file")
-        snapshot, bad = run_df_job(inputs, runner, **options)
-        if snapshot.n_docs != total:
-            raise JobsError(
-                f"the DF job counted {snapshot.n_docs:,} valid documents but {store.url} holds "
-                f"{total:,}: --input must hold exactly the stored documents "
-                f"(bad records: {bad or 'none'})"
-            )
-        snapshot_path = os.path.join(tmp, "df-snapshot.json")
-        snapshot.save(snapshot_path)
-        status = store.snapshot_status(snapshot.id)
-        if status != ("ready", scheme) or store.current_snapshot_id() != snapshot.id:
-            store.begin_snapshot(snapshot, scheme)
-        # Streamed into the store; the snapshot only becomes current once all are in.
-        lines = iter_fingerprint_job(inputs, snapshot_path, runner, **options)
-        done = _store_fingerprints(store, lines, snapshot, scheme)
-        stored = store.count_fingerprints(snapshot.id)
-        if done != total or stored != total:
-            raise JobsError(
-                f"the fingerprint job fingerprinted {done:,} documents ({stored:,} distinct "
-                f"stored ones), expected each of the {total:,} stored documents once: "
-                f"--input must hold exactly the stored documents"
-            )
-    store.activate_snapshot(snapshot.id)
-    log.info(
-        "DF snapshot %s (%s): %d documents, %d terms", snapshot.id, runner, total, len(snapshot)
+    passes = JobPasses(
+        runner, inputs=inputs, conf_path=conf_path, cores=cores, extra_args=extra_args
     )
-    index_path = refresh_index_file(store, index_path)
-    return JobsReport(snapshot.id, snapshot.n_docs, len(snapshot), done, index_path, runner, bad)
+    report = run_build(store, passes, analyzer=analyzer, index_path=index_path)
+    return JobsReport(**vars(report), runner=runner, bad_records=passes.bad_records)
 
 
 def fingerprint_new_with_runner(
@@ -344,6 +399,7 @@ def fingerprint_new_with_runner(
     if current is None:
         raise NotBuiltError(store.url)
     snapshot, scheme = current
+    analyzer_for(scheme, where=store.url)  # a scheme the jobs can rebuild, or the reason
     done = 0
     bad: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="textrec-jobs-") as tmp:
@@ -357,10 +413,11 @@ def fingerprint_new_with_runner(
                 snapshot_path,
                 runner,
                 bad=bad,
+                scheme=scheme,
                 conf_path=conf_path,
                 cores=cores,
                 extra_args=extra_args,
             )
-            done = _store_fingerprints(store, lines, snapshot, scheme)
+            done = _store_fingerprints(store, lines, snapshot, scheme, removed_ok=True)
     index_path = refresh_index_file(store, index_path)
     return JobsReport(snapshot.id, snapshot.n_docs, len(snapshot), done, index_path, runner, bad)

@@ -3,8 +3,8 @@
 Scheme ``simhash64-v1``
 -----------------------
 Input: a document's terms with non-negative finite weights ``w(t)`` (TF-IDF, see
-:mod:`textrec.tfidf`). Terms are the normalised strings of :mod:`textrec.tokenize` (NFKC,
-lower-cased) and are hashed exactly as given.
+:mod:`textrec.content.tfidf`). Terms are the normalised strings of
+:mod:`textrec.content.tokenize` (NFKC, lower-cased) and are hashed exactly as given.
 
 1. **Hyperplane normal of a term.** ``D = SHA-512(UTF-8 bytes of t)``, 64 bytes. Byte ``j``
    (``j = 0 … 63``, in digest order), read unsigned as ``b_j ∈ [0, 255]``, gives component
@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .tfidf import DFSnapshot, tfidf_weights
+from textrec.content.tfidf import DFSnapshot, tfidf_weights
 
 _compiled: Any
 try:
-    from . import _batch as _compiled
+    from textrec import _batch as _compiled
 except ImportError:  # pragma: no cover - not built here; the numpy path gives the same values
     _compiled = None
 
@@ -128,7 +128,7 @@ def simhash_batch(weights_list: Sequence[Mapping[str, float]]) -> list[int]:
 
 
 def simhash_counts(counts_list: Sequence[Mapping[str, int]], snapshot: DFSnapshot) -> list[int]:
-    """:func:`simhash` of the default TF-IDF weights (:func:`~textrec.tfidf.tfidf_weights`)
+    """:func:`simhash` of the default TF-IDF weights (:func:`~textrec.content.tfidf.tfidf_weights`)
     of many documents' term counts under ``snapshot``: weights and fingerprints fused in the
     compiled helper where it is built, without building the weight dicts; otherwise
     ``simhash_batch`` of ``tfidf_weights``. The same values either way."""

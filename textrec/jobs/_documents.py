@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
-from textrec.corpus import RecordError, parse_record
-from textrec.pipeline import Analyzer
+from textrec.content.analyzer import Analyzer
+from textrec.content.simhash import SCHEME
+from textrec.pipeline.records import RecordError, parse_record
 
-__all__ = ["COUNTER_GROUP", "NO_TERMS", "document_terms", "reason_kind"]
+__all__ = ["COUNTER_GROUP", "NO_TERMS", "add_scheme_arg", "document_terms", "reason_kind"]
 
 COUNTER_GROUP = "textrec"
 NO_TERMS = "no terms (nouns) found in title or text"
@@ -20,6 +22,16 @@ NO_TERMS = "no terms (nouns) found in title or text"
 # Specifics that vary from record to record and would make one counter per record.
 _DETAIL = re.compile(r"(: |; |, got | at (byte|column) ).*$")
 _LENGTH = re.compile(r" is [\d,]+ characters long")
+
+
+def add_scheme_arg(job: Any) -> None:
+    """The ``--scheme NAME`` switch of both jobs: the store's scheme, from which each task
+    rebuilds its analyzer (:meth:`~textrec.content.analyzer.Analyzer.from_scheme`)."""
+    job.add_passthru_arg(
+        "--scheme",
+        default=SCHEME,
+        help=f"the fingerprint scheme of the store (default {SCHEME}); textrec build passes it",
+    )
 
 
 def reason_kind(reason: str) -> str:

@@ -1,6 +1,6 @@
 """Per-document steps of the pipeline: terms, TF-IDF weights, fingerprint.
 
-These functions are the whole algorithm; the in-process build (:mod:`textrec.build`), the
+These functions are the whole algorithm; the in-process build (:mod:`textrec.pipeline.build`), the
 mrjob jobs (``jobs/``) and the query paths call them, so every runner computes the same terms,
 weights and fingerprints. Each depends only on the document and, for weights and fingerprint,
 on a DF snapshot.
@@ -14,9 +14,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .simhash import SCHEME, simhash, simhash_batch, simhash_counts
-from .tfidf import DFSnapshot, Weighting, tfidf_weights
-from .tokenize import Tokenizer, default_tokenizer
+from textrec.content.scheme import SchemeSettings, parse_scheme, scheme_name
+from textrec.content.simhash import simhash, simhash_batch, simhash_counts
+from textrec.content.tfidf import DFSnapshot, Weighting, tfidf_weights
+from textrec.content.tokenize import (
+    MecabNounTokenizer,
+    Tokenizer,
+    default_tokenizer,
+    whitespace_tokenizer,
+)
 
 __all__ = ["Analyzer"]
 
@@ -27,10 +33,11 @@ class Analyzer:
 
     ``tokenizer`` defaults to the Mecab noun tokenizer (created on first use).
     ``title_weight`` counts each title term that many times (1: a title term counts like a
-    body term). ``scheme`` names the fingerprint scheme that this combination produces; with
-    non-default weighting or title weight it defaults to ``simhash64-v1+<choices>``, so
-    fingerprints of different choices are never mixed. Pass your own ``scheme`` name with a
-    custom tokenizer.
+    body term). ``scheme`` names the fingerprint scheme that this combination produces
+    (:mod:`textrec.content.scheme`): by default it is derived from the settings, for example
+    ``simhash64-v1+tf=log``, so fingerprints of different choices are never mixed, and
+    :meth:`from_scheme` turns such a name back into the analyzer. A tokenizer of your own
+    must be given a ``scheme`` name of your own.
     """
 
     tokenizer: Tokenizer | None = None
@@ -42,10 +49,26 @@ class Analyzer:
         if not isinstance(self.title_weight, int) or self.title_weight < 0:
             raise ValueError(f"title_weight must be a whole number >= 0, got {self.title_weight!r}")
         if not self.scheme:
-            tag = self.weighting.tag
-            if self.title_weight != 1:
-                tag = ",".join(filter(None, [tag, f"title={self.title_weight}"]))
-            self.scheme = f"{SCHEME}+{tag}" if tag else SCHEME
+            if self.tokenizer is None or isinstance(self.tokenizer, MecabNounTokenizer):
+                name = "mecab"
+            elif self.tokenizer is whitespace_tokenizer:
+                name = "whitespace"
+            else:
+                raise ValueError(
+                    f"a custom tokenizer ({self.tokenizer!r}) makes other terms and "
+                    f"fingerprints than Mecab: name its scheme, for example "
+                    f"Analyzer(tokenizer=..., scheme='my-tokenizer-v1')"
+                )
+            self.scheme = scheme_name(SchemeSettings(name, self.weighting, self.title_weight))
+
+    @classmethod
+    def from_scheme(cls, scheme: str) -> Analyzer:
+        """The analyzer that makes ``scheme``; raises
+        :class:`~textrec.content.scheme.SchemeUnavailableError` for a name that
+        :func:`~textrec.content.scheme.scheme_name` does not write (a custom tokenizer's)."""
+        settings = parse_scheme(scheme)
+        tokenizer = whitespace_tokenizer if settings.tokenizer == "whitespace" else None
+        return cls(tokenizer, settings.weighting, settings.title_weight)
 
     def _tokenize(self, text: str) -> list[str]:
         if self.tokenizer is None:

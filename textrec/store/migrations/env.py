@@ -1,4 +1,4 @@
-"""Alembic environment for textrec's store; run through :meth:`textrec.store.Store.upgrade`
+"""Alembic environment for textrec's store; run through :meth:`textrec.store.sql.Store.upgrade`
 or ``textrec migrate`` (no alembic.ini needed)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from textrec.store import Base
+from textrec.store.sql import Base
 
 config = context.config
 

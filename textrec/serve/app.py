@@ -39,10 +39,11 @@ from pydantic import BaseModel, Field
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
-from .corpus import DuplicateKeyError, no_duplicate_keys
-from .recommend import Match, Recommender, UnknownDocumentError
-from .store import SnapshotChangedError
+from textrec import __version__
+from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
+from textrec.recommend import Match, Recommender, UnknownDocumentError
+from textrec.sources import describe_modes
+from textrec.store.sql import SnapshotChangedError
 
 
 class _AnyId(Convertor[str]):
@@ -84,8 +85,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class MatchOut(BaseModel):
     id: str
     title: str | None
-    distance: int = Field(description="Hamming distance of the 64-bit fingerprints, 0..64")
-    score: float = Field(description="estimated cosine similarity, cos(pi * distance / 64)")
+    distance: int | None = Field(
+        description="Hamming distance between the 64-bit fingerprints of the query and the "
+        "result, 0..64, whatever the mode ranked by; null when the result has no fingerprint "
+        "in the index (removed meanwhile)"
+    )
+    score: float = Field(description="the score the mode ranked by. " + describe_modes())
     shared_terms: list[str] = Field(description="the shared terms that weigh most in the match")
 
 

@@ -10,8 +10,7 @@ almost exactly, in a few milliseconds at a million documents:
   ``top_terms`` terms; quantise each value to one byte on a log scale
   (``LUT[c] = exp(ln(1e-4) · (1 − (c − 1)/254))``, relative error within ±1.8 %).
 - **Postings**: for every term, the documents that kept it, as (row uint32, impact uint8):
-  5 bytes per kept term, at most ``5 · top_terms`` bytes per document (27 bytes amortised on
-  the 766k-document scale test, whose distractors are short).
+  5 bytes per kept term, at most ``5 · top_terms`` bytes per document.
 - **Query**: the query's *full* TF-IDF vector, normalised; for every query term, add
   ``q_t · LUT[impact]`` into a per-document accumulator over its postings, then take the top
   k (ties: the smaller document id). This is the exact top k of the cosine between the query
@@ -21,9 +20,9 @@ almost exactly, in a few milliseconds at a million documents:
   there are more than ``max_segments``); **remove** sets a tombstone. A new DF snapshot needs
   a rebuild, which :class:`~textrec.recommend.Recommender` does from the store.
 
-Measured against exact cosine over full vectors (400 petition queries, 766,051 documents:
-petitions + news headlines + movie reviews): recall@10 0.949, topic precision@10 0.963 × exact
-cosine's, p50 6.6–8.6 ms on one core (see ``bench/README.md``).
+Its recall of the exact cosine, its topic precision, latency and bytes per document are
+measured by ``textrec eval`` (``bench/quality.py``); the figures are in ``bench/README.md``,
+"Related-post quality".
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from ._atomic import atomic_write
+from textrec.artifacts.atomic import atomic_write
 
 __all__ = ["DEFAULT_TOP_TERMS", "IMPACT_LUT", "RelatedIndex", "quantize_impacts"]
 
@@ -120,7 +119,7 @@ class _Segment:
 # order and so give identical scores.
 _compiled: Any
 try:
-    from . import _related as _compiled
+    from textrec import _related as _compiled
 except ImportError:  # pragma: no cover - exercised by setting _kernels = None in the tests
     _compiled = None
 _kernels: Any = _compiled
@@ -309,7 +308,7 @@ class RelatedIndex:
 
     # persistence -----------------------------------------------------------------------------
 
-    def save(self, path: str, *, scheme: str, snapshot_id: str) -> None:
+    def save(self, path: str, *, scheme: str, snapshot_id: str, provenance: str = "") -> None:
         """Write the index (compacted) to ``path`` atomically (:func:`atomic_write`: a crash
         leaves the old file or the new one). Format: an uncompressed ``.npz`` (every
         member CRC-checked on load) with the format version, scheme, DF snapshot id, top
@@ -326,6 +325,7 @@ class RelatedIndex:
             "scheme": scheme,
             "snapshot_id": snapshot_id,
             "top_terms": self.top_terms,
+            "provenance": provenance,
         }
         vocab = json.dumps(list(self._term_ids), ensure_ascii=False).encode("utf-8")
 
@@ -346,7 +346,8 @@ class RelatedIndex:
     @classmethod
     def load(cls, path: str) -> tuple[RelatedIndex, dict[str, object]]:
         """Read an index written by :meth:`save`: ``(index, header)``; the header holds the
-        scheme and DF snapshot id, for the caller to check against the store."""
+        scheme, DF snapshot id and provenance (what it was made from, as given to
+        :meth:`save`), for the caller to check against the store."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(bytes(z["header"]).decode())

@@ -1,0 +1,7 @@
+"""``python -m textrec``: the ``textrec`` command line."""
+
+import sys
+
+from textrec.cli import main
+
+sys.exit(main())

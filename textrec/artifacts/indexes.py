@@ -1,0 +1,198 @@
+"""The two index files beside a SQLite database, under the lifecycle of :mod:`textrec.artifacts`.
+
+- ``<database>.index``: the :class:`~textrec.content.hamming.HammingIndex` of the current
+  snapshot's fingerprints;
+- ``<database>.index.related``: the :class:`~textrec.content.related.RelatedIndex` of the
+  documents' TF-IDF weights.
+
+:class:`StoreIndexes` opens both (from their files when those match the store or can be
+caught up with it, else from the store) and saves both with the stamp they were made at.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from textrec.artifacts import open_derived
+from textrec.content.analyzer import Analyzer
+from textrec.content.hamming import HammingIndex
+from textrec.content.related import RelatedIndex
+from textrec.content.tfidf import DFSnapshot
+from textrec.store.sql import NotBuiltError, Store, StoreStamp
+
+__all__ = [
+    "StoreIndexes",
+    "build_related_index",
+    "default_index_path",
+    "index_from_store",
+    "related_path",
+]
+
+log = logging.getLogger(__name__)
+
+
+def default_index_path(store: Store) -> str | None:
+    """``<database file>.index`` beside a SQLite database file, else None."""
+    path = store.sqlite_path
+    return f"{path}.index" if path else None
+
+
+def related_path(index_path: str) -> str:
+    """The related-posts index file that goes with an index file."""
+    return f"{index_path}.related"
+
+
+def index_from_store(store: Store, snapshot_id: str, scheme: str) -> HammingIndex:
+    """The Hamming index of a snapshot's stored fingerprints."""
+    ids, codes, stored_scheme = store.fingerprints(snapshot_id)
+    index = HammingIndex(scheme=stored_scheme or scheme, snapshot_id=snapshot_id)
+    index.add(ids, codes)
+    return index
+
+
+def _weights_of(
+    store: Store, doc_ids: list[int], snapshot: DFSnapshot, analyzer: Analyzer
+) -> tuple[list[int], list[dict[str, float]]]:
+    """The TF-IDF weights of stored documents (those still stored), from their term counts."""
+    docs = store.get_documents(doc_ids)
+    kept = [i for i in doc_ids if i in docs]
+    weights = []
+    for doc_id in kept:
+        doc = docs[doc_id]
+        terms = doc.terms if doc.terms is not None else analyzer.term_counts(doc.text, doc.title)
+        weights.append(analyzer.weights(terms, snapshot))
+    return kept, weights
+
+
+def build_related_index(
+    store: Store, snapshot: DFSnapshot, analyzer: Analyzer, *, batch_size: int = 20_000
+) -> RelatedIndex:
+    """A :class:`~textrec.content.related.RelatedIndex` of every stored document under
+    ``snapshot``, from the term counts stored with each document."""
+    related = RelatedIndex(snapshot.df.keys())
+    ids: list[int] = []
+    weights: list[dict[str, float]] = []
+    for doc_id, terms, title, text in store.iter_terms():
+        if terms is None:
+            terms = analyzer.term_counts(text or "", title)
+        ids.append(doc_id)
+        weights.append(analyzer.weights(terms, snapshot))
+        if len(ids) >= batch_size:
+            related.add(ids, weights)
+            ids, weights = [], []
+    related.add(ids, weights)
+    related.compact()
+    return related
+
+
+def _read_hamming(path: str) -> tuple[HammingIndex, str, str, str]:
+    index = HammingIndex.load(path)
+    return index, index.scheme, index.snapshot_id, index.provenance
+
+
+def _read_related(path: str) -> tuple[RelatedIndex, str, str, str]:
+    related, header = RelatedIndex.load(path)
+    return (
+        related,
+        str(header.get("scheme")),
+        str(header.get("snapshot_id")),
+        str(header.get("provenance") or ""),
+    )
+
+
+@dataclass
+class StoreIndexes:
+    """Both indexes of a store's current snapshot, and the stamp they match.
+
+    ``stamp`` was read before any of their data, so the indexes hold at least every write up
+    to it; ``changed`` says whether they differ from their files (caught up, rebuilt, or
+    written to since).
+    """
+
+    snapshot: DFSnapshot
+    scheme: str
+    stamp: StoreStamp
+    hamming: HammingIndex
+    related: RelatedIndex
+    changed: bool
+
+    @classmethod
+    def open(cls, store: Store, analyzer: Analyzer, index_path: str | None) -> StoreIndexes:
+        """Open both indexes (see the module docstring); raises
+        :class:`~textrec.store.sql.NotBuiltError` before the first build."""
+        stamp = store.stamp()
+        current = store.current_snapshot()
+        if current is None:
+            raise NotBuiltError(store.url)
+        snapshot, scheme = current
+        stored: list[npt.NDArray[np.int64]] = []
+
+        def stored_ids() -> npt.NDArray[np.int64]:
+            if not stored:
+                stored.append(store.fingerprinted_ids(snapshot.id))
+            return stored[0]
+
+        def catch_up_hamming(index: HammingIndex) -> bool:
+            target = stored_ids()
+            added = np.setdiff1d(target, index.ids, assume_unique=True)
+            if len(added) > len(target) // 2:  # rebuilding costs no more then
+                return False
+            index.remove(np.setdiff1d(index.ids, target, assume_unique=True))
+            ids, codes, _ = store.fingerprints(snapshot.id, only=added.tolist())
+            index.add(ids, codes)
+            return bool(np.array_equal(index.ids, target))
+
+        hamming, same = open_derived(
+            index_path,
+            what="index file",
+            read=_read_hamming,
+            expect=(scheme, snapshot.id),
+            stamp=stamp,
+            catch_up=catch_up_hamming,
+            build=lambda: index_from_store(store, snapshot.id, scheme),
+        )
+        if not same:  # the Hamming index was just made to match the store's ids
+            stored[:] = [hamming.ids]
+
+        def catch_up_related(related: RelatedIndex) -> bool:
+            target = stored_ids()
+            ids, dead = related.document_ids()
+            added = np.setdiff1d(target, ids, assume_unique=True)
+            if len(added) and len(ids) and added[0] <= ids[-1]:
+                return False  # fingerprinted out of id order: the index only appends
+            if len(added) > len(target) // 2:
+                return False
+            related.remove(np.setdiff1d(ids[~dead], target, assume_unique=True).tolist())
+            for start in range(0, len(added), 5000):
+                related.add(
+                    *_weights_of(store, added[start : start + 5000].tolist(), snapshot, analyzer)
+                )
+            live_ids, live_dead = related.document_ids()
+            return bool(np.array_equal(live_ids[~live_dead], target))
+
+        related, same_related = open_derived(
+            related_path(index_path) if index_path is not None else None,
+            what="related-posts index file",
+            read=_read_related,
+            expect=(scheme, snapshot.id),
+            stamp=stamp,
+            catch_up=catch_up_related,
+            build=lambda: build_related_index(store, snapshot, analyzer),
+        )
+        return cls(snapshot, scheme, stamp, hamming, related, not (same and same_related))
+
+    def save(self, index_path: str) -> None:
+        """Write both files (each atomically), recording the stamp they match."""
+        self.hamming.provenance = self.stamp.label
+        self.hamming.save(index_path)
+        self.related.save(
+            related_path(index_path),
+            scheme=self.scheme,
+            snapshot_id=self.snapshot.id,
+            provenance=self.stamp.label,
+        )
+        self.changed = False

@@ -1,0 +1,5 @@
+"""The ``textrec`` command line."""
+
+from textrec.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Offline evaluation of the retrieval modes (``textrec eval``), apart from the modes."""

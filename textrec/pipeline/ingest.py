@@ -1,0 +1,170 @@
+"""Ingest: validate records, extract their terms once, store them; fingerprint at once.
+
+Each record's terms are computed once and stored with the document. When the store already
+has a DF snapshot, the batch is fingerprinted against it in the same transaction, so an
+appended document is immediately searchable (a ``Recommender`` adds it to its indexes through
+``on_stored``). The analyzer is the store's (:func:`~textrec.content.scheme.analyzer_for`):
+a request under another scheme is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from textrec.content.analyzer import Analyzer
+from textrec.content.scheme import analyzer_for
+from textrec.content.tfidf import DFSnapshot
+from textrec.pipeline.records import Record, RecordError
+from textrec.store.sql import DuplicateIdError, NewDocument, SnapshotChangedError, Store
+
+__all__ = ["IngestReport", "ingest"]
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT_RETRIES = 5
+
+
+@dataclass
+class IngestReport:
+    """What an ingest stored and what it rejected."""
+
+    stored: list[str] = field(default_factory=list)
+    rejected: list[RecordError] = field(default_factory=list)
+    fingerprinted: int = 0
+
+
+def _batches(
+    items: Iterable[Record | RecordError], size: int
+) -> Iterator[list[Record | RecordError]]:
+    batch: list[Record | RecordError] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def ingest(
+    store: Store,
+    records: Iterable[Record | RecordError],
+    *,
+    analyzer: Analyzer | None = None,
+    batch_size: int = 500,
+    progress: bool = False,
+    on_stored: Callable[[list[int], list[int], list[dict[str, int]]], None] | None = None,
+    under_snapshot: tuple[DFSnapshot, str] | None = None,
+) -> IngestReport:
+    """Store valid records in transactions of ``batch_size``; collect the rejected ones.
+
+    A record is rejected when it is malformed (see :mod:`textrec.pipeline.records`), has no
+    terms, or its id is already stored or appeared earlier in this ingest.
+    ``on_stored(ids, fps, terms)`` is called after each committed batch that was fingerprinted
+    (the Recommender adds them to its indexes there).
+    """
+    analyzer = analyzer_for(store.scheme(), analyzer, where=store.url)
+    report = IngestReport()
+    seen: set[str] = set()
+    # ``under_snapshot=(DFSnapshot, scheme)``: fingerprint under this one instead of reading
+    # (and parsing) the store's current snapshot; the Recommender passes the one its index
+    # uses, which also keeps appended fingerprints comparable with its index.
+    current = under_snapshot if under_snapshot is not None else store.current_snapshot()
+    bar = tqdm(desc="ingest", unit="doc", disable=not progress, leave=False)
+    for batch in _batches(records, batch_size):
+        good: list[Record] = []
+        for item in batch:
+            if isinstance(item, RecordError):
+                report.rejected.append(item)
+            elif item.id in seen:
+                report.rejected.append(
+                    RecordError(item.source, item.line, "duplicate id in this input", item.id)
+                )
+            else:
+                seen.add(item.id)
+                good.append(item)
+        already = store.existing_external_ids([r.id for r in good])
+        docs: list[NewDocument] = []
+        kept: list[Record] = []
+        for r in good:
+            if r.id in already:
+                report.rejected.append(RecordError(r.source, r.line, "id already stored", r.id))
+                continue
+            terms = analyzer.term_counts(r.text, r.title)
+            if not terms:
+                report.rejected.append(
+                    RecordError(r.source, r.line, "no terms (nouns) found in title or text", r.id)
+                )
+                continue
+            docs.append(NewDocument(r.id, r.text, r.title, r.meta, terms))
+            kept.append(r)
+        if docs:
+            fps: list[int] | None = None
+            fp_arg = None
+            if current is not None:
+                snapshot, scheme = current
+                fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
+                fp_arg = (snapshot.id, scheme, fps)
+            try:
+                for attempt in range(_SNAPSHOT_RETRIES):
+                    try:
+                        ids = store.add_documents(
+                            docs,
+                            fingerprints=fp_arg,
+                            require_no_snapshot=True,
+                            scheme=analyzer.scheme,
+                        )
+                        break
+                    except SnapshotChangedError:
+                        # A build activated another snapshot: fingerprint under it instead.
+                        # The Recommender's index is tied to its snapshot: it must reload.
+                        if under_snapshot is not None or attempt == _SNAPSHOT_RETRIES - 1:
+                            raise
+                        current = store.current_snapshot()
+                        fps, fp_arg = None, None
+                        if current is not None:
+                            snapshot, scheme = current
+                            fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
+                            fp_arg = (snapshot.id, scheme, fps)
+            except DuplicateIdError as exc:  # a concurrent writer took an id meanwhile
+                clash = set(exc.ids)
+                for r in kept:
+                    if r.id in clash:
+                        report.rejected.append(
+                            RecordError(r.source, r.line, "id already stored", r.id)
+                        )
+                keep = [i for i, r in enumerate(kept) if r.id not in clash]
+                docs = [docs[i] for i in keep]
+                kept = [kept[i] for i in keep]
+                if fps is not None and fp_arg is not None:
+                    fps = [fps[i] for i in keep]
+                    fp_arg = (fp_arg[0], fp_arg[1], fps)
+                ids = (
+                    store.add_documents(
+                        docs, fingerprints=fp_arg, require_no_snapshot=True, scheme=analyzer.scheme
+                    )
+                    if docs
+                    else []
+                )
+            report.stored.extend(r.id for r in kept)
+            if kept:  # the acknowledgement: these documents are committed (see RELIABILITY.md)
+                last = kept[-1]
+                log.info(
+                    "committed %d document(s) through %s:%d (id %r)",
+                    len(kept),
+                    last.source,
+                    last.line,
+                    last.id,
+                )
+            if fps is not None:
+                report.fingerprinted += len(fps)
+                if on_stored is not None:
+                    on_stored(ids, fps, [d.terms or {} for d in docs])
+        bar.update(len(batch))
+    bar.close()
+    report.rejected.sort(key=lambda e: (e.source, e.line))
+    return report

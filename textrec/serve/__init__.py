@@ -1,0 +1,1 @@
+"""The HTTP API and the web page (``textrec serve``; needs the ``serve`` extra)."""
