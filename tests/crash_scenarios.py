@@ -1,7 +1,7 @@
 """``kill -9`` scenarios, shared by ``tests/test_crash.py`` (a few kills each, in CI) and
 ``bench/crash_loop.py`` (many kills each, figures in RELIABILITY.md).
 
-Each scenario runs the real CLI as a subprocess (``python -m textrec.cli``) on a SQLite file,
+Each scenario runs the real CLI as a subprocess (``python -m textrec``) on a SQLite file,
 sends SIGKILL after a random (seeded) delay, and then verifies what must hold after a crash,
 raising ``AssertionError`` naming what broke:
 
@@ -38,8 +38,8 @@ import numpy as np
 
 from textrec import Store, build, ingest, read_records
 from textrec.check import check
-from textrec.index import HammingIndex
-from textrec.related import RelatedIndex
+from textrec.content.hamming import HammingIndex
+from textrec.content.related import RelatedIndex
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "petitions_300.jsonl"
@@ -47,7 +47,7 @@ FIXTURE = REPO / "tests" / "fixtures" / "petitions_300.jsonl"
 # timing runs, a late kill finds it finished and does not count. Up to this many attempts per
 # kill keep late kills (in the final renames) without failing on a fast machine.
 ATTEMPTS_PER_KILL = 4
-CLI = [sys.executable, "-m", "textrec.cli"]
+CLI = [sys.executable, "-m", "textrec"]
 ACK = re.compile(r"committed (\d+) document\(s\) through (.+):(\d+) \(id '(.*)'\)$")
 
 
@@ -343,8 +343,8 @@ def build_scenario(
 
 _WRITER = """
 import sys
-from textrec.index import HammingIndex
-from textrec.related import RelatedIndex
+from textrec.content.hamming import HammingIndex
+from textrec.content.related import RelatedIndex
 target, a, b, big_target, big_a, big_b = sys.argv[1:]
 pairs = [
     (target, HammingIndex.load(a), HammingIndex.load(b)),
@@ -357,7 +357,12 @@ while True:
     for path, x, y in pairs:
         (x if i % 2 else y).save(path)
     r, header = related[i % 2]
-    r.save(target + ".related", scheme=header["scheme"], snapshot_id=header["snapshot_id"])
+    r.save(
+        target + ".related",
+        scheme=header["scheme"],
+        snapshot_id=header["snapshot_id"],
+        provenance=header["provenance"],
+    )
     i += 1
 """
 

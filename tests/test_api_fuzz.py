@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 from textrec import Recommender, Store, build, ingest, read_records  # noqa: E402
-from textrec.server import create_app  # noqa: E402
+from textrec.serve.app import create_app  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "petitions_300.jsonl"
 TOKEN = "fuzz-token"
@@ -76,7 +76,15 @@ def test_api_conforms_and_never_fails(api_schema, mode: GenerationMode) -> None:
     strategy = st.one_of([op.as_strategy(generation_mode=mode) for op in _operations(api_schema)])
     seen: set[tuple[str, int]] = set()
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    # Derandomized: which requests are drawn is then fixed, so the assertions about what
+    # was seen below depend on the code alone, not on the draw.
+    @settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     @given(case=strategy)
     def run(case) -> None:  # type: ignore[no-untyped-def]
         response = case.call(headers={"Authorization": f"Bearer {TOKEN}"})
@@ -85,8 +93,9 @@ def test_api_conforms_and_never_fails(api_schema, mode: GenerationMode) -> None:
         seen.add((case.path, response.status_code))
 
     run()
-    assert any(status == 200 for _, status in seen)
-    if mode == GenerationMode.NEGATIVE:
+    if mode == GenerationMode.POSITIVE:
+        assert any(status == 200 for _, status in seen)
+    else:  # invalid requests: refused as such, which a 200 need not show
         assert any(status in (400, 422) for _, status in seen)
 
 

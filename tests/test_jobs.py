@@ -1,6 +1,6 @@
 """The mrjob jobs against the in-process pipeline, on real Mecab and real runners.
 
-The reference is the in-process build (``textrec.build.build``) over 300 real petitions
+The reference is the in-process build (``textrec.pipeline.build.build``) over 300 real petitions
 (``tests/fixtures/petitions_300.jsonl``). Every runner must reproduce its DF snapshot byte for
 byte (same id) and every fingerprint: inline, local (two processes) and Spark (pyspark on a
 ``local[2]`` master).
@@ -9,7 +9,6 @@ byte (same id) and every fingerprint: inline, local (two processes) and Spark (p
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,22 +16,24 @@ from pathlib import Path
 
 import pytest
 
-from jobs._documents import NO_TERMS, reason_kind
-from textrec.build import build, ingest
-from textrec.cli import main
-from textrec.corpus import Record, read_records
-from textrec.index import HammingIndex
-from textrec.pipeline import Analyzer
-from textrec.runners import (
+from tests.helpers import missing
+from textrec.cli.main import main
+from textrec.content.analyzer import Analyzer
+from textrec.content.hamming import HammingIndex
+from textrec.content.simhash import SCHEME, fingerprint_hex
+from textrec.content.tfidf import DFSnapshot
+from textrec.jobs._documents import NO_TERMS, reason_kind
+from textrec.pipeline.build import build
+from textrec.pipeline.ingest import ingest
+from textrec.pipeline.records import Record, read_records
+from textrec.pipeline.runners import (
     JobsError,
     build_with_runner,
     fingerprint_new_with_runner,
     run_df_job,
     run_fingerprint_job,
 )
-from textrec.simhash import SCHEME, fingerprint_hex
-from textrec.store import NewDocument, Store
-from textrec.tfidf import DFSnapshot
+from textrec.store.sql import NewDocument, Store
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "petitions_300.jsonl"
 REPO = Path(__file__).resolve().parents[1]
@@ -116,22 +117,41 @@ def _module(*args: str, cwd: Path) -> bytes:
         cwd=cwd,
         capture_output=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-3000:]
     return proc.stdout
 
 
 @pytest.mark.slow
-def test_job_modules_run_on_their_own_inline_and_local(
+def test_no_top_level_jobs_package_is_installed(tmp_path: Path) -> None:
+    # A top-level `jobs` in site-packages would shadow a user's own `jobs` module.
+    probe = "import importlib.util as u; print(u.find_spec('jobs'), u.find_spec('textrec.jobs'))"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    jobs, packaged = proc.stdout.split(" ", 1)
+    assert jobs == "None" and "textrec/jobs" in packaged
+
+
+def test_job_scripts_and_modules_run_on_their_own_inline_and_local(
     reference: Reference, tmp_path: Path
 ) -> None:
-    out = _module("jobs.df", "-r", "inline", str(FIXTURE), cwd=tmp_path)
+    # The repository's thin script, as users run it (`python jobs/df.py -r ...`).
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "df.py"), "-r", "inline", str(FIXTURE)],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-3000:]
+    assert proc.stdout == reference.snapshot.to_bytes() + b"\n"
+    out = _module("textrec.jobs.df", "-r", "inline", str(FIXTURE), cwd=tmp_path)
     assert out == reference.snapshot.to_bytes() + b"\n"
     (tmp_path / "df.json").write_bytes(out)
 
     out = _module(
-        "jobs.fingerprint",
+        "textrec.jobs.fingerprint",
         "-r",
         "local",
         "--num-cores",
@@ -165,11 +185,11 @@ def test_cli_build_on_the_local_runner(reference: Reference, tmp_path: Path) -> 
 
 def _spark_available() -> None:
     if shutil.which("java") is None:
-        message = "Spark needs Java: apt-get install -y openjdk-17-jre-headless"
-        if os.environ.get("TEXTREC_REQUIRE_SPARK") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    pytest.importorskip("pyspark")
+        missing("spark", "Spark needs Java: apt-get install -y openjdk-17-jre-headless")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        missing("spark", "pyspark is not installed (pip install 'textrec[spark]')")
 
 
 @pytest.mark.slow
@@ -234,7 +254,7 @@ def test_bad_records_are_counted_not_fingerprinted(tmp_path: Path) -> None:
 
 
 def test_fingerprint_output_is_utf8_with_hangul_unescaped(tmp_path: Path) -> None:
-    from jobs.fingerprint import UnicodeJSONValueProtocol
+    from textrec.jobs.fingerprint import UnicodeJSONValueProtocol
 
     value = {"id": "청원-1", "fingerprint": "00ff00ff00ff00ff", "scheme": SCHEME, "snapshot": "x"}
     raw = UnicodeJSONValueProtocol().write(None, value)

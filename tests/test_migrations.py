@@ -10,14 +10,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from textrec.cli import main
-from textrec.store import SCHEMA_VERSION, SchemaOutOfDateError, Store
-from textrec.tfidf import DFSnapshot
+from textrec.cli.main import main
+from textrec.content.tfidf import DFSnapshot
+from textrec.store.sql import SCHEMA_VERSION, SchemaOutOfDateError, Store
 
 
 def _config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", "textrec:migrations")
+    config.set_main_option("script_location", "textrec.store:migrations")
     config.set_main_option("sqlalchemy.url", url)
     return config
 
@@ -54,9 +54,9 @@ def test_upgrade_from_0001_keeps_every_row(db_url: str, capsys: pytest.CaptureFi
     with pytest.raises(SchemaOutOfDateError, match="textrec migrate"):
         Store(db_url)
     assert main(["--db", db_url, "migrate"]) == 0
-    assert "upgraded from revision 0001 to 0002" in capsys.readouterr().out
+    assert "upgraded from revision 0001 to 0003" in capsys.readouterr().out
     assert main(["--db", db_url, "migrate"]) == 0
-    assert "already at revision 0002" in capsys.readouterr().out
+    assert "already at revision 0003" in capsys.readouterr().out
 
     store = Store(db_url)
     assert store.count_documents() == 3
@@ -72,9 +72,15 @@ def test_upgrade_from_0001_keeps_every_row(db_url: str, capsys: pytest.CaptureFi
         f"doc-{i}": hashlib.sha256(t.encode()).hexdigest() for i, t in enumerate(texts, start=1)
     }
     # New documents get their hash as they are stored.
-    from textrec.store import NewDocument
+    from textrec.store.sql import NewDocument
 
+    # 0003: the store has an identity, at generation 0, and every write advances it.
+    before = store.stamp()
+    assert before.generation == 0 and len(before.identity) == 32
     store.add_documents([NewDocument("doc-4", "버스 요금 인상")])
+    after = store.stamp()
+    assert (after.identity, after.generation) == (before.identity, 1)
+    assert after.write_tag != before.write_tag
     with store.engine.connect() as conn:
         same = conn.execute(
             sa.text("SELECT count(*) FROM documents WHERE content_hash = :h"),

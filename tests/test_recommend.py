@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_database
+from tests.helpers import copy_database
 from textrec import NotBuiltError, Recommender, Store
-from textrec.build import default_index_path
-from textrec.index import HammingIndex
+from textrec.artifacts.indexes import default_index_path
+from textrec.content.hamming import HammingIndex
 
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 
@@ -125,24 +125,24 @@ def test_add_and_remove_are_visible_without_rebuild(copy_of_built: str) -> None:
 def test_index_files_are_used_only_while_they_match(copy_of_built: str, caplog) -> None:  # type: ignore[no-untyped-def]
     import logging
 
-    from textrec.build import related_path
+    from textrec.artifacts.indexes import related_path
 
     db = copy_of_built.removeprefix("sqlite:///")
     related_file = related_path(db + ".index")
     assert Path(related_file).exists()  # written by build
-    with caplog.at_level(logging.INFO, logger="textrec.build"):
+    with caplog.at_level(logging.INFO, logger="textrec.artifacts"):
         rec = Recommender(copy_of_built)
     assert not [r for r in caplog.records if "stale" in r.message or "not used" in r.message]
 
     rec.add([{"id": "x-1", "title": "월드컵", "text": "월드컵 유치 후보 도시 발표"}])
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="textrec.build"):
+    with caplog.at_level(logging.INFO, logger="textrec.artifacts"):
         again = Recommender(copy_of_built)  # the files no longer match: brought up to date
     assert any("was behind the store" in r.message for r in caplog.records)
     assert len(again.related) == 645
     rec.save()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="textrec.build"):
+    with caplog.at_level(logging.INFO, logger="textrec.artifacts"):
         third = Recommender(copy_of_built)
     assert not [r for r in caplog.records if "stale" in r.message]
     expected = [m.id for m in third.similar("wikinews-0001", k=5)]
@@ -150,7 +150,7 @@ def test_index_files_are_used_only_while_they_match(copy_of_built: str, caplog) 
 
     Path(related_file).write_bytes(b"garbage")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="textrec.build"):
+    with caplog.at_level(logging.INFO, logger="textrec.artifacts"):
         fourth = Recommender(copy_of_built)
     assert any("not used" in r.message for r in caplog.records)
     assert [m.id for m in fourth.similar("wikinews-0001", k=5)] == expected
@@ -165,9 +165,9 @@ def test_related_index_file_catches_up_instead_of_rebuilding(
     import logging
     import os
 
-    from textrec.build import related_path
+    from textrec.artifacts.indexes import related_path
 
-    build_module = importlib.import_module("textrec.build")
+    build_module = importlib.import_module("textrec.artifacts.indexes")
 
     db = copy_of_built.removeprefix("sqlite:///")
     rec = Recommender(copy_of_built)
@@ -185,7 +185,7 @@ def test_related_index_file_catches_up_instead_of_rebuilding(
 
     monkeypatch.setattr(build_module, "build_related_index", no_rebuild)
     monkeypatch.setattr(build_module, "index_from_store", no_rebuild)
-    with caplog.at_level(logging.INFO, logger="textrec.build"):
+    with caplog.at_level(logging.INFO, logger="textrec.artifacts"):
         caught_up = Recommender(copy_of_built)
     behind = [r.message for r in caplog.records if "was behind the store" in r.message]
     assert len(behind) == 2  # the Hamming index file and the related-posts file
@@ -201,3 +201,18 @@ def test_related_index_file_catches_up_instead_of_rebuilding(
         assert "wikinews-0003" not in {doc_id for doc_id, _ in got}
         hamming = [(m.id, m.distance) for m in caught_up.similar(query, k=10, mode="hamming")]
         assert hamming == [(m.id, m.distance) for m in rebuilt.similar(query, k=10, mode="hamming")]
+
+
+def test_a_result_missing_from_the_hamming_index_has_no_distance(copy_of_built: str) -> None:
+    # The related index may hold a document that the Hamming index no longer does (removed
+    # by another thread between the two): its distance is unknown, not 0.
+    rec = Recommender(copy_of_built)
+    first = rec.similar("wikinews-0001", k=3)
+    assert all(m.distance is not None for m in first)
+    gone = rec.store.find_document(first[0].id)
+    assert gone is not None
+    rec.index.remove([gone.id])
+    again = rec.similar("wikinews-0001", k=3)
+    assert [m.id for m in again] == [m.id for m in first]
+    assert again[0].distance is None and again[0].score == first[0].score
+    assert again[0].to_dict()["distance"] is None

@@ -9,9 +9,9 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import copy_database
+from tests.helpers import copy_database
 from textrec import Recommender, Store, build, ingest, read_records
-from textrec.server import MAX_K, create_app
+from textrec.serve.app import MAX_K, create_app
 
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 TOKEN = "s3cret-token"
@@ -43,6 +43,11 @@ def test_health_and_openapi(client: TestClient) -> None:
     paths = schema["paths"]
     assert {"/documents", "/documents/{id}", "/documents/{id}/similar", "/similar"} <= set(paths)
     assert {"get", "post"} <= set(paths["/documents"]) and "delete" in paths["/documents/{id}"]
+    # What the results mean is said per mode, not as one formula for every mode.
+    match = schema["components"]["schemas"]["MatchOut"]["properties"]
+    assert "`related`: the TF-IDF cosine" in match["score"]["description"]
+    assert "`hamming`: SimHash's estimate" in match["score"]["description"]
+    assert {"type": "null"} in match["distance"]["anyOf"]
 
 
 def test_index_is_built_once_at_startup(db: str) -> None:
@@ -275,7 +280,7 @@ def test_page_and_static_files(client: TestClient) -> None:
 
 
 def test_serve_binds_loopback_by_default() -> None:
-    from textrec.cli import build_parser
+    from textrec.cli.main import build_parser
 
     args = build_parser().parse_args(["serve"])
     assert (args.host, args.port, args.max_body, args.token) == ("127.0.0.1", 8000, 1 << 20, None)
@@ -284,7 +289,7 @@ def test_serve_binds_loopback_by_default() -> None:
 def test_serve_before_build_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from textrec.cli import main
+    from textrec.cli.main import main
 
     assert main(["--db", f"sqlite:///{tmp_path / 'empty.db'}", "serve", "--port", "1"]) == 1
     err = capsys.readouterr().err
@@ -303,9 +308,9 @@ def test_index_files_are_saved_at_shutdown_after_writes(db: str) -> None:
     rec = Recommender(db)
     assert "mars" in [m.id for m in rec.similar_text(MARS, k=1)]
     assert len(rec.index) == 645 and not rec.changed
-    from textrec.build import _load_index
+    from textrec.artifacts.indexes import StoreIndexes
 
-    assert _load_index(rec.store, path)[1]  # the saved file matches the store
+    assert not StoreIndexes.open(rec.store, rec.analyzer, path).changed  # the files match
 
 
 def test_append_after_an_offline_build_asks_for_a_restart(db: str, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from textrec import DFSnapshot, Weighting, idf, tfidf_weights
-from textrec.tfidf import DFSnapshotError
+from textrec.content.tfidf import DFSnapshotError
 
 
 def test_idf_formula() -> None:
@@ -82,13 +82,25 @@ def test_weighting_options_drop_terms_and_name_the_scheme() -> None:
     assert Weighting(tf="log", min_term_length=2, max_df_ratio=0.05).tag == (
         "tf=log,minlen=2,maxdf=0.05"
     )
-    assert Analyzer(tokenizer=whitespace_tokenizer).scheme == "simhash64-v1"
+    # The tokenizer is part of the scheme: whitespace terms are not Mecab nouns.
+    assert Analyzer(tokenizer=whitespace_tokenizer).scheme == "simhash64-v1+tok=whitespace"
     analyzer = Analyzer(
         tokenizer=whitespace_tokenizer, weighting=Weighting(tf="log"), title_weight=2
     )
-    assert analyzer.scheme == "simhash64-v1+tf=log,title=2"
+    assert analyzer.scheme == "simhash64-v1+tf=log,title=2,tok=whitespace"
     assert analyzer.term_counts("a b", title="a") == {"a": 3, "b": 1}
     with pytest.raises(ValueError, match="max_df_ratio"):
         Weighting(max_df_ratio=0)
     with pytest.raises(ValueError, match="title_weight"):
         Analyzer(title_weight=-1)
+
+
+def test_a_string_in_place_of_terms_is_refused() -> None:
+    # Its characters would silently be counted as terms (scikit-learn guards the same).
+    with pytest.raises(TypeError, match="document 0 is a string"):
+        DFSnapshot.from_documents(["버스 요금"])
+    with pytest.raises(TypeError, match="document 1 is a string"):
+        DFSnapshot.from_documents([["버스"], "요금"])
+    with pytest.raises(TypeError, match="a string was received"):
+        DFSnapshot.from_documents("버스 요금")
+    assert DFSnapshot.from_documents([["버스", "요금"], {"버스": 2}]).df == {"버스": 2, "요금": 1}
