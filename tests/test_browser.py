@@ -41,6 +41,8 @@ from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real browser
+
 
 @pytest.fixture(scope="module")
 def base_url(wikinews_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -28,6 +28,8 @@ from textrec import Recommender, Store
 
 from .live_server import serve
 
+pytestmark = pytest.mark.slow  # time-bounded runs of readers and writers
+
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 SECONDS = 4.0  # each scenario runs this long
 K = 10

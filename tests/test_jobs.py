@@ -122,7 +122,6 @@ def _module(*args: str, cwd: Path) -> bytes:
     return proc.stdout
 
 
-@pytest.mark.slow
 def test_no_top_level_jobs_package_is_installed(tmp_path: Path) -> None:
     # A top-level `jobs` in site-packages would shadow a user's own `jobs` module.
     probe = "import importlib.util as u; print(u.find_spec('jobs'), u.find_spec('textrec.jobs'))"
@@ -134,6 +133,7 @@ def test_no_top_level_jobs_package_is_installed(tmp_path: Path) -> None:
     assert jobs == "None" and "textrec/jobs" in packaged
 
 
+@pytest.mark.slow
 def test_job_scripts_and_modules_run_on_their_own_inline_and_local(
     reference: Reference, tmp_path: Path
 ) -> None:
@@ -285,6 +285,7 @@ def test_reason_kind_drops_the_details() -> None:
 # append and re-snapshot through the store ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_append_then_resnapshot_through_the_store(reference: Reference, tmp_path: Path) -> None:
     db = tmp_path / "grow.db"
     store = ingested_store(db, limit=250)

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.helpers import copy_database
 from textrec import Store
 from textrec.check import check
 
 from .live_server import serve
+
+pytestmark = pytest.mark.slow  # a soak on loopback for a bounded time
 
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "petitions_300.jsonl"
