@@ -95,7 +95,7 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     patterns = (ROOT / ".dockerignore").read_text().split()
     for pattern in (".git", ".venv", "*.db", "**/__pycache__", ".mypy_cache"):
         assert pattern in patterns
-    for needed in ("textrec", "jobs", "pyproject.toml", "README.md"):
+    for needed in ("textrec", "pyproject.toml", "README.md"):
         assert needed not in patterns
 
 
