@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -72,14 +72,21 @@ class Source(Protocol):
         ...
 
 
-class RelatedSource:
+IndexT = TypeVar("IndexT", RelatedIndex, HammingIndex)
+
+
+class _OverIndex(Generic[IndexT]):
+    """A source over one in-memory index, ``self.index``."""
+
+    def __init__(self, index: IndexT) -> None:
+        self.index: IndexT = index
+
+
+class RelatedSource(_OverIndex[RelatedIndex]):
     """``related``: TF-IDF cosine through :class:`~textrec.content.related.RelatedIndex`."""
 
     name = "related"
     score = "the TF-IDF cosine between the query and the result (0..1)"
-
-    def __init__(self, index: RelatedIndex) -> None:
-        self.index = index
 
     @property
     def bytes_per_document(self) -> float:
@@ -100,15 +107,12 @@ class RelatedSource:
         self.index.remove(list(doc_ids))
 
 
-class HammingSource:
+class HammingSource(_OverIndex[HammingIndex]):
     """``hamming``: Hamming distance of the 64-bit fingerprints, through
     :class:`~textrec.content.hamming.HammingIndex`."""
 
     name = "hamming"
     score = "SimHash's estimate of the cosine from the Hamming distance d, cos(π·d/64)"
-
-    def __init__(self, index: HammingIndex) -> None:
-        self.index = index
 
     @property
     def bytes_per_document(self) -> float:

@@ -426,6 +426,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_ranking_options(p: argparse.ArgumentParser) -> None:
+    """-k, --mode and --json, shared by the commands that rank documents."""
+    p.add_argument("-k", type=_positive_int, default=10, help="how many (default: 10)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default=MODES[0],
+        help="related: rank by TF-IDF cosine (default); hamming: by the 64-bit fingerprints alone",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textrec",
@@ -511,21 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_build)
 
-    mode_help = (
-        "related: rank by TF-IDF cosine (default); hamming: by the 64-bit fingerprints alone"
-    )
     p = sub.add_parser("similar", help="related documents of stored documents")
     p.add_argument("ids", nargs="+", metavar="ID")
-    p.add_argument("-k", type=_positive_int, default=10, help="how many (default: 10)")
-    p.add_argument("--mode", choices=MODES, default=MODES[0], help=mode_help)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_ranking_options(p)
     p.set_defaults(func=cmd_similar)
 
     p = sub.add_parser("query", help="stored documents related to a free text")
     p.add_argument("text", metavar="TEXT", help="the text, or - to read standard input")
-    p.add_argument("-k", type=_positive_int, default=10, help="how many (default: 10)")
-    p.add_argument("--mode", choices=MODES, default=MODES[0], help=mode_help)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_ranking_options(p)
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("dups", help="near-duplicate documents, by fingerprint distance")
