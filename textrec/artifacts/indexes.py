@@ -29,6 +29,7 @@ __all__ = [
     "build_related_index",
     "default_index_path",
     "index_from_store",
+    "load_hamming",
     "related_path",
 ]
 
@@ -105,6 +106,95 @@ def _read_related(path: str) -> tuple[RelatedIndex, str, str, str]:
 
 
 @dataclass
+class _StoreAt:
+    """The store's stamp, read first, then its current snapshot; the ids of its fingerprints
+    under that snapshot are read when first needed."""
+
+    store: Store
+    stamp: StoreStamp
+    snapshot: DFSnapshot
+    scheme: str
+    stored: npt.NDArray[np.int64] | None = None
+
+    @classmethod
+    def read(cls, store: Store) -> _StoreAt:
+        stamp = store.stamp()
+        current = store.current_snapshot()
+        if current is None:
+            raise NotBuiltError(store.url)
+        return cls(store, stamp, *current)
+
+    def stored_ids(self) -> npt.NDArray[np.int64]:
+        if self.stored is None:
+            self.stored = self.store.fingerprinted_ids(self.snapshot.id)
+        return self.stored
+
+
+def _open_hamming(at: _StoreAt, index_path: str | None) -> tuple[HammingIndex, bool]:
+    """The Hamming index from its file or the store: ``(index, whether the file matched)``."""
+    store, snapshot_id = at.store, at.snapshot.id
+
+    def catch_up(index: HammingIndex) -> bool:
+        target = at.stored_ids()
+        added = np.setdiff1d(target, index.ids, assume_unique=True)
+        if len(added) > len(target) // 2:  # rebuilding costs no more then
+            return False
+        index.remove(np.setdiff1d(index.ids, target, assume_unique=True))
+        ids, codes, _ = store.fingerprints(snapshot_id, only=added.tolist())
+        index.add(ids, codes)
+        return bool(np.array_equal(index.ids, target))
+
+    return open_derived(
+        index_path,
+        what="index file",
+        read=_read_hamming,
+        expect=(at.scheme, snapshot_id),
+        stamp=at.stamp,
+        catch_up=catch_up,
+        build=lambda: index_from_store(store, snapshot_id, at.scheme),
+    )
+
+
+def _open_related(
+    at: _StoreAt, analyzer: Analyzer, index_path: str | None
+) -> tuple[RelatedIndex, bool]:
+    """The related-posts index from its file or the store: ``(index, whether the file
+    matched)``."""
+    store, snapshot = at.store, at.snapshot
+
+    def catch_up(related: RelatedIndex) -> bool:
+        target = at.stored_ids()
+        ids, dead = related.document_ids()
+        added = np.setdiff1d(target, ids, assume_unique=True)
+        if len(added) and len(ids) and added[0] <= ids[-1]:
+            return False  # fingerprinted out of id order: the index only appends
+        if len(added) > len(target) // 2:
+            return False
+        related.remove(np.setdiff1d(ids[~dead], target, assume_unique=True).tolist())
+        for start in range(0, len(added), 5000):
+            related.add(
+                *_weights_of(store, added[start : start + 5000].tolist(), snapshot, analyzer)
+            )
+        live_ids, live_dead = related.document_ids()
+        return bool(np.array_equal(live_ids[~live_dead], target))
+
+    return open_derived(
+        related_path(index_path) if index_path is not None else None,
+        what="related-posts index file",
+        read=_read_related,
+        expect=(at.scheme, snapshot.id),
+        stamp=at.stamp,
+        catch_up=catch_up,
+        build=lambda: build_related_index(store, snapshot, analyzer),
+    )
+
+
+def load_hamming(store: Store, index_path: str | None) -> HammingIndex:
+    """Only the Hamming index of the current snapshot (from its file when it serves)."""
+    return _open_hamming(_StoreAt.read(store), index_path)[0]
+
+
+@dataclass
 class StoreIndexes:
     """Both indexes of a store's current snapshot, and the stamp they match.
 
@@ -124,66 +214,12 @@ class StoreIndexes:
     def open(cls, store: Store, analyzer: Analyzer, index_path: str | None) -> StoreIndexes:
         """Open both indexes (see the module docstring); raises
         :class:`~textrec.store.sql.NotBuiltError` before the first build."""
-        stamp = store.stamp()
-        current = store.current_snapshot()
-        if current is None:
-            raise NotBuiltError(store.url)
-        snapshot, scheme = current
-        stored: list[npt.NDArray[np.int64]] = []
-
-        def stored_ids() -> npt.NDArray[np.int64]:
-            if not stored:
-                stored.append(store.fingerprinted_ids(snapshot.id))
-            return stored[0]
-
-        def catch_up_hamming(index: HammingIndex) -> bool:
-            target = stored_ids()
-            added = np.setdiff1d(target, index.ids, assume_unique=True)
-            if len(added) > len(target) // 2:  # rebuilding costs no more then
-                return False
-            index.remove(np.setdiff1d(index.ids, target, assume_unique=True))
-            ids, codes, _ = store.fingerprints(snapshot.id, only=added.tolist())
-            index.add(ids, codes)
-            return bool(np.array_equal(index.ids, target))
-
-        hamming, same = open_derived(
-            index_path,
-            what="index file",
-            read=_read_hamming,
-            expect=(scheme, snapshot.id),
-            stamp=stamp,
-            catch_up=catch_up_hamming,
-            build=lambda: index_from_store(store, snapshot.id, scheme),
-        )
+        at = _StoreAt.read(store)
+        hamming, same = _open_hamming(at, index_path)
         if not same:  # the Hamming index was just made to match the store's ids
-            stored[:] = [hamming.ids]
-
-        def catch_up_related(related: RelatedIndex) -> bool:
-            target = stored_ids()
-            ids, dead = related.document_ids()
-            added = np.setdiff1d(target, ids, assume_unique=True)
-            if len(added) and len(ids) and added[0] <= ids[-1]:
-                return False  # fingerprinted out of id order: the index only appends
-            if len(added) > len(target) // 2:
-                return False
-            related.remove(np.setdiff1d(ids[~dead], target, assume_unique=True).tolist())
-            for start in range(0, len(added), 5000):
-                related.add(
-                    *_weights_of(store, added[start : start + 5000].tolist(), snapshot, analyzer)
-                )
-            live_ids, live_dead = related.document_ids()
-            return bool(np.array_equal(live_ids[~live_dead], target))
-
-        related, same_related = open_derived(
-            related_path(index_path) if index_path is not None else None,
-            what="related-posts index file",
-            read=_read_related,
-            expect=(scheme, snapshot.id),
-            stamp=stamp,
-            catch_up=catch_up_related,
-            build=lambda: build_related_index(store, snapshot, analyzer),
-        )
-        return cls(snapshot, scheme, stamp, hamming, related, not (same and same_related))
+            at.stored = hamming.ids
+        related, same_related = _open_related(at, analyzer, index_path)
+        return cls(at.snapshot, at.scheme, at.stamp, hamming, related, not (same and same_related))
 
     def save(self, index_path: str) -> None:
         """Write both files (each atomically), recording the stamp they match."""

@@ -28,7 +28,7 @@ from typing import Protocol
 
 from tqdm import tqdm
 
-from textrec.artifacts.indexes import StoreIndexes, default_index_path
+from textrec.artifacts.indexes import StoreIndexes, default_index_path, load_hamming
 from textrec.content.analyzer import Analyzer
 from textrec.content.hamming import HammingIndex
 from textrec.content.scheme import analyzer_for
@@ -231,5 +231,4 @@ def load_index(store: Store, index_path: str | None = None) -> HammingIndex:
     """The Hamming index of the current snapshot: from the index file when it matches the
     store (or can be caught up with it), otherwise from the store's fingerprints."""
     path = index_path if index_path is not None else default_index_path(store)
-    analyzer = analyzer_for(store.scheme(), where=store.url)
-    return StoreIndexes.open(store, analyzer, path).hamming
+    return load_hamming(store, path)
