@@ -1,4 +1,4 @@
--- textrec schema version 0003 for postgresql.
+-- textrec schema version 0004 for postgresql.
 -- Generated from the models in textrec/store.py: `python -m textrec.store.schema sqlite|postgresql`.
 
 CREATE TABLE df_snapshots (
@@ -41,6 +41,19 @@ CREATE TABLE textrec_state (
 	PRIMARY KEY (id)
 );
 
+CREATE TABLE events (
+	id BIGSERIAL NOT NULL, 
+	user_id VARCHAR(256) NOT NULL, 
+	document_id BIGINT NOT NULL, 
+	kind VARCHAR(32) NOT NULL, 
+	source VARCHAR(32), 
+	time TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(document_id) REFERENCES documents (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_events_document_id ON events (document_id);
+CREATE INDEX ix_events_user_id ON events (user_id);
+
 CREATE TABLE fingerprints (
 	snapshot_id VARCHAR(64) NOT NULL, 
 	document_id BIGINT NOT NULL, 
@@ -57,4 +70,4 @@ CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL,
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO alembic_version (version_num) VALUES ('0003');
+INSERT INTO alembic_version (version_num) VALUES ('0004');

@@ -223,5 +223,8 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--db", db, "-q", "demo"]) == 0
     out = capsys.readouterr().out
     assert "644 documents stored, 0 rejected" in out
-    assert out.count("rank") == 3
+    assert out.count("rank") == 4  # three related lists, one readers-also-read list
+    assert "synthetic reader events stored; readers also read:" in out
+    readers = out.split("readers also read:")[1]
+    assert readers.count("  1  wikinews-") == 1  # a non-empty list
     assert main(["--db", db, "-q", "demo"]) == 1  # not fresh any more

@@ -54,9 +54,9 @@ def test_upgrade_from_0001_keeps_every_row(db_url: str, capsys: pytest.CaptureFi
     with pytest.raises(SchemaOutOfDateError, match="textrec migrate"):
         Store(db_url)
     assert main(["--db", db_url, "migrate"]) == 0
-    assert "upgraded from revision 0001 to 0003" in capsys.readouterr().out
+    assert "upgraded from revision 0001 to 0004" in capsys.readouterr().out
     assert main(["--db", db_url, "migrate"]) == 0
-    assert "already at revision 0003" in capsys.readouterr().out
+    assert "already at revision 0004" in capsys.readouterr().out
 
     store = Store(db_url)
     assert store.count_documents() == 3

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textrec.artifacts.indexes import StoreIndexes, default_index_path
+from textrec.collab.events import parse_event, store_events
+from textrec.collab.readers import ReadersIndex
 from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
 from textrec.content.simhash import estimated_cosine, hamming, simhash
 from textrec.content.tfidf import DFSnapshot
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, parse_record
-from textrec.sources import MODES, HammingSource, Query, RelatedSource, Source
+from textrec.sources import MODES, HammingSource, Query, ReadersSource, RelatedSource, Source
 from textrec.store.sql import Store, StoredDocument
 
 __all__ = ["MODES", "Match", "Recommender", "UnknownDocumentError"]
@@ -95,9 +97,11 @@ class Recommender:
         self.scheme: str = self._indexes.scheme
         self.index = self._indexes.hamming
         self.related = self._indexes.related
+        self.readers = ReadersIndex.from_store(self.store)
         self.sources: dict[str, Source] = {
             "related": RelatedSource(self.related),
             "hamming": HammingSource(self.index),
+            "readers": ReadersSource(self.readers),
         }
         self._write_lock = threading.Lock()
 
@@ -167,7 +171,7 @@ class Recommender:
             raise ValueError(f"k must be a whole number >= 0, got {k!r}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        query = Query(weights, self._query_code(exclude, weights))
+        query = Query(weights, self._query_code(exclude, weights), exclude)
         # A document removed by another thread can still be in the index a search read (the
         # store is written first); such hits are dropped and the search asked for more, so a
         # concurrent removal never shortens the result.
@@ -193,7 +197,9 @@ class Recommender:
         ``mode="related"`` (the default) ranks by TF-IDF cosine through the
         :class:`~textrec.content.related.RelatedIndex`, and ``score`` is that cosine;
         ``mode="hamming"`` ranks by the Hamming distance of the 64-bit fingerprints alone,
-        and ``score`` is SimHash's estimate ``cos(π·d/64)``.
+        and ``score`` is SimHash's estimate ``cos(π·d/64)``; ``mode="readers"`` gives the
+        documents most read by this one's readers (:mod:`textrec.collab.readers`), an empty
+        list while it has no readers (:meth:`readers_of` says how many it has).
         """
         doc = self._document(id)
         weights = self.analyzer.weights(self._terms(doc), self.snapshot)
@@ -266,7 +272,22 @@ class Recommender:
         pairs.sort(key=lambda p: (p[2], p[0], p[1]))
         return pairs
 
+    def readers_of(self, id: str) -> int:
+        """How many readers stored document ``id`` has (in the events)."""
+        return self.readers.readers(self._document(id).id)
+
     # writes ----------------------------------------------------------------------------------
+
+    def add_events(self, events: Iterable[object]) -> tuple[int, list[RecordError]]:
+        """Check and store readers' events (``{"user", "item", "kind"?, "source"?, "time"?}``,
+        see :mod:`textrec.collab.events`); the ``readers`` mode reflects them at once.
+        Returns how many were stored and the refused ones (line = position, from 1)."""
+        parsed = [parse_event(e, where="<add_events>", line=n) for n, e in enumerate(events, 1)]
+        report = store_events(self.store, parsed, keep=True)
+        self.readers.add((user, doc_id, kind) for _, user, doc_id, kind in report.stored_events)
+        if report.stored:
+            self._wrote()
+        return report.stored, report.rejected
 
     def add(
         self, documents: Iterable[object], *, max_chars: int = DEFAULT_MAX_CHARS

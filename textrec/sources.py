@@ -8,9 +8,11 @@ one source a mode and never branch on the mode:
 - ``related`` (:class:`RelatedSource`, the default): TF-IDF cosine over the related-posts
   impact index; ``score`` is that cosine;
 - ``hamming`` (:class:`HammingSource`): Hamming distance of the fingerprints alone; ``score``
-  is SimHash's estimate of the cosine, ``cos(π·d/64)``.
+  is SimHash's estimate of the cosine, ``cos(π·d/64)``;
+- ``readers`` (:class:`ReadersSource`): readers also read, from the events
+  (:mod:`textrec.collab.readers`); ``score`` is the BM25 co-reading score.
 
-The readers' and factor-model sources of later versions implement the same protocol.
+The factor-model sources of later versions implement the same protocol.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from textrec.collab.readers import ReadersIndex
 from textrec.content.hamming import HammingIndex
 from textrec.content.related import RelatedIndex
 from textrec.content.simhash import estimated_cosine
 
 __all__ = [
+    "CONTENT_MODES",
     "MODES",
     "HammingSource",
     "Query",
+    "ReadersSource",
     "RelatedSource",
     "Source",
     "describe_modes",
@@ -43,6 +48,8 @@ class Query:
 
     weights: Mapping[str, float]
     code: int
+    doc_id: int | None = None
+    """The stored document asked about, or None for a free text."""
 
 
 class Source(Protocol):
@@ -135,8 +142,45 @@ class HammingSource(_OverIndex[HammingIndex]):
         self.index.remove(np.array(doc_ids, dtype=np.int64))
 
 
-MODES = ("related", "hamming")
+class ReadersSource:
+    """``readers``: the documents most read by a document's readers
+    (:class:`~textrec.collab.readers.ReadersIndex`); nothing for a free text."""
+
+    name = "readers"
+    score = (
+        "the BM25 co-reading score of the two documents' readers (0 or more; comparable "
+        "within one list)"
+    )
+
+    def __init__(self, index: ReadersIndex) -> None:
+        self.index = index
+
+    @property
+    def bytes_per_document(self) -> float:
+        return 0.0
+
+    def rank(
+        self, query: Query, n: int, exclude: int | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        if query.doc_id is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return self.index.similar(query.doc_id, n, exclude=() if exclude is None else [exclude])
+
+    def add(
+        self, doc_ids: Sequence[int], codes: Sequence[int], weights: Sequence[Mapping[str, float]]
+    ) -> None:
+        """A new document has no readers yet."""
+
+    def remove(self, doc_ids: Sequence[int]) -> None:
+        self.index.remove(doc_ids)
+
+
+MODES = ("related", "hamming", "readers")
 """The retrieval modes, the default first."""
+
+CONTENT_MODES = ("related", "hamming")
+"""The modes that rank by content alone (``textrec eval``; ``readers`` is evaluated on events,
+``textrec eval-events``)."""
 
 
 def sources_in_memory(
@@ -162,4 +206,6 @@ def sources_in_memory(
 
 def describe_modes() -> str:
     """What ``score`` means in each mode (one sentence a mode), for documentation."""
-    return " ".join(f"`{cls.name}`: {cls.score}." for cls in (RelatedSource, HammingSource))
+    return " ".join(
+        f"`{cls.name}`: {cls.score}." for cls in (RelatedSource, HammingSource, ReadersSource)
+    )

@@ -25,11 +25,14 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
 from textrec.content.simhash import fingerprint_hex
 from textrec.content.tokenize import TokenizerUnavailableError
+from textrec.evaluation.events import MODELS as EVENT_MODELS
+from textrec.evaluation.events import PROTOCOLS
 from textrec.pipeline.build import build, refresh_index_file
 from textrec.pipeline.ingest import ingest
-from textrec.pipeline.records import DEFAULT_MAX_CHARS, read_records
+from textrec.pipeline.records import DEFAULT_MAX_CHARS, RecordError, read_records
 from textrec.pipeline.runners import RUNNERS, JobsError
 from textrec.recommend import MODES, Match, Recommender, UnknownDocumentError
+from textrec.sources import CONTENT_MODES
 from textrec.store.sql import NotBuiltError, SchemaOutOfDateError, Store, resolve_db_url
 
 __all__ = ["main"]
@@ -167,7 +170,72 @@ def cmd_similar(args: argparse.Namespace) -> int:
             _json_line(sys.stdout, doc_id, matches)
         else:
             _print_matches(sys.stdout, doc_id, doc.title if doc else None, matches)
+            if not matches and args.mode == "readers" and rec.readers_of(doc_id) == 0:
+                print("  (it has no readers yet: no events name it)")
     return 1 if failed else 0
+
+
+def cmd_events_import(args: argparse.Namespace) -> int:
+    from textrec.collab.events import read_events, store_events
+
+    store = _store(args)
+    rejected = 0
+    for path in args.files:
+        if path != "-" and not os.path.isfile(path):
+            raise CliError(f"{path}: no such file")
+        started = time.perf_counter()
+        report = store_events(store, read_events(path), batch_size=args.batch_size)
+        for err in report.rejected:
+            print(f"rejected: {err}", file=sys.stderr)
+        rejected += len(report.rejected)
+        rate = report.stored / max(time.perf_counter() - started, 1e-9)
+        print(
+            f"{path}: {report.stored:,} events stored ({rate:,.0f} a second), "
+            f"{len(report.rejected):,} rejected",
+            file=sys.stderr,
+        )
+    if rejected and not args.skip_invalid:
+        print(
+            f"textrec: {rejected} event(s) rejected (the valid ones were stored); "
+            f"pass --skip-invalid to exit 0 anyway",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_events_stats(args: argparse.Namespace) -> int:
+    stats = _store(args).event_stats()
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False))
+    else:
+        for key, value in stats.items():
+            print(f"{key:>10}: {value}")
+    return 0
+
+
+def cmd_eval_events(args: argparse.Namespace) -> int:
+    from textrec.collab.events import read_events
+    from textrec.evaluation.events import Interactions, evaluate_events
+
+    triples = []
+    for path in args.events:
+        for event in read_events(path):
+            if isinstance(event, RecordError):
+                print(f"skipped: {event}", file=sys.stderr)
+            else:
+                triples.append((event.user, event.item, event.time.timestamp()))
+    if not triples:
+        raise CliError("no valid events to evaluate")
+    data = Interactions.from_triples(triples)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for score in evaluate_events(data, protocol=args.protocol, seed=args.seed, models=models):
+        row = score.as_dict()
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -376,7 +444,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
         doc = store.find_document(doc_id)
         _print_matches(sys.stdout, doc_id, doc.title if doc else None, rec.similar(doc_id, k=5))
-    print(f"\nTry: textrec --db {url} similar wikinews-0100")
+    # Readers: a seeded synthetic click log whose readers follow content clusters.
+    from textrec.collab.synthetic import click_log
+
+    ids = [d.external_id for d in store.iter_documents()]
+    clusters = {i: [i, *(m.id for m in rec.similar(i, k=8))] for i in ids[::8]}
+    stored, _ = rec.add_events(click_log(clusters, users=400, seed=0))
+    print(f"\n{stored:,} synthetic reader events stored; readers also read:")
+    doc_id = max([*DEMO_QUERIES, *clusters], key=rec.readers_of)
+    doc = store.find_document(doc_id)
+    _print_matches(
+        sys.stdout, doc_id, doc.title if doc else None, rec.similar(doc_id, k=5, mode="readers")
+    )
+    print(f"\nTry: textrec --db {url} similar wikinews-0100 --mode readers")
     return 0
 
 
@@ -603,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="how many distractors to append for each run (0 is always run)",
     )
-    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--modes", nargs="+", choices=CONTENT_MODES, default=list(CONTENT_MODES))
     p.add_argument("--queries", type=_positive_int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -646,6 +726,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON object per result")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("events", help="readers' events: import, statistics")
+    events = p.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    e = events.add_parser("import", help="store events from JSON Lines or CSV files")
+    e.description = (
+        "Store readers' events from JSON Lines ({'user', 'item', 'kind'?, 'source'?, 'time'?}) "
+        "or CSV files with a header naming those columns (.gz too, or - for stdin). A bad "
+        "event is reported with file:line and skipped; the rest is stored."
+    )
+    e.add_argument("files", nargs="+", metavar="FILE")
+    e.add_argument("--skip-invalid", action="store_true", help="exit 0 even if some were rejected")
+    e.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=20_000,
+        help="events per transaction (default: %(default)s)",
+    )
+    e.set_defaults(func=cmd_events_import)
+    e = events.add_parser("stats", help="events by kind, readers, documents, time span")
+    e.add_argument("--json", action="store_true", help="as one JSON object")
+    e.set_defaults(func=cmd_events_stats)
+
+    p = sub.add_parser("eval-events", help="measure recommendations from events")
+    p.description = (
+        "Precision@10, recall@10, NDCG@10 and catalogue coverage of each model, over a full "
+        "ranking of all items with each user's training items excluded. Needs events only."
+    )
+    p.add_argument("events", nargs="+", metavar="EVENTS", help="JSON Lines or CSV event files")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=PROTOCOLS[0])
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    p.add_argument(
+        "--models",
+        default="popular,readers",
+        help=f"comma-separated, of {', '.join(EVENT_MODELS)} (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
+    p.set_defaults(func=cmd_eval_events)
 
     p = sub.add_parser("demo", help="build the bundled Korean Wikinews sample and query it")
     p.description = (

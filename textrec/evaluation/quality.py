@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from textrec.content.analyzer import Analyzer
 from textrec.content.tfidf import DFSnapshot
-from textrec.sources import MODES, Query, sources_in_memory
+from textrec.sources import CONTENT_MODES, Query, sources_in_memory
 
 __all__ = ["EvalCorpus", "ModeResult", "evaluate", "near_duplicate_quality"]
 
@@ -172,9 +172,9 @@ def evaluate(
         return sum(hits) / (k * len(queries))
 
     exact_topic = topic(truth.tolist())
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if m not in CONTENT_MODES]
     if unknown:
-        raise ValueError(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
+        raise ValueError(f"unknown mode {unknown[0]!r}; choose from {', '.join(CONTENT_MODES)}")
     codes = analyzer.fingerprints(corpus.counts, snapshot)
     sources = sources_in_memory(
         range(len(corpus)),

@@ -190,7 +190,8 @@ def parse_record(
     return Record(source, line, doc_id, text, title or None, meta)
 
 
-def _open(path: str, stack: contextlib.ExitStack) -> IO[bytes]:
+def open_input(path: str, stack: contextlib.ExitStack) -> IO[bytes]:
+    """A file (or ``-``, standard input) for reading bytes, decompressed when gzip."""
     if path == "-":
         return sys.stdin.buffer
     f: IO[bytes] = stack.enter_context(open(path, "rb"))  # noqa: SIM115
@@ -210,7 +211,7 @@ def read_records(
     """
     source = "<stdin>" if path == "-" else path
     with contextlib.ExitStack() as stack:
-        f = _open(path, stack)
+        f = open_input(path, stack)
         try:
             for number, raw in enumerate(f, start=1):
                 if number == 1 and raw.startswith(b"\xef\xbb\xbf"):

@@ -29,7 +29,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -42,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from textrec import __version__
 from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
 from textrec.recommend import Match, Recommender, UnknownDocumentError
+from textrec.serve.guard import EventGuard
 from textrec.sources import describe_modes
 from textrec.store.sql import SnapshotChangedError
 
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
 MAX_K = 100
+MAX_EVENTS = 100
 MAX_PAGE = 200
 MAX_OFFSET = 2**63 - 1
 
@@ -97,6 +99,30 @@ class MatchOut(BaseModel):
 class SimilarOut(BaseModel):
     id: str | None = Field(None, description="the query document, or null for a free text")
     results: list[MatchOut]
+    note: str | None = Field(
+        default=None,
+        description="why the list is empty, when the mode cannot say (no readers yet)",
+    )
+
+
+class EventsIn(BaseModel):
+    events: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_EVENTS,
+        description="objects with 'user' and 'item' (a stored document's id), optional "
+        "'kind' (view, click, like, share), 'source' (the mode that recommended it), 'time' "
+        f"(ISO 8601); at most {MAX_EVENTS} a request",
+    )
+
+
+class EventRejected(BaseModel):
+    index: int = Field(description="position in the request's list, starting at 0")
+    reason: str
+
+
+class EventsOut(BaseModel):
+    accepted: int = Field(description="events stored")
+    rejected: list[EventRejected] = Field(description="events refused, with the reason")
 
 
 class DocumentSummary(BaseModel):
@@ -244,6 +270,11 @@ def _recommender(request: Request) -> Recommender:
 # Module level: with postponed annotations, FastAPI resolves these names in module globals.
 Rec = Annotated[Recommender, Depends(_recommender)]
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"how many, 1..{MAX_K}")]
+# The modes of textrec.sources.MODES (a test checks that they agree).
+Mode = Annotated[
+    Literal["related", "hamming", "readers"],
+    Query(description="the retrieval mode; " + describe_modes()),
+]
 
 
 def _match(m: Match) -> MatchOut:
@@ -287,13 +318,20 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     recommender: Callable[[], Recommender] | None = None,
+    events_need_token: bool | None = None,
+    guard: EventGuard | None = None,
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
     ``token`` (default ``$TEXTREC_TOKEN``): when set, ``POST /documents`` and
     ``DELETE /documents/{id}`` require ``Authorization: Bearer <token>``. ``recommender`` is a
     factory called once at start-up instead of ``Recommender(db, index_path=...)``.
+    ``POST /events`` is anonymous unless ``events_need_token`` (default
+    ``$TEXTREC_EVENTS_NEED_TOKEN=1``), bounded by ``guard`` (:class:`EventGuard`).
     """
+    if events_need_token is None:
+        events_need_token = os.environ.get("TEXTREC_EVENTS_NEED_TOKEN") == "1"
+    guard = guard or EventGuard()
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
@@ -387,11 +425,17 @@ def create_app(
         tags=["similar"],
         responses={404: {"description": "no such document"}},
     )
-    def similar(id: str, rec: Rec, request: Request, k: K = 10) -> SimilarOut | JSONResponse:
+    def similar(
+        id: str, rec: Rec, request: Request, k: K = 10, mode: Mode = "related"
+    ) -> SimilarOut | JSONResponse:
         raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
         if not raw.endswith(b"/similar"):  # the id itself ends in "/similar"
             return JSONResponse(get_document(f"{id}/similar", rec).model_dump(mode="json"))
-        return SimilarOut(id=id, results=[_match(m) for m in rec.similar(id, k=k)])
+        matches = rec.similar(id, k=k, mode=mode)
+        note = None
+        if not matches and mode == "readers" and rec.readers_of(id) == 0:
+            note = "this document has no readers yet: no events name it"
+        return SimilarOut(id=id, results=[_match(m) for m in matches], note=note)
 
     @app.get(
         "/documents/{id:anyid}",
@@ -426,6 +470,46 @@ def create_app(
         )
         response.status_code = 201 if stored else 422
         return out
+
+    def events_token(request: Request) -> None:
+        if events_need_token:
+            require_token(request)
+
+    @app.post(
+        "/events",
+        response_model=EventsOut,
+        tags=["events"],
+        dependencies=[Depends(events_token)],
+        responses={
+            202: {"description": "the events were taken; 'rejected' lists those refused"},
+            429: {"description": "this client sent more events than its rate allows"},
+        },
+    )
+    def add_events(body: EventsIn, rec: Rec, request: Request, response: Response) -> EventsOut:
+        client = request.client.host if request.client else "?"
+        allowed = guard.allow(client, len(body.events))
+        if allowed == 0:
+            raise StarletteHTTPException(429, "too many events from this client; slow down")
+        rejected = [
+            EventRejected(index=i, reason="over this client's rate of events")
+            for i in range(allowed, len(body.events))
+        ]
+        batch: list[tuple[int, object]] = []
+        for i, event in enumerate(body.events[:allowed]):
+            if (
+                isinstance(event, dict)
+                and event.get("kind", "view") in ("view", None)
+                and isinstance(event.get("user"), str)
+                and isinstance(event.get("item"), str)
+                and not guard.first_view(event["user"], event["item"])
+            ):
+                rejected.append(EventRejected(index=i, reason="a repeated view within the window"))
+                continue
+            batch.append((i, event))
+        stored, refused = rec.add_events([e for _, e in batch])
+        rejected += [EventRejected(index=batch[e.line - 1][0], reason=e.reason) for e in refused]
+        response.status_code = 202
+        return EventsOut(accepted=stored, rejected=sorted(rejected, key=lambda r: r.index))
 
     @app.delete(
         "/documents/{id:anyid}",

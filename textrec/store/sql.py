@@ -17,6 +17,9 @@ generated from these models and checked against them by the tests):
   :class:`Fingerprint64`, and nowhere else.
 - ``textrec_meta``: key/value pairs: the current snapshot, and the store's scheme (recorded
   by the first write that names one; see :mod:`textrec.content.scheme`).
+- ``events``: readers' events, append-only: ``user_id`` (an opaque string), ``document_id``,
+  ``kind`` (``view``, ``click``, ...), ``source`` (the mode that recommended a clicked item),
+  ``time``. Removing a document removes its events.
 - ``textrec_state``: one row: the store's identity (random, made once with the store) and its
   generation (advanced by every write, with a random tag of that write): a derived file
   records the :class:`StoreStamp` it was made at, and matches the store when they are equal
@@ -78,17 +81,19 @@ __all__ = [
     "DuplicateIdError",
     "Fingerprint64",
     "NewDocument",
+    "NewEvent",
     "NotBuiltError",
     "SchemaOutOfDateError",
     "SnapshotChangedError",
     "Store",
     "StoreStamp",
     "StoredDocument",
+    "StoredEvent",
     "resolve_db_url",
 ]
 
 DEFAULT_DB_URL = "sqlite:///textrec.db"
-SCHEMA_VERSION = "0003"
+SCHEMA_VERSION = "0004"
 """The Alembic revision of the schema that this version of textrec reads and writes."""
 
 _U64 = 1 << 64
@@ -224,6 +229,42 @@ class MetaRow(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(256), nullable=False, index=True)
+    document_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    source: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A validated event about to be stored: ``document_id`` is the internal id."""
+
+    user: str
+    document_id: int
+    kind: str
+    time: datetime
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as stored, with its id (ascending in the order events were stored)."""
+
+    id: int
+    user: str
+    document_id: int
+    kind: str
+    time: datetime
 
 
 class StateRow(Base):
@@ -550,6 +591,87 @@ class Store:
             yield from rows
             last = rows[-1].id
 
+    # events -----------------------------------------------------------------------------------
+
+    def add_events(self, events: Sequence[NewEvent]) -> list[int | None]:
+        """Store events in one transaction; returns the id of each, in order, or None for an
+        event whose document was removed meanwhile (it is not stored)."""
+        if not events:
+            return []
+        rows = [
+            {
+                "user_id": e.user,
+                "document_id": e.document_id,
+                "kind": e.kind,
+                "source": e.source,
+                "time": e.time,
+            }
+            for e in events
+        ]
+        with self._session.begin() as s:
+            wanted = sorted({e.document_id for e in events})
+            present: set[int] = set()
+            for i in range(0, len(wanted), 500):
+                q = select(DocumentRow.id).where(DocumentRow.id.in_(wanted[i : i + 500]))
+                present.update(s.scalars(q))
+            kept = [r for r in rows if r["document_id"] in present]
+            if not kept:
+                return [None] * len(rows)
+            returning = insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True)
+            new_ids = iter(s.scalars(returning, kept).all())
+            self._bump(s)
+        return [next(new_ids) if r["document_id"] in present else None for r in rows]
+
+    def iter_events(
+        self, *, after: int = 0, batch_size: int = 50_000
+    ) -> Iterator[list[StoredEvent]]:
+        """Every event with an id above ``after``, in id order, in batches."""
+        last = after
+        while True:
+            with self._session() as s:
+                q = (
+                    select(
+                        EventRow.id, EventRow.user_id, EventRow.document_id, EventRow.kind,
+                        EventRow.time,
+                    )
+                    .where(EventRow.id > last)
+                    .order_by(EventRow.id)
+                    .limit(batch_size)
+                )  # fmt: skip
+                batch = [StoredEvent(*row) for row in s.execute(q)]
+            if not batch:
+                return
+            yield batch
+            last = batch[-1].id
+
+    def count_events(self) -> int:
+        with self._session() as s:
+            return int(s.scalar(select(func.count()).select_from(EventRow)) or 0)
+
+    def event_stats(self) -> dict[str, Any]:
+        """Events in all and by kind, distinct users and documents, first and last time."""
+        with self._session() as s:
+            total, users, items, first, last = s.execute(
+                select(
+                    func.count(),
+                    func.count(func.distinct(EventRow.user_id)),
+                    func.count(func.distinct(EventRow.document_id)),
+                    func.min(EventRow.time),
+                    func.max(EventRow.time),
+                )
+            ).one()
+            kinds = dict(
+                s.execute(select(EventRow.kind, func.count()).group_by(EventRow.kind)).all()
+            )
+        return {
+            "events": int(total),
+            "users": int(users),
+            "documents": int(items),
+            "kinds": {k: int(v) for k, v in sorted(kinds.items())},
+            "first": first.isoformat() if first is not None else None,
+            "last": last.isoformat() if last is not None else None,
+        }
+
     def list_documents(
         self, *, offset: int = 0, limit: int = 50, title_contains: str | None = None
     ) -> tuple[int, list[StoredDocument]]:
@@ -595,9 +717,10 @@ class Store:
         return out
 
     def remove_document(self, doc_id: int) -> bool:
-        """Delete a document and its fingerprints. Returns whether it existed."""
+        """Delete a document, its fingerprints and its events. Returns whether it existed."""
         with self._session.begin() as s:
             s.execute(delete(FingerprintRow).where(FingerprintRow.document_id == doc_id))
+            s.execute(delete(EventRow).where(EventRow.document_id == doc_id))
             result = s.execute(delete(DocumentRow).where(DocumentRow.id == doc_id))
             self._bump(s)
             return bool(getattr(result, "rowcount", 0))

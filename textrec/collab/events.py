@@ -1,0 +1,209 @@
+"""Readers' events: what they are, how they are checked, and how files of them are read.
+
+An event says that a reader (``user``, an opaque string) did something (``kind``) with a
+stored document (``item``, its external id) at a ``time``:
+
+- ``user``: 1 to 256 characters, no control characters;
+- ``item``: the id of a stored document;
+- ``kind``: one of :data:`KIND_WEIGHTS` (``view`` by default);
+- ``source``: optional, the mode that recommended a clicked item (``related``, ``hamming``,
+  ``readers``, ...), at most 32 characters;
+- ``time``: ISO 8601 (``2026-12-04T09:30:00+09:00``; without an offset it is UTC), the time
+  of arrival by default; not before 1970 nor more than a day in the future.
+
+Files of events are JSON Lines (``{"user", "item", "kind"?, "source"?, "time"?}``) or CSV with
+a header naming those columns; ``.gz`` too. A bad event is refused with its file and line and
+the reason; the rest of a batch is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from textrec.pipeline.records import RecordError, open_input
+from textrec.store.sql import NewEvent, Store
+
+__all__ = [
+    "KIND_WEIGHTS",
+    "MAX_USER_CHARS",
+    "Event",
+    "EventReport",
+    "parse_event",
+    "read_events",
+    "store_events",
+]
+
+KIND_WEIGHTS: Mapping[str, float] = {"view": 1.0, "click": 2.0, "like": 4.0, "share": 4.0}
+"""The kinds of event and the weight of each in the readers' signal: a click on a recommended
+post says more than a view, a like or share more than a click."""
+
+MAX_USER_CHARS = 256
+MAX_SOURCE_CHARS = 32
+_FIELDS = ("user", "item", "kind", "source", "time")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A valid event, its item still an external id; ``line`` says where it came from."""
+
+    user: str
+    item: str
+    kind: str
+    time: datetime
+    source: str | None = None
+    where: str = ""
+    line: int = 0
+
+
+def _bad_string(value: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+def parse_event(
+    obj: object, *, now: datetime | None = None, where: str = "<event>", line: int = 0
+) -> Event | RecordError:
+    """Check one event (a mapping of the fields above); the reason when it is refused."""
+
+    def error(reason: str) -> RecordError:
+        return RecordError(where, line, reason)
+
+    if not isinstance(obj, Mapping):
+        return error(f"an event is an object, got {type(obj).__name__}")
+    unknown = [k for k in obj if k not in _FIELDS]
+    if unknown:
+        return error(f"unknown field {unknown[0]!r}; the fields are {', '.join(_FIELDS)}")
+    user, item = obj.get("user"), obj.get("item")
+    if not isinstance(user, str) or not user:
+        return error("field 'user' must be a non-empty string")
+    if len(user) > MAX_USER_CHARS:
+        return error(f"field 'user' is {len(user):,} characters; the limit is {MAX_USER_CHARS}")
+    if _bad_string(user):
+        return error("field 'user' holds a control character")
+    if not isinstance(item, str) or not item:
+        return error("field 'item' must be a non-empty string (a stored document's id)")
+    kind = obj.get("kind") or "view"
+    if kind not in KIND_WEIGHTS:
+        return error(f"field 'kind' is {kind!r}; the kinds are {', '.join(KIND_WEIGHTS)}")
+    source = obj.get("source") or None
+    if source is not None and (
+        not isinstance(source, str) or len(source) > MAX_SOURCE_CHARS or _bad_string(source)
+    ):
+        return error(f"field 'source' must be a string of at most {MAX_SOURCE_CHARS} characters")
+    now = now or datetime.now(UTC)
+    raw_time = obj.get("time")
+    if raw_time in (None, ""):
+        time = now
+    elif not isinstance(raw_time, str):
+        return error("field 'time' must be an ISO 8601 string")
+    else:
+        try:
+            time = datetime.fromisoformat(raw_time)
+        except ValueError:
+            return error(f"field 'time' is not an ISO 8601 time: {raw_time[:40]!r}")
+        if time.tzinfo is None:
+            time = time.replace(tzinfo=UTC)
+        if not _EPOCH <= time <= now + timedelta(days=1):
+            return error(f"field 'time' {raw_time[:40]!r} is before 1970 or in the future")
+        time = time.astimezone(UTC)  # stored in UTC: SQLite keeps no offset
+    return Event(user, item, str(kind), time, source, where, line)
+
+
+def read_events(path: str, *, now: datetime | None = None) -> Iterator[Event | RecordError]:
+    """Every event of a JSON Lines or CSV file (``.gz`` and ``-`` too), valid or not."""
+    source = "<stdin>" if path == "-" else path
+    is_csv = path.removesuffix(".gz").endswith(".csv")
+    with contextlib.ExitStack() as stack:
+        f = open_input(path, stack)
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="strict", newline="")
+        try:
+            if is_csv:
+                reader = csv.DictReader(text)
+                missing = {"user", "item"} - set(reader.fieldnames or ())
+                if missing:
+                    raise OSError(f"{source}:1: the CSV header has no {' or '.join(missing)}")
+                for row in reader:
+                    cleaned = {k: v for k, v in row.items() if k is not None and v != ""}
+                    yield parse_event(cleaned, now=now, where=source, line=reader.line_num)
+                return
+            for number, raw in enumerate(text, start=1):
+                stripped = raw.strip()
+                if not stripped:
+                    continue
+                try:
+                    obj: Any = json.loads(stripped)
+                except json.JSONDecodeError as exc:
+                    yield RecordError(source, number, f"invalid JSON: {exc.msg}")
+                    continue
+                yield parse_event(obj, now=now, where=source, line=number)
+        except UnicodeDecodeError as exc:
+            raise OSError(f"{source}: not UTF-8 text ({exc.reason})") from exc
+        except csv.Error as exc:
+            raise OSError(f"{source}: not readable as CSV: {exc}") from exc
+
+
+@dataclass
+class EventReport:
+    """What was stored, and what was refused with its reason."""
+
+    stored: int = 0
+    rejected: list[RecordError] = field(default_factory=list)
+    stored_events: list[tuple[int, str, int, str]] = field(default_factory=list)
+    """``(event id, user, document id, kind)`` of each stored event, for the caller's
+    indexes (kept only when asked for)."""
+
+
+def store_events(
+    store: Store,
+    events: Iterable[Event | RecordError],
+    *,
+    batch_size: int = 20_000,
+    keep: bool = False,
+) -> EventReport:
+    """Store the valid events, in transactions of ``batch_size``; an event of an unknown item
+    is refused. ``keep``: also return what was stored (``EventReport.stored_events``)."""
+    report = EventReport()
+    batch: list[Event] = []
+
+    def flush() -> None:
+        ids = store.internal_ids(sorted({e.item for e in batch}))
+        new: list[NewEvent] = []
+        kept_from: list[Event] = []
+        for e in batch:
+            doc_id = ids.get(e.item)
+            if doc_id is None:
+                report.rejected.append(RecordError(e.where, e.line, f"unknown item {e.item!r}"))
+            else:
+                new.append(NewEvent(e.user, doc_id, e.kind, e.time, e.source))
+                kept_from.append(e)
+        for event_id, stored, origin in zip(store.add_events(new), new, kept_from, strict=True):
+            if event_id is None:
+                report.rejected.append(
+                    RecordError(origin.where, origin.line, f"item {origin.item!r} was removed")
+                )
+                continue
+            report.stored += 1
+            if keep:
+                report.stored_events.append(
+                    (event_id, stored.user, stored.document_id, stored.kind)
+                )
+        batch.clear()
+
+    for item in events:
+        if isinstance(item, RecordError):
+            report.rejected.append(item)
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    report.rejected.sort(key=lambda e: (e.source, e.line))
+    return report

@@ -1,0 +1,235 @@
+"""“Readers also read”: item-to-item collaborative filtering with MinHash, in real time.
+
+Each document's set of readers becomes a MinHash signature of :data:`NUM_PERM` values
+(datasketch, scheme :data:`READERS_SCHEME`: pinned version, hash function, seed and
+permutation scheme, so the same events give the same signatures everywhere). As in the Deview
+2015 talk "putting an elephant in a fridge", every signature value goes into a secondary index:
+for permutation ``i`` and value ``v``, the set of documents whose signature holds ``v`` at
+``i`` (the talk's Redis key ``sig<i>-<v>``). The documents sharing the most signature values
+with a document are its candidates: the share of values two signatures agree on estimates the
+Jaccard similarity of their readers.
+
+The candidates are then re-ranked by exact co-reading (:data:`RERANKS`): ``minhash`` keeps the
+estimated Jaccard (the talk's ranking), ``cosine`` the cosine of the two documents' reader
+vectors, ``bm25`` the dot product of BM25-weighted reader vectors (as implicit's
+``BM25Recommender`` weighs its item-item matrix: readers of many documents count less, and so
+do documents with many readers). The default was chosen by measurement on MovieLens-100K
+(``bench/events_ml100k.py``; figures in ``bench/README.md``).
+
+Every event updates the readers, the signature and the secondary index at once: the next query
+reflects it, with no rebuild. The index is derived from the store's events table
+(:meth:`ReadersIndex.from_store`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from datasketch import MinHash
+from datasketch.hashfunc import sha1_hash32
+
+from textrec.collab.events import KIND_WEIGHTS
+from textrec.store.sql import Store
+
+__all__ = ["NUM_PERM", "READERS_SCHEME", "RERANKS", "ReadersIndex"]
+
+NUM_PERM = 128
+SEED = 1
+READERS_SCHEME = f"minhash{NUM_PERM}-affine32-sha1-seed{SEED}/datasketch-2.0"
+"""What makes the signatures: datasketch 2.0's ``affine32`` permutations of SHA-1 (32-bit) of
+the UTF-8 user id, 128 permutations drawn with seed 1."""
+
+RERANKS = ("bm25", "cosine", "minhash")
+"""How candidates are ranked; the first is the default."""
+
+_BM25_K1 = 1.2  # implicit's BM25Recommender defaults
+_BM25_B = 0.75
+_CANDIDATES = 300
+# A reader of (nearly) every document says little, but not nothing: co-read documents still
+# rank above unread ones in a small log.
+_IDF_FLOOR = 1e-3
+
+
+class ReadersIndex:
+    """Readers, MinHash signatures and their secondary index, for every document with events.
+
+    ``add`` takes ``(user, document id, kind)`` events; ``similar`` answers a document's
+    readers-also-read list. Safe to share between threads (writes take a lock).
+    """
+
+    def __init__(
+        self, *, rerank: str = RERANKS[0], kind_weights: Mapping[str, float] = KIND_WEIGHTS
+    ) -> None:
+        if rerank not in RERANKS:
+            raise ValueError(f"rerank must be one of {', '.join(RERANKS)}, got {rerank!r}")
+        self.rerank = rerank
+        self.kind_weights = dict(kind_weights)
+        self._template = MinHash(NUM_PERM, seed=SEED, hashfunc=sha1_hash32, scheme="affine32")
+        self._readers: dict[int, dict[str, float]] = {}
+        self._read_by: dict[str, set[int]] = {}
+        self._signatures: dict[int, npt.NDArray[np.uint64]] = {}
+        self._buckets: list[dict[int, set[int]]] = [{} for _ in range(NUM_PERM)]
+        self._pairs = 0
+        self._lock = threading.Lock()
+        self.last_event = 0
+        """The id of the last stored event applied (events arrive in id order)."""
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def __repr__(self) -> str:
+        return f"ReadersIndex<{len(self):,} documents, {self._pairs:,} readings, {self.rerank}>"
+
+    @classmethod
+    def from_store(cls, store: Store, **options: object) -> ReadersIndex:
+        """The index of every event stored (read in id order, applied in bulk)."""
+        index = cls(**options)  # type: ignore[arg-type]
+        index.catch_up(store)
+        return index
+
+    def catch_up(self, store: Store) -> int:
+        """Apply the events stored after :attr:`last_event`; returns how many."""
+        done = 0
+        for batch in store.iter_events(after=self.last_event):
+            self.add([(e.user, e.document_id, e.kind) for e in batch])
+            self.last_event = batch[-1].id
+            done += len(batch)
+        return done
+
+    def readers(self, doc_id: int) -> int:
+        """How many readers a document has."""
+        return len(self._readers.get(doc_id, ()))
+
+    # writes -------------------------------------------------------------------------------
+
+    def add(self, events: Iterable[tuple[str, int, str]]) -> None:
+        """Apply events ``(user, document id, kind)``: readers, signatures and buckets."""
+        new_readers: dict[int, list[str]] = {}
+        with self._lock:
+            for user, doc_id, kind in events:
+                weight = self.kind_weights.get(kind, 1.0)
+                readers = self._readers.setdefault(doc_id, {})
+                if user not in readers:
+                    self._pairs += 1
+                    new_readers.setdefault(doc_id, []).append(user)
+                    self._read_by.setdefault(user, set()).add(doc_id)
+                if weight > readers.get(user, 0.0):
+                    readers[user] = weight
+            for doc_id, users in new_readers.items():
+                self._update_signature(doc_id, users)
+
+    def _update_signature(self, doc_id: int, users: list[str]) -> None:
+        old = self._signatures.get(doc_id)
+        mh = MinHash(
+            NUM_PERM,
+            seed=SEED,
+            hashfunc=sha1_hash32,
+            scheme="affine32",
+            hashvalues=old,
+            permutations=self._template.permutations,
+        )
+        mh.update_batch([u.encode("utf-8") for u in users])
+        new = mh.hashvalues.astype(np.uint64)
+        changed = range(NUM_PERM) if old is None else np.flatnonzero(new != old).tolist()
+        for i in changed:
+            if old is not None:
+                bucket = self._buckets[i].get(int(old[i]))
+                if bucket is not None:
+                    bucket.discard(doc_id)
+                    if not bucket:
+                        del self._buckets[i][int(old[i])]
+            self._buckets[i].setdefault(int(new[i]), set()).add(doc_id)
+        self._signatures[doc_id] = new
+
+    def remove(self, doc_ids: Iterable[int]) -> None:
+        """Forget documents (removed from the store): their readers and signatures."""
+        with self._lock:
+            for doc_id in doc_ids:
+                readers = self._readers.pop(doc_id, None)
+                if readers is None:
+                    continue
+                self._pairs -= len(readers)
+                for user in readers:
+                    items = self._read_by.get(user)
+                    if items is not None:
+                        items.discard(doc_id)
+                        if not items:
+                            del self._read_by[user]
+                sig = self._signatures.pop(doc_id)
+                for i in range(NUM_PERM):
+                    bucket = self._buckets[i].get(int(sig[i]))
+                    if bucket is not None:
+                        bucket.discard(doc_id)
+                        if not bucket:
+                            del self._buckets[i][int(sig[i])]
+
+    # queries ------------------------------------------------------------------------------
+
+    def candidates(self, doc_id: int, limit: int = _CANDIDATES) -> list[tuple[int, int]]:
+        """``(document id, signature values shared)`` of the documents sharing the most
+        signature values with ``doc_id`` (itself excluded), most first, then by id."""
+        sig = self._signatures.get(doc_id)
+        if sig is None:
+            return []
+        shared: Counter[int] = Counter()
+        for i in range(NUM_PERM):
+            bucket = self._buckets[i].get(int(sig[i]))
+            if bucket:
+                shared.update(bucket)
+        shared.pop(doc_id, None)
+        ranked = sorted(shared.items(), key=lambda kv: (-kv[1], kv[0]))
+        return ranked[:limit]
+
+    def _tf(self, doc_id: int) -> dict[str, float]:
+        """BM25's saturated weight of each reading of a document, normalised by how many
+        readers it has against the mean."""
+        readers = self._readers[doc_id]
+        length = len(readers) * len(self._readers) / max(self._pairs, 1)
+        norm = _BM25_K1 * ((1 - _BM25_B) + _BM25_B * length)
+        return {u: w * (_BM25_K1 + 1) / (norm + w) for u, w in readers.items()}
+
+    def similar(
+        self, doc_id: int, n: int, *, exclude: Sequence[int] = ()
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The ``n`` documents most read by ``doc_id``'s readers, best first (ties by id),
+        with their scores (see the module docstring); empty when it has no readers."""
+        with self._lock:
+            if doc_id not in self._readers:
+                return np.zeros(0, np.int64), np.zeros(0, np.float64)
+            skip = set(exclude)
+            found = [(c, k) for c, k in self.candidates(doc_id) if c not in skip]
+            mine = self._readers[doc_id]
+            scored: list[tuple[int, float]]
+            if self.rerank == "minhash":
+                scored = [(c, k / NUM_PERM) for c, k in found]
+            elif self.rerank == "cosine":
+                norm = math.sqrt(sum(w * w for w in mine.values()))
+                scored = []
+                for c, _ in found:
+                    theirs = self._readers[c]
+                    dot = sum(mine[u] * theirs[u] for u in mine.keys() & theirs.keys())
+                    size = norm * math.sqrt(sum(w * w for w in theirs.values()))
+                    scored.append((c, dot / size if size else 0.0))
+            else:
+                log_docs = math.log(max(len(self._readers), 1))
+                tf_q = self._tf(doc_id)
+                scored = []
+                for c, _ in found:
+                    tf_c = self._tf(c)
+                    total = 0.0
+                    for u in tf_q.keys() & tf_c.keys():
+                        idf = max(log_docs - math.log1p(len(self._read_by[u])), _IDF_FLOOR)
+                        total += tf_q[u] * tf_c[u] * idf * idf
+                    scored.append((c, total))
+        scored = [x for x in scored if x[1] > 0]
+        scored.sort(key=lambda cs: (-cs[1], cs[0]))
+        top = scored[:n]
+        return (
+            np.array([c for c, _ in top], dtype=np.int64),
+            np.array([s for _, s in top], dtype=np.float64),
+        )
