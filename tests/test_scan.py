@@ -57,7 +57,7 @@ def kernels() -> list[str]:
     if compiled is None:
         return []
     names = ["generic"]
-    for name in ("popcnt", "avx512-vpopcntdq"):
+    for name in ("popcnt", "avx2", "avx512-vpopcntdq"):
         try:
             compiled.use_kernel(name)
         except ValueError:
@@ -87,7 +87,7 @@ def test_compiled_kernel_is_built_and_selected() -> None:
     # build would leave every user on the slow path.
     assert compiled is not None
     assert kernel_name() == compiled.kernel()
-    assert kernel_name() in {"generic", "popcnt", "avx512-vpopcntdq"}
+    assert kernel_name() in {"generic", "popcnt", "avx2", "avx512-vpopcntdq"}
 
 
 @pytest.mark.parametrize("n", [1, 5, 31, 4096, 9000])

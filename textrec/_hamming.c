@@ -708,6 +708,235 @@ __attribute__((target("avx512f,popcnt"))) static void sl_run(state_t *s, const s
 #undef XOR3
 #undef MAJ
 #undef LT
+
+/* ---- AVX2 kernels ----------------------------------------------------------------------------
+ *
+ * For CPUs with AVX2 but not AVX-512 VPOPCNTDQ. The distance of 4 codes in one 256-bit vector
+ * is Muła's nibble lookup (VPSHUFB) summed per code by one VPSADBW: the low nibbles look up
+ * popcount + 4 and the high nibbles 4 - popcount, so that |a - b| of each byte is the byte's
+ * popcount and the sum of absolute differences over 8 bytes is the code's distance, with no
+ * add between the two lookups. The single query, the radius scan and the small-batch group
+ * follow the AVX-512 kernels' structure (32-code steps, four prefetched parts, a min over a
+ * group's queries); batches of at least SLICED_MIN queries run a bit-sliced kernel on 256-code
+ * sub-blocks whose full adders take five AVX2 logic ops each (no VPTERNLOGQ). */
+#define AVX2_ATTR __attribute__((target("avx2,bmi2,popcnt")))
+
+/* the distances of the 4 codes of x to the query whose low and high nibbles are ql, qh (each
+ * byte's nibble in its low 4 bits), given the code's nibbles xl, xh; one per 64-bit lane */
+AVX2_ATTR static inline __m256i nib_dist(__m256i xl, __m256i xh, __m256i ql, __m256i qh) {
+    const __m256i plus4 = _mm256_setr_epi8(4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8, 4, 5, 5,
+                                           6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8);
+    const __m256i minus4 = _mm256_setr_epi8(4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0, 4, 3,
+                                            3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0);
+    return _mm256_sad_epu8(_mm256_shuffle_epi8(plus4, _mm256_xor_si256(xl, ql)),
+                           _mm256_shuffle_epi8(minus4, _mm256_xor_si256(xh, qh)));
+}
+
+AVX2_ATTR static inline __m256i lo_nib(__m256i x) {
+    return _mm256_and_si256(x, _mm256_set1_epi8(0x0F));
+}
+
+AVX2_ATTR static inline __m256i hi_nib(__m256i x) {
+    return _mm256_and_si256(_mm256_srli_epi16(x, 4), _mm256_set1_epi8(0x0F));
+}
+
+/* the distances of the 4 codes at c to the query qv */
+AVX2_ATTR static inline __m256i dist4(const uint64_t *c, __m256i qv) {
+    __m256i y = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)c), qv);
+    const __m256i zero = _mm256_setzero_si256();
+    return nib_dist(lo_nib(y), hi_nib(y), zero, zero);
+}
+
+/* the lane-wise min of the distances of the 32 codes at c to qv (distances fit the low 32-bit
+ * half of each lane, whose high half is 0, so a signed 32-bit min is the 64-bit one) */
+AVX2_ATTR static inline __m256i dist32_min(const uint64_t *c, __m256i qv) {
+    __m256i a = _mm256_min_epi32(dist4(c, qv), dist4(c + 4, qv));
+    __m256i b = _mm256_min_epi32(dist4(c + 8, qv), dist4(c + 12, qv));
+    __m256i e = _mm256_min_epi32(dist4(c + 16, qv), dist4(c + 20, qv));
+    __m256i f = _mm256_min_epi32(dist4(c + 24, qv), dist4(c + 28, qv));
+    return _mm256_min_epi32(_mm256_min_epi32(a, b), _mm256_min_epi32(e, f));
+}
+
+/* any lane of d below the bound limv (bounds 0..65 as 64-bit lanes) */
+AVX2_ATTR static inline int any_below(__m256i d, __m256i limv) {
+    __m256i lt = _mm256_cmpgt_epi64(limv, d);
+    return !_mm256_testz_si256(lt, lt);
+}
+
+/* One step of one query: the 32 codes at c compared once, by their min, with the bound; a step
+ * with a code below it is redone per code with scalar POPCNT (rare once the bound has fallen). */
+AVX2_ATTR static inline void step32_avx2(state_t *s, const uint64_t *c, __m256i qv, __m256i *limv,
+                                         uint64_t base) {
+    if (__builtin_expect(!any_below(dist32_min(c, qv), *limv), 1)) return;
+    accept_mask(s, c, 0xFFFFFFFFu, base);
+    *limv = _mm256_set1_epi64x(s->lim);
+}
+
+AVX2_ATTR static void scan_avx2_stream(state_t *s, const uint64_t *c, size_t n, uint64_t base) {
+    const __m256i qv = _mm256_set1_epi64x((long long)s->q);
+    __m256i limv = _mm256_set1_epi64x(s->lim);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) step32_avx2(s, c + i, qv, &limv, base + i);
+    scan_popcnt_block(s, c + i, n - i, base + i);
+}
+
+/* One query in STREAMS parts at once, as scan_avx512 (the same split, prefetch and merge). */
+AVX2_ATTR static void scan_avx2(state_t *s, const uint64_t *c, size_t n, uint64_t base) {
+    state_t part[STREAMS];
+    size_t len = n / STREAMS / 32 * 32;
+    int ok = n >= STREAMS_MIN && len > 0 && 2 * s->k + 64 <= len;
+    part[0] = *s;
+    for (int p = 1; p < STREAMS && ok; p++) {
+        if (!state_init(&part[p], s->q, s->k, n)) {
+            for (int x = 1; x < p; x++) free(part[x].buf);
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        scan_avx2_stream(s, c, n, base);
+        return;
+    }
+    const __m256i qv = _mm256_set1_epi64x((long long)s->q);
+    __m256i limv[STREAMS];
+    for (int p = 0; p < STREAMS; p++) limv[p] = _mm256_set1_epi64x(part[p].lim);
+    for (size_t i = 0; i < len; i += 32) {
+        for (int p = 0; p < STREAMS; p++) {
+            const uint64_t *cp = c + (size_t)p * len + i;
+            prefetch32(cp + PREFETCH);
+            step32_avx2(&part[p], cp, qv, &limv[p], base + (size_t)p * len + i);
+        }
+    }
+    scan_avx2_stream(&part[STREAMS - 1], c + STREAMS * len, n - STREAMS * len,
+                     base + STREAMS * len);
+    *s = part[0];
+    for (int p = 1; p < STREAMS; p++) {
+        for (size_t j = 0; j < part[p].len; j++) {
+            uint64_t key = part[p].buf[j], d = key >> POS_BITS;
+            if (d < (uint64_t)s->lim) accept(s, d, key & POS_MASK);
+        }
+        free(part[p].buf);
+    }
+}
+
+/* A batch group: up to GROUP queries against each loaded pair of code vectors, whose nibbles
+ * are split once for all of them; a running min over the queries is compared once with the
+ * group's largest bound, and only a pair with a lane below it is redone per query. */
+AVX2_ATTR static void scan_avx2_group(state_t **s, int g, const uint64_t *c, size_t n,
+                                      uint64_t base, const uint64_t *next) {
+    __m256i ql[GROUP], qh[GROUP];
+    for (int j = 0; j < g; j++) {
+        __m256i q = _mm256_set1_epi64x((long long)s[j]->q);
+        ql[j] = lo_nib(q);
+        qh[j] = hi_nib(q);
+    }
+    int lim = group_lim(s, g);
+    __m256i limv = _mm256_set1_epi64x(lim);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (next) _mm_prefetch((const char *)(next + i), _MM_HINT_T0);
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(c + i));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(c + i + 4));
+        __m256i l0 = lo_nib(x0), h0 = hi_nib(x0), l1 = lo_nib(x1), h1 = hi_nib(x1);
+        __m256i m0 = nib_dist(l0, h0, ql[0], qh[0]), m1 = nib_dist(l1, h1, ql[0], qh[0]);
+        for (int j = 1; j < g; j++) {
+            m0 = _mm256_min_epi32(m0, nib_dist(l0, h0, ql[j], qh[j]));
+            m1 = _mm256_min_epi32(m1, nib_dist(l1, h1, ql[j], qh[j]));
+        }
+        if (__builtin_expect(!any_below(_mm256_min_epi32(m0, m1), limv), 1)) continue;
+        for (int j = 0; j < g; j++) {
+            __m256i lj = _mm256_set1_epi64x(s[j]->lim);
+            unsigned mm = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(
+                              _mm256_cmpgt_epi64(lj, nib_dist(l0, h0, ql[j], qh[j])))) |
+                          (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(
+                              _mm256_cmpgt_epi64(lj, nib_dist(l1, h1, ql[j], qh[j]))))
+                              << 4;
+            if (mm) accept_mask(s[j], c + i, mm, base + i);
+        }
+        lim = group_lim(s, g);
+        limv = _mm256_set1_epi64x(lim);
+    }
+    for (int j = 0; j < g; j++) scan_popcnt_block(s[j], c + i, n - i, base + i);
+}
+
+/* One step of within: as within32, with the AVX2 distances (lim = r + 1, clamped to 0..65). */
+AVX2_ATTR static inline size_t within32_avx2(const uint64_t *c, __m256i qv, __m256i limv,
+                                             uint64_t q, int r, uint64_t **buf, size_t *cap,
+                                             size_t len, size_t offset) {
+    if (__builtin_expect(!any_below(dist32_min(c, qv), limv), 1)) return len;
+    size_t got = scan_popcnt_within(c, 32, q, r, buf, cap, len);
+    if (got == (size_t)-1) return got;
+    for (size_t t = len; t < got; t++) (*buf)[t] += offset;
+    return got;
+}
+
+static inline long long within_lim(int r) { return r < 0 ? 0 : r > 64 ? 65 : r + 1; }
+
+AVX2_ATTR static size_t within_avx2_stream(const uint64_t *c, size_t n, uint64_t q, int r,
+                                           uint64_t **buf, size_t *cap, size_t len) {
+    const __m256i qv = _mm256_set1_epi64x((long long)q);
+    const __m256i limv = _mm256_set1_epi64x(within_lim(r));
+    size_t i = 0;
+    for (; i + 32 <= n && len != (size_t)-1; i += 32) {
+        prefetch32(c + i + 2048);
+        len = within32_avx2(c + i, qv, limv, q, r, buf, cap, len, i);
+    }
+    if (len == (size_t)-1) return len;
+    size_t got = scan_popcnt_within(c + i, n - i, q, r, buf, cap, len);
+    if (got == (size_t)-1) return got;
+    for (size_t t = len; t < got; t++) (*buf)[t] += i;
+    return got;
+}
+
+/* Every code within r of q, in STREAMS parts at once as scan_avx512_within. */
+AVX2_ATTR static size_t scan_avx2_within(const uint64_t *c, size_t n, uint64_t q, int r,
+                                         uint64_t **buf, size_t *cap, size_t len) {
+    size_t plen = n / STREAMS / 32 * 32;
+    if (n < STREAMS_MIN || plen == 0) return within_avx2_stream(c, n, q, r, buf, cap, len);
+    const __m256i qv = _mm256_set1_epi64x((long long)q);
+    const __m256i limv = _mm256_set1_epi64x(within_lim(r));
+    uint64_t *pb[STREAMS] = {*buf};
+    size_t pcap[STREAMS] = {*cap}, pl[STREAMS] = {len}, got = 0;
+    int ok = 1;
+    for (size_t i = 0; i < plen && ok; i += 32) {
+        for (int p = 0; p < STREAMS; p++) {
+            const uint64_t *cp = c + (size_t)p * plen + i;
+            prefetch32(cp + PREFETCH);
+            got = within32_avx2(cp, qv, limv, q, r, &pb[p], &pcap[p], pl[p], (size_t)p * plen + i);
+            if (got == (size_t)-1) {
+                ok = 0;
+                break;
+            }
+            pl[p] = got;
+        }
+    }
+    if (ok) {
+        size_t tail = STREAMS * plen;
+        got = within_avx2_stream(c + tail, n - tail, q, r, &pb[STREAMS - 1], &pcap[STREAMS - 1],
+                                 pl[STREAMS - 1]);
+        if (got == (size_t)-1) ok = 0;
+        for (size_t t = pl[STREAMS - 1]; ok && t < got; t++) pb[STREAMS - 1][t] += tail;
+        if (ok) pl[STREAMS - 1] = got;
+    }
+    size_t total = 0;
+    for (int p = 0; p < STREAMS; p++) total += pl[p];
+    if (ok && total > pcap[0]) {
+        uint64_t *nb = (uint64_t *)realloc(pb[0], total * sizeof(uint64_t));
+        if (nb) {
+            pb[0] = nb;
+            pcap[0] = total;
+        } else {
+            ok = 0;
+        }
+    }
+    for (int p = 1; p < STREAMS; p++) {
+        if (ok) memcpy(pb[0] + pl[0], pb[p], pl[p] * sizeof(uint64_t));
+        pl[0] += pl[p];
+        free(pb[p]);
+    }
+    *buf = pb[0];
+    *cap = pcap[0];
+    return ok ? total : (size_t)-1;
+}
 #endif
 
 typedef void (*scan_fn)(state_t *, const uint64_t *, size_t, uint64_t);
@@ -722,6 +951,14 @@ static const char *KERNEL = "generic";
 /* with the AVX-512 kernel chosen, batches of at least this many queries run the bit-sliced one */
 static size_t SLICED_MIN = 18;
 
+#if TX_X86
+static int has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("popcnt");
+}
+#endif
+
 static void choose_kernel(void) {
 #if TX_X86
     __builtin_cpu_init();
@@ -732,6 +969,11 @@ static void choose_kernel(void) {
         GROUP_RUN = scan_avx512_group;
         WITHIN = scan_avx512_within;
         KERNEL = "avx512-vpopcntdq";
+    } else if (has_avx2()) {
+        SCAN = scan_avx2;
+        GROUP_RUN = scan_avx2_group;
+        WITHIN = scan_avx2_within;
+        KERNEL = "avx2";
     } else if (__builtin_cpu_supports("popcnt")) {
         SCAN = scan_popcnt;
         GROUP_RUN = scan_popcnt_group;
@@ -1142,6 +1384,11 @@ static PyObject *py_use_kernel(PyObject *self, PyObject *args) {
         GROUP_RUN = scan_popcnt_group;
         WITHIN = scan_popcnt_within;
         KERNEL = "popcnt";
+    } else if (strcmp(name, "avx2") == 0 && has_avx2()) {
+        SCAN = scan_avx2;
+        GROUP_RUN = scan_avx2_group;
+        WITHIN = scan_avx2_within;
+        KERNEL = "avx2";
     } else if (strcmp(name, "avx512-vpopcntdq") == 0) {
         choose_kernel();
         if (SCAN != scan_avx512) {
@@ -1200,7 +1447,7 @@ static PyMethodDef methods[] = {
      "mih_within(codes, positions, offsets, q, r) -> bytes of sorted packed keys."},
     {"kernel", py_kernel, METH_NOARGS, "The instruction set chosen for this CPU."},
     {"use_kernel", py_use_kernel, METH_VARARGS,
-     "use_kernel(name): use the generic, popcnt or avx512-vpopcntdq kernel, or the best one."},
+     "use_kernel(name): use the generic, popcnt, avx2 or avx512-vpopcntdq kernel, or the best one."},
     {"sliced_min", py_sliced_min, METH_VARARGS,
      "sliced_min(n) -> previous n: batches of at least n queries use the bit-sliced kernel."},
     {"streams_min", py_streams_min, METH_VARARGS,
