@@ -937,6 +937,206 @@ AVX2_ATTR static size_t scan_avx2_within(const uint64_t *c, size_t n, uint64_t q
     *cap = pcap[0];
     return ok ? total : (size_t)-1;
 }
+
+/* ---- bit-sliced batch kernel (AVX2) ----------------------------------------------------------
+ *
+ * The AVX-512 bit-sliced kernel above on 256-bit vectors: sub-blocks of SB2 = 256 codes, 73
+ * planes of 4 lanes (lane l, bit r of plane b is bit b of code 4r + l), the same per-query
+ * selection of 32 planes (slq_t, its offsets halved) and the same adder tree and comparison,
+ * each full adder five logic ops instead of two VPTERNLOGQ. */
+#define SB2 256
+#define SB2_PER_BLOCK (BLOCK / SB2)
+
+/* a ^ b ^ c and the majority of a, b, c, sharing a ^ b */
+#define FA2(s, c, a, b, d)                                                                    \
+    __m256i s, c;                                                                             \
+    do {                                                                                      \
+        __m256i a_ = (a), b_ = (b), d_ = (d), t_ = _mm256_xor_si256(a_, b_);                 \
+        s = _mm256_xor_si256(t_, d_);                                                         \
+        c = _mm256_or_si256(_mm256_and_si256(a_, b_), _mm256_and_si256(t_, d_));              \
+    } while (0)
+/* (a < b) over one more bit, from the lower bits' result c: (~a & b) | (~(a ^ b) & c) */
+#define LT2(a, b, c)                                                                          \
+    _mm256_or_si256(_mm256_andnot_si256(a, b), _mm256_andnot_si256(_mm256_xor_si256(a, b), c))
+
+/* 256 codes -> planes P[0..72], as sl_transpose (register i holds codes 4(63-i)..4(63-i)+3);
+ * the six steps run in three passes of two, each on groups of four registers, the first
+ * reading the codes and the last writing the planes. */
+#define SWAP2(a, b, j, m)                                                                     \
+    do {                                                                                      \
+        __m256i t_ = _mm256_and_si256(_mm256_xor_si256(a, _mm256_srli_epi64(b, j)), m);       \
+        (a) = _mm256_xor_si256(a, t_);                                                        \
+        (b) = _mm256_xor_si256(b, _mm256_slli_epi64(t_, j));                                  \
+    } while (0)
+/* one pass: steps j1 and j1 / 2 on the four registers (k, k + j1 / 2, k + j1, k + 3 j1 / 2) of
+ * each group, read by LD(i) and written by ST(i, v) */
+#define SL2_PASS(j1, mask1, mask2, LD, ST)                                                    \
+    do {                                                                                      \
+        const int j2_ = (j1) / 2;                                                             \
+        const __m256i m1_ = _mm256_set1_epi64x((long long)(mask1));                           \
+        const __m256i m2_ = _mm256_set1_epi64x((long long)(mask2));                           \
+        _Pragma("GCC unroll 16") for (int g_ = 0; g_ < 16; g_++) {                            \
+            const int k = (g_ % j2_) + (g_ / j2_) * 2 * (j1);                                 \
+            __m256i a0 = LD(k), a1 = LD(k + j2_), a2 = LD(k + (j1)), a3 = LD(k + (j1) + j2_);  \
+            SWAP2(a0, a2, j1, m1_);                                                           \
+            SWAP2(a1, a3, j1, m1_);                                                           \
+            SWAP2(a0, a1, j2_, m2_);                                                          \
+            SWAP2(a2, a3, j2_, m2_);                                                          \
+            ST(k, a0);                                                                        \
+            ST(k + j2_, a1);                                                                  \
+            ST(k + (j1), a2);                                                                 \
+            ST(k + (j1) + j2_, a3);                                                           \
+        }                                                                                     \
+    } while (0)
+AVX2_ATTR static void sl2_transpose(const uint64_t *c, __m256i *P) {
+    __m256i A[64];
+#define LD_C(i) _mm256_loadu_si256((const __m256i *)(c + 4 * (63 - (i))))
+#define LD_A(i) A[i]
+#define ST_A(i, v) A[i] = (v)
+#define ST_P(i, v) P[63 - (i)] = (v)
+    SL2_PASS(32, 0x00000000FFFFFFFFULL, 0x0000FFFF0000FFFFULL, LD_C, ST_A);
+    SL2_PASS(8, 0x00FF00FF00FF00FFULL, 0x0F0F0F0F0F0F0F0FULL, LD_A, ST_A);
+    SL2_PASS(2, 0x3333333333333333ULL, 0x5555555555555555ULL, LD_A, ST_P);
+#undef LD_C
+#undef LD_A
+#undef ST_A
+#undef ST_P
+    /* px, the popcount of each code: carry-save adders over the 64 planes, as sl_transpose */
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i bit[7];
+    for (int w = 0; w < 7; w++) bit[w] = zero;
+#define CSA2(h, l, b, c)                                                                      \
+    do {                                                                                      \
+        FA2(s_, c_, l, b, c);                                                                 \
+        h = c_;                                                                               \
+        l = s_;                                                                               \
+    } while (0)
+    for (int i = 0; i < 64; i += 16) {
+        const __m256i *x = P + i;
+        __m256i twosA, twosB, foursA, foursB, eightsA, eightsB, sixteens;
+        CSA2(twosA, bit[0], x[0], x[1]);
+        CSA2(twosB, bit[0], x[2], x[3]);
+        CSA2(foursA, bit[1], twosA, twosB);
+        CSA2(twosA, bit[0], x[4], x[5]);
+        CSA2(twosB, bit[0], x[6], x[7]);
+        CSA2(foursB, bit[1], twosA, twosB);
+        CSA2(eightsA, bit[2], foursA, foursB);
+        CSA2(twosA, bit[0], x[8], x[9]);
+        CSA2(twosB, bit[0], x[10], x[11]);
+        CSA2(foursA, bit[1], twosA, twosB);
+        CSA2(twosA, bit[0], x[12], x[13]);
+        CSA2(twosB, bit[0], x[14], x[15]);
+        CSA2(foursB, bit[1], twosA, twosB);
+        CSA2(eightsB, bit[2], foursA, foursB);
+        CSA2(sixteens, bit[3], eightsA, eightsB);
+        for (int w = 4; w < 7; w++) {
+            __m256i nb = _mm256_xor_si256(bit[w], sixteens);
+            sixteens = _mm256_and_si256(bit[w], sixteens);
+            bit[w] = nb;
+        }
+    }
+#undef CSA2
+    for (int w = 0; w < 6; w++) P[64 + w] = bit[w];
+    P[70] = _mm256_xor_si256(bit[6], _mm256_set1_epi64x(-1));
+    P[71] = bit[6];
+    P[72] = zero;
+}
+#undef SL2_PASS
+#undef SWAP2
+
+/* The seven bits of S + K2, as sl_sum (the same tree, off holding offsets of 32-byte planes). */
+__attribute__((target("avx2,bmi2,popcnt"), always_inline)) static inline void sl2_sum(const __m256i *P, const uint16_t *o, const __m256i *kb,
+                                     __m256i *v) {
+#define X(i) _mm256_load_si256((const __m256i *)((const char *)P + o[i]))
+    FA2(t0, t1, X(0), X(1), X(10));
+    FA2(t2, t3, X(11), X(12), X(13));
+    FA2(t4, t5, X(14), X(15), X(16));
+    FA2(t6, t7, X(17), X(18), X(19));
+    FA2(t8, t9, X(2), X(20), X(21));
+    FA2(t10, t11, X(22), X(23), X(24));
+    FA2(t12, t13, X(25), X(26), X(27));
+    FA2(t14, t15, X(28), X(29), X(3));
+    FA2(t16, t17, X(30), X(31), X(4));
+    FA2(t18, t19, X(5), X(6), X(7));
+    FA2(t20, t21, X(8), X(9), kb[0]);
+#undef X
+    FA2(t22, t23, t0, t10, t12);
+    FA2(t24, t25, t14, t16, t18);
+    FA2(t26, t27, t2, t20, t4);
+    FA2(t28, t29, t6, t8, t22);
+    FA2(u0, t31, t24, t26, t28);
+    v[0] = u0;
+    FA2(t32, t33, kb[1], t1, t11);
+    FA2(t34, t35, t13, t15, t17);
+    FA2(t36, t37, t19, t21, t3);
+    FA2(t38, t39, t5, t7, t9);
+    FA2(t40, t41, t23, t25, t27);
+    FA2(t42, t43, t32, t34, t36);
+    FA2(t44, t45, t38, t29, t40);
+    FA2(u1, t47, t42, t31, t44);
+    v[1] = u1;
+    FA2(t48, t49, kb[2], t33, t35);
+    FA2(t50, t51, t37, t39, t41);
+    FA2(t52, t53, t43, t48, t45);
+    FA2(u2, t55, t50, t47, t52);
+    v[2] = u2;
+    FA2(t56, t57, kb[3], t49, t51);
+    FA2(u3, t59, t53, t56, t55);
+    v[3] = u3;
+    FA2(u4, t61, kb[4], t57, t59);
+    v[4] = u4;
+    v[5] = _mm256_xor_si256(kb[5], t61);
+    v[6] = _mm256_xor_si256(kb[6], _mm256_and_si256(kb[5], t61));
+}
+
+/* One query over nsb transposed sub-blocks, as sl_run. */
+AVX2_ATTR static void sl2_run(state_t *s, const slq_t *a, const __m256i *P0, int nsb,
+                              const uint64_t *c, uint64_t base) {
+    __m256i kb[7], w0 = _mm256_setzero_si256();
+    for (int i = 0; i < 7; i++) kb[i] = w0;
+    int lim = -1;
+    uint16_t o16[32]; /* byte offsets of the 32 selected 32-byte planes */
+    for (int i = 0; i < 32; i++) o16[i] = (uint16_t)(((a->off[i >> 2] >> (16 * (i & 3))) & 0xFFFF) >> 1);
+    const uint16_t *off = o16;
+    for (int sb = 0; sb < nsb; sb++) {
+        if (s->lim != lim) {
+            lim = s->lim;
+            int K = a->zeros ? a->pq - lim + 64 : 64 - a->pq + lim;
+            for (int i = 0; i < 7; i++)
+                kb[i] = _mm256_set1_epi64x(-(long long)((K >> (i + 1)) & 1));
+            w0 = _mm256_set1_epi64x(-(long long)(K & 1));
+        }
+        const __m256i *P = P0 + SLOTS * sb;
+        __asm__("" : "+r"(off));
+        __m256i v[7];
+        sl2_sum(P, off, kb, v);
+        __m256i lt;
+        if (a->zeros) {
+            lt = LT2(w0, P[64], _mm256_setzero_si256());
+            for (int i = 0; i < 7; i++) lt = LT2(v[i], P[65 + i], lt);
+        } else {
+            lt = LT2(P[64], w0, _mm256_setzero_si256());
+            for (int i = 0; i < 7; i++) lt = LT2(P[65 + i], v[i], lt);
+        }
+        if (__builtin_expect(_mm256_testz_si256(lt, lt), 1)) continue;
+        uint64_t w[4];
+        _mm256_storeu_si256((__m256i *)w, lt);
+        uint64_t any = w[0] | w[1] | w[2] | w[3];
+        const uint64_t *cs = c + (size_t)sb * SB2;
+        while (any) {
+            unsigned r = (unsigned)__builtin_ctzll(any);
+            any &= any - 1;
+            for (unsigned l = 0; l < 4; l++) {
+                if (!((w[l] >> r) & 1)) continue;
+                unsigned pos = 4 * r + l;
+                int d = __builtin_popcountll(cs[pos] ^ s->q);
+                if (d < s->lim) accept(s, (uint64_t)d, base + (uint64_t)sb * SB2 + pos);
+            }
+        }
+    }
+}
+#undef FA2
+#undef LT2
 #endif
 
 typedef void (*scan_fn)(state_t *, const uint64_t *, size_t, uint64_t);
@@ -948,7 +1148,8 @@ static scan_fn SCAN = scan_generic;
 static group_fn GROUP_RUN = scan_generic_group;
 static within_fn WITHIN = scan_generic_within;
 static const char *KERNEL = "generic";
-/* with the AVX-512 kernel chosen, batches of at least this many queries run the bit-sliced one */
+/* with the AVX-512 or AVX2 kernel chosen, batches of at least this many queries run the
+ * bit-sliced one */
 static size_t SLICED_MIN = 18;
 
 #if TX_X86
@@ -1069,7 +1270,9 @@ static PyObject *py_topk(PyObject *self, PyObject *args) {
              * rarely changes); results do not depend on the grouping. */
             state_t **order = (state_t **)malloc(m * sizeof(state_t *));
 #if TX_X86
-            int sliced = GROUP_RUN == scan_avx512_group && m >= SLICED_MIN;
+            int avx2 = GROUP_RUN == scan_avx2_group;
+            int sliced = (GROUP_RUN == scan_avx512_group || avx2) && m >= SLICED_MIN;
+            size_t sb = avx2 ? SB2 : SB; /* codes per sub-block */
             slq_t *aux = sliced ? (slq_t *)malloc(m * sizeof(slq_t)) : NULL;
             __m512i *planes = NULL;
             if (sliced && aux &&
@@ -1088,18 +1291,26 @@ static PyObject *py_topk(PyObject *self, PyObject *args) {
                     size_t done = 0; /* codes of this block already run by the sliced kernel */
 #if TX_X86
                     if (sliced) {
-                        int nsb = (int)(len / SB);
-                        for (int t = 0; t < nsb; t++)
-                            sl_transpose(c + b + (size_t)t * SB, planes + t * SLOTS);
+                        int nsb = (int)(len / sb);
+                        for (int t = 0; t < nsb; t++) {
+                            if (avx2)
+                                sl2_transpose(c + b + (size_t)t * SB2,
+                                              (__m256i *)planes + t * SLOTS);
+                            else
+                                sl_transpose(c + b + (size_t)t * SB, planes + t * SLOTS);
+                        }
                         /* prefetch the next block while the queries run, a share per query */
                         size_t rest = b + BLOCK < n ? n - b - BLOCK : 0;
                         size_t lines = (rest < BLOCK ? rest : BLOCK) / 8;
                         for (size_t j = 0; j < m; j++) {
                             for (size_t x = j * lines / m; x < (j + 1) * lines / m; x++)
                                 _mm_prefetch((const char *)(c + b + BLOCK + 8 * x), _MM_HINT_T0);
-                            sl_run(&st[j], &aux[j], planes, nsb, c + b, b);
+                            if (avx2)
+                                sl2_run(&st[j], &aux[j], (const __m256i *)planes, nsb, c + b, b);
+                            else
+                                sl_run(&st[j], &aux[j], planes, nsb, c + b, b);
                         }
-                        done = (size_t)nsb * SB;
+                        done = (size_t)nsb * sb;
                         if (done == len) continue;
                     }
 #endif
@@ -1425,7 +1636,7 @@ static PyObject *py_streams_min(PyObject *self, PyObject *args) {
 }
 
 /* sliced_min(n) -> previous: batches of >= n queries use the bit-sliced kernel where the
- * AVX-512 kernel is chosen */
+ * AVX-512 or AVX2 kernel is chosen */
 static PyObject *py_sliced_min(PyObject *self, PyObject *args) {
     return set_threshold(args, &SLICED_MIN, 2, "sliced_min");
 }
