@@ -279,3 +279,34 @@ def test_compiled_df_counts_every_kind_of_term_collection() -> None:
         batch.count_df([1], {})
     snapshot = DFSnapshot.from_documents(iter([["a", "a", "b"], {"b": 1}, ("c", "b")]))
     assert (snapshot.n_docs, dict(snapshot.df)) == (3, {"a": 1, "b": 3, "c": 1})
+
+
+# --------------------------------------------------------------------------------------------
+# The scan kernel's instruction sets (textrec/_hamming.c; results in tests/test_scan.py)
+
+
+def test_every_scan_kernel_this_cpu_supports_can_be_forced() -> None:
+    # tests/test_scan.py runs each kernel the CPU supports against the NumPy path, forcing it
+    # with use_kernel and skipping those it refuses; here a refusal of a kernel the CPU's flags
+    # allow fails, so that a host with AVX-512 still tests the AVX2 kernel.
+    hamming = _compiled("_hamming")
+    try:
+        with open("/proc/cpuinfo", encoding="ascii") as f:
+            flags = set(next(line for line in f if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags here")
+    wanted = {
+        "generic": set(),
+        "popcnt": {"popcnt"},
+        "avx2": {"avx2", "bmi2", "popcnt"},
+        "avx512-vpopcntdq": {"avx512f", "avx512dq", "avx512_vpopcntdq", "popcnt"},
+    }
+    try:
+        for name, needs in wanted.items():
+            if needs <= flags:
+                assert hamming.use_kernel(name) == name == hamming.kernel()
+            else:
+                with pytest.raises(ValueError):
+                    hamming.use_kernel(name)
+    finally:
+        hamming.use_kernel("best")
