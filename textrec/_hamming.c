@@ -19,9 +19,11 @@
  * mih_*:  multi-index hashing (Norouzi, Punjani & Fleet): three tables keyed by 21, 21 and
  *         22-bit substrings, each a counting-sorted array of uint32 positions.
  *
- * The popcount kernels are compiled for three targets (AVX-512 VPOPCNTDQ, POPCNT, plain C)
- * with GCC/Clang target attributes and chosen at import time from what the CPU supports, so
- * the module is built with portable flags and runs on any x86-64 (or other) machine.
+ * The popcount kernels are compiled for four targets (AVX-512 VPOPCNTDQ, AVX2, POPCNT, plain
+ * C) with GCC/Clang target attributes and chosen at import time from what the CPU supports, so
+ * the module is built with portable flags and runs on any x86-64 (or other) machine. The AVX2
+ * kernels (Muła's nibble lookup, and the bit-sliced batch with five-op full adders) have the
+ * AVX-512 ones' structure on 256-bit vectors.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1045,8 +1047,8 @@ AVX2_ATTR static void sl2_transpose(const uint64_t *c, __m256i *P) {
 #undef SWAP2
 
 /* The seven bits of S + K2, as sl_sum (the same tree, off holding offsets of 32-byte planes). */
-__attribute__((target("avx2,bmi2,popcnt"), always_inline)) static inline void sl2_sum(const __m256i *P, const uint16_t *o, const __m256i *kb,
-                                     __m256i *v) {
+__attribute__((target("avx2,bmi2,popcnt"), always_inline)) static inline void sl2_sum(
+    const __m256i *P, const uint16_t *o, const __m256i *kb, __m256i *v) {
 #define X(i) _mm256_load_si256((const __m256i *)((const char *)P + o[i]))
     FA2(t0, t1, X(0), X(1), X(10));
     FA2(t2, t3, X(11), X(12), X(13));
@@ -1095,8 +1097,9 @@ AVX2_ATTR static void sl2_run(state_t *s, const slq_t *a, const __m256i *P0, int
     __m256i kb[7], w0 = _mm256_setzero_si256();
     for (int i = 0; i < 7; i++) kb[i] = w0;
     int lim = -1;
-    uint16_t o16[32]; /* byte offsets of the 32 selected 32-byte planes */
-    for (int i = 0; i < 32; i++) o16[i] = (uint16_t)(((a->off[i >> 2] >> (16 * (i & 3))) & 0xFFFF) >> 1);
+    uint16_t o16[32]; /* byte offsets of the 32 selected 32-byte planes, one load each */
+    for (int i = 0; i < 32; i++)
+        o16[i] = (uint16_t)(((a->off[i >> 2] >> (16 * (i & 3))) & 0xFFFF) >> 1);
     const uint16_t *off = o16;
     for (int sb = 0; sb < nsb; sb++) {
         if (s->lim != lim) {
@@ -1658,7 +1661,8 @@ static PyMethodDef methods[] = {
      "mih_within(codes, positions, offsets, q, r) -> bytes of sorted packed keys."},
     {"kernel", py_kernel, METH_NOARGS, "The instruction set chosen for this CPU."},
     {"use_kernel", py_use_kernel, METH_VARARGS,
-     "use_kernel(name): use the generic, popcnt, avx2 or avx512-vpopcntdq kernel, or the best one."},
+     "use_kernel(name): use the generic, popcnt, avx2 or avx512-vpopcntdq kernel, or the best "
+     "one."},
     {"sliced_min", py_sliced_min, METH_VARARGS,
      "sliced_min(n) -> previous n: batches of at least n queries use the bit-sliced kernel."},
     {"streams_min", py_streams_min, METH_VARARGS,
