@@ -174,8 +174,34 @@ def bench(
         rows.append(
             report("radius 4 (scan, 1 thr)", *timed(lambda: index.within(one(), 4), reps, budget))
         )
+        interleaved(codes, index, qs, reps)
     summarize(rows)
     return rows
+
+
+def interleaved(codes: np.ndarray, index: HammingIndex, qs: np.ndarray, reps: int) -> None:
+    """The floor, a single query and a radius-4 scan called in turn, ``reps`` rounds: the
+    median over rounds of each call's ratio to the floor of its round, wall and CPU time, which
+    a neighbour's load shifts less than the separate rows above (measured seconds apart)."""
+    calls: dict[str, Callable[[int], object]] = {
+        "floor": lambda i: codes.sum(),
+        "single": lambda i: index.search(qs[i % BATCH], K, threads=1),
+        "radius 4 scan": lambda i: index.within(qs[i % BATCH], 4),
+    }
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(reps):
+        for name, fn in calls.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            fn(i)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
+    parts = []
+    for name in ("single", "radius 4 scan"):
+        w = np.median(np.array(wall[name]) / np.array(wall["floor"]))
+        c = np.median(np.array(cpu[name]) / np.array(cpu["floor"]))
+        parts.append(f"{name}/floor {w:.2f} (cpu {c:.2f})")
+    print(f"  interleaved, {reps} rounds, median ratio: " + ", ".join(parts), flush=True)
 
 
 def summarize(rows: list[dict[str, object]]) -> None:
