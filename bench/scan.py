@@ -8,11 +8,13 @@
                                              # the AVX2 kernel forced on an AVX-512 host
 
 Prints one line per measurement: p50 and p99 milliseconds per call (a call is one query, or one
-batch of 100 queries), for 1 and 2 threads (``--threads``), and after each size the ratios the
-targets are stated in (one thread, p50). "floor" is one NumPy ``sum`` over the fingerprint
-array: the time to read it once. ``--kernel`` forces a kernel of ``textrec._hamming`` (as the
-tests' ``use_kernel`` hook does); the kernel that ran is printed with each size. The machine is
-shared: compare rows of one run as ratios. Needs the ``bench`` extra (faiss-cpu, psutil).
+batch of 100 queries), for 1 and 2 threads (``--threads``), and for each size the ratios the
+targets are stated in (one thread): once with the calls interleaved round by round (the figure
+to quote on a shared machine), once from the rows' p50s. "floor" is one NumPy ``sum`` over the
+fingerprint array: the time to read it once. ``--kernel`` forces a kernel of
+``textrec._hamming`` (as the tests' ``use_kernel`` hook does); the kernel that ran is printed
+with each size. The machine is shared: compare rows of one run as ratios. Needs the ``bench``
+extra (faiss-cpu, psutil).
 """
 
 from __future__ import annotations
@@ -151,6 +153,17 @@ def bench(
             *timed(lambda: _topk_numpy(stored_codes, stored_ids, one(), K), max(3, reps // 4), 15),
         )
     )
+    faiss.omp_set_num_threads(1)
+    interleaved(
+        {
+            "floor": lambda i: codes.sum(),
+            "single": lambda i: index.search(qs[i % BATCH], K, threads=1),
+            "faiss single": lambda i: fidx.search(fq[i % BATCH : i % BATCH + 1], K),
+            "radius 4 scan": lambda i: index.within(qs[i % BATCH], 4),
+            "batch": lambda i: index.search_batch(qs, K, threads=1),
+        },
+        max(5, reps // 3),
+    )
     fidx.reset()  # free faiss's copy before the radius tables are built
     gc.collect()
     if radius:
@@ -174,34 +187,33 @@ def bench(
         rows.append(
             report("radius 4 (scan, 1 thr)", *timed(lambda: index.within(one(), 4), reps, budget))
         )
-        interleaved(codes, index, qs, reps)
     summarize(rows)
     return rows
 
 
-def interleaved(codes: np.ndarray, index: HammingIndex, qs: np.ndarray, reps: int) -> None:
-    """The floor, a single query and a radius-4 scan called in turn, ``reps`` rounds: the
-    median over rounds of each call's ratio to the floor of its round, wall and CPU time, which
-    a neighbour's load shifts less than the separate rows above (measured seconds apart)."""
-    calls: dict[str, Callable[[int], object]] = {
-        "floor": lambda i: codes.sum(),
-        "single": lambda i: index.search(qs[i % BATCH], K, threads=1),
-        "radius 4 scan": lambda i: index.within(qs[i % BATCH], 4),
-    }
+def interleaved(calls: dict[str, Callable[[int], object]], rounds: int) -> None:
+    """The calls in turn (one thread), ``rounds`` times: the median over rounds of the ratios
+    the targets are stated in, wall and CPU time. A neighbour's load shifts these less than the
+    separate rows above, which are measured seconds apart."""
     wall: dict[str, list[float]] = {name: [] for name in calls}
     cpu: dict[str, list[float]] = {name: [] for name in calls}
-    for i in range(reps):
+    for i in range(rounds):
         for name, fn in calls.items():
             c0, t0 = time.thread_time(), time.perf_counter()
             fn(i)
             wall[name].append(time.perf_counter() - t0)
             cpu[name].append(time.thread_time() - c0)
+    ratios = {
+        "single/floor": ("single", "floor", 1),
+        "radius 4 scan/floor": ("radius 4 scan", "floor", 1),
+        "faiss single/single": ("faiss single", "single", 1),
+        f"{BATCH} single/batch of {BATCH}": ("single", "batch", BATCH),
+    }
     parts = []
-    for name in ("single", "radius 4 scan"):
-        w = np.median(np.array(wall[name]) / np.array(wall["floor"]))
-        c = np.median(np.array(cpu[name]) / np.array(cpu["floor"]))
-        parts.append(f"{name}/floor {w:.2f} (cpu {c:.2f})")
-    print(f"  interleaved, {reps} rounds, median ratio: " + ", ".join(parts), flush=True)
+    for label, (top, bottom, scale) in ratios.items():
+        w, c = (np.median(scale * np.array(t[top]) / np.array(t[bottom])) for t in (wall, cpu))
+        parts.append(f"{label} {w:.2f} (cpu {c:.2f})")
+    print(f"  interleaved, {rounds} rounds, median ratios: " + ", ".join(parts), flush=True)
 
 
 def summarize(rows: list[dict[str, object]]) -> None:
