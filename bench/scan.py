@@ -4,11 +4,17 @@
     python bench/scan.py --real /tmp/textrec-real.npy    # fingerprints of the shared corpora
     python bench/scan.py --fingerprint /tmp/textrec-real.npy --limit 200000   # make that file
     python bench/scan.py --kernel-ab 1e7     # bit-sliced vs popcount batch kernel, by batch size
+    python bench/scan.py --sizes 1e7,6e7 --kernel avx2 --threads 1 --no-snapshot
+                                             # the AVX2 kernel forced on an AVX-512 host
 
 Prints one line per measurement: p50 and p99 milliseconds per call (a call is one query, or one
-batch of 100 queries), for 1 and 2 threads. "floor" is one NumPy ``sum`` over the fingerprint
-array: the time to read it once. The machine is shared: compare rows of one run as ratios.
-Needs the ``bench`` extra (faiss-cpu, psutil).
+batch of 100 queries), for 1 and 2 threads (``--threads``), and for each size the ratios the
+targets are stated in (one thread): once with the calls interleaved round by round (the figure
+to quote on a shared machine), once from the rows' p50s. "floor" is one NumPy ``sum`` over the
+fingerprint array: the time to read it once. ``--kernel`` forces a kernel of
+``textrec._hamming`` (as the tests' ``use_kernel`` hook does); the kernel that ran is printed
+with each size. The machine is shared: compare rows of one run as ratios. Needs the ``bench``
+extra (faiss-cpu, psutil).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -69,7 +76,12 @@ def report(
 
 
 def bench(
-    codes: np.ndarray, name: str, radius: bool, reps: int, real: bool = False
+    codes: np.ndarray,
+    name: str,
+    radius: bool,
+    reps: int,
+    real: bool = False,
+    threads_list: tuple[int, ...] = (1, 2),
 ) -> list[dict[str, object]]:
     import faiss
 
@@ -94,7 +106,10 @@ def bench(
     fidx.add(codes.view(np.uint8).reshape(n, 8))
     fq = qs.view(np.uint8).reshape(BATCH, 8)
     budget = 8.0
-    print(f"{name}: {n:,} codes, kernel {kernel_name()}, k={K}", flush=True)
+    print(
+        f"{name}: {n:,} codes, kernel {kernel_name()}, faiss {faiss.__version__}, k={K}",
+        flush=True,
+    )
     rows = []
     qi = iter(range(10**9))
 
@@ -102,7 +117,7 @@ def bench(
         return qs[next(qi) % BATCH]
 
     rows.append(report("floor: numpy sum (1 thread)", *timed(lambda: codes.sum(), reps, budget)))
-    for threads in (1, 2):
+    for threads in threads_list:
         faiss.omp_set_num_threads(threads)
         rows.append(
             report(
@@ -138,6 +153,17 @@ def bench(
             *timed(lambda: _topk_numpy(stored_codes, stored_ids, one(), K), max(3, reps // 4), 15),
         )
     )
+    faiss.omp_set_num_threads(1)
+    interleaved(
+        {
+            "floor": lambda i: codes.sum(),
+            "single": lambda i: index.search(qs[i % BATCH], K, threads=1),
+            "faiss single": lambda i: fidx.search(fq[i % BATCH : i % BATCH + 1], K),
+            "radius 4 scan": lambda i: index.within(qs[i % BATCH], 4),
+            "batch": lambda i: index.search_batch(qs, K, threads=1),
+        },
+        max(5, reps // 3),
+    )
     fidx.reset()  # free faiss's copy before the radius tables are built
     gc.collect()
     if radius:
@@ -161,7 +187,49 @@ def bench(
         rows.append(
             report("radius 4 (scan, 1 thr)", *timed(lambda: index.within(one(), 4), reps, budget))
         )
+    summarize(rows)
     return rows
+
+
+def interleaved(calls: dict[str, Callable[[int], object]], rounds: int) -> None:
+    """The calls in turn (one thread), ``rounds`` times: the median over rounds of the ratios
+    the targets are stated in, wall and CPU time. A neighbour's load shifts these less than the
+    separate rows above, which are measured seconds apart."""
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(rounds):
+        for name, fn in calls.items():
+            c0, t0 = time.thread_time(), time.perf_counter()
+            fn(i)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
+    ratios = {
+        "single/floor": ("single", "floor", 1),
+        "radius 4 scan/floor": ("radius 4 scan", "floor", 1),
+        "faiss single/single": ("faiss single", "single", 1),
+        f"{BATCH} single/batch of {BATCH}": ("single", "batch", BATCH),
+    }
+    parts = []
+    for label, (top, bottom, scale) in ratios.items():
+        w, c = (np.median(scale * np.array(t[top]) / np.array(t[bottom])) for t in (wall, cpu))
+        parts.append(f"{label} {w:.2f} (cpu {c:.2f})")
+    print(f"  interleaved, {rounds} rounds, median ratios: " + ", ".join(parts), flush=True)
+
+
+def summarize(rows: list[dict[str, object]]) -> None:
+    """The one-thread ratios of the targets, from the p50s of this run."""
+    p50 = {str(r["label"]): cast(float, r["p50"]) for r in rows}
+    floor, single = p50["floor: numpy sum (1 thread)"], p50.get("textrec single, 1 thr")
+    if single is None:
+        return
+    parts = [
+        f"single/floor {single / floor:.2f}",
+        f"faiss single/textrec single {p50['faiss single, 1 thr'] / single:.2f}",
+        f"100 single/batch of {BATCH} {BATCH * single / p50[f'textrec batch {BATCH}, 1 thr']:.2f}",
+    ]
+    if "radius 4 (scan, 1 thr)" in p50:
+        parts.append(f"radius 4 scan/floor {p50['radius 4 (scan, 1 thr)'] / floor:.2f}")
+    print("  ratios (1 thread, p50): " + ", ".join(parts), flush=True)
 
 
 def snapshot_load(codes: np.ndarray) -> None:
@@ -231,15 +299,19 @@ def kernel_ab(size: int, reps: int) -> None:
     process, for several batch sizes: CPU ms per query (1 thread) and their ratio."""
     from textrec.content.hamming import _compiled
 
-    if _compiled is None or kernel_name() != "avx512-vpopcntdq":
-        print(f"kernel A/B: needs the AVX-512 kernel, have {kernel_name()}")
+    if _compiled is None or kernel_name() not in ("avx512-vpopcntdq", "avx2"):
+        print(f"kernel A/B: needs the AVX-512 or AVX2 kernel, have {kernel_name()}")
         return
     rng = np.random.default_rng(size)
     codes = rng.integers(0, 2**64, size=size, dtype=np.uint64)
     pool = rng.integers(0, 2**64, size=BATCH, dtype=np.uint64)
     pool[: BATCH // 2] = codes[rng.integers(0, size, BATCH // 2)] ^ np.uint64(1)
     rng.shuffle(pool)
-    print(f"kernel A/B, {size:,} random codes, k={K}, CPU ms per query, 1 thread", flush=True)
+    print(
+        f"kernel A/B, {size:,} random codes, kernel {kernel_name()}, k={K}, CPU ms per query,"
+        " 1 thread",
+        flush=True,
+    )
     previous = _compiled.sliced_min(64)
     try:
         for m in (17, 18, 24, 34, 50, 64, 100, 200):
@@ -273,7 +345,22 @@ def main() -> None:
     ap.add_argument(
         "--kernel-ab", type=float, metavar="N", help="only compare the two batch kernels at N codes"
     )
+    ap.add_argument(
+        "--kernel",
+        help="force a scan kernel: generic, popcnt, avx2 or avx512-vpopcntdq (default: the best)",
+    )
+    ap.add_argument("--threads", default="1,2", help="thread counts of the scan rows")
     args = ap.parse_args()
+    threads_list = tuple(int(t) for t in args.threads.split(",") if t)
+    if args.kernel:
+        from textrec.index import _compiled
+
+        if _compiled is None:
+            ap.error("--kernel needs the compiled kernel (textrec._hamming)")
+        try:
+            _compiled.use_kernel(args.kernel)
+        except ValueError as e:
+            ap.error(str(e))
     if args.fingerprint:
         fingerprint_corpora(args.fingerprint, args.limit)
         return
@@ -283,19 +370,19 @@ def main() -> None:
         return
     if args.real:
         real = np.load(args.real)
-        bench(real, f"real fingerprints {args.real.name}", True, args.reps, real=True)
+        bench(real, f"real fingerprints {args.real.name}", True, args.reps, True, threads_list)
         # ~10 M and ~60 M codes: copies of the real set, each XORed with its own random mask
         # (distances within a copy are kept, copies are ~32 bits apart: unrelated corpora)
         for copies in (13, 78):
             masks = np.random.default_rng(copies).integers(0, 2**64, copies, dtype=np.uint64)
             masks[0] = 0
             tiled = (real[None, :] ^ masks[:, None]).ravel()
-            bench(tiled, f"real fingerprints x{copies}", False, args.reps, real=True)
+            bench(tiled, f"real fingerprints x{copies}", False, args.reps, True, threads_list)
             del tiled
             gc.collect()
     for size in [int(float(s)) for s in args.sizes.split(",") if s]:
         codes = np.random.default_rng(size).integers(0, 2**64, size=size, dtype=np.uint64)
-        bench(codes, f"random {size:,}", True, args.reps)
+        bench(codes, f"random {size:,}", True, args.reps, threads_list=threads_list)
         if size >= 10**7 and not args.no_snapshot:
             snapshot_load(codes)
         del codes

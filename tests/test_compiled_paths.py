@@ -279,3 +279,35 @@ def test_compiled_df_counts_every_kind_of_term_collection() -> None:
         batch.count_df([1], {})
     snapshot = DFSnapshot.from_documents(iter([["a", "a", "b"], {"b": 1}, ("c", "b")]))
     assert (snapshot.n_docs, dict(snapshot.df)) == (3, {"a": 1, "b": 3, "c": 1})
+
+
+# --------------------------------------------------------------------------------------------
+# The scan kernel's instruction sets (textrec/_hamming.c; results in tests/test_scan.py)
+
+
+def test_every_scan_kernel_this_cpu_supports_can_be_forced() -> None:
+    # tests/test_scan.py runs each kernel the CPU supports against the NumPy path, forcing it
+    # with use_kernel and skipping those it refuses; here the module must be built and accept
+    # every kernel the CPU's features allow (as NumPy found them at run time), so that a host
+    # with AVX-512 still tests the AVX2 kernel rather than skipping it.
+    hamming = _compiled("_hamming")
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        pytest.skip("this NumPy does not report CPU features")
+    have = {name for name, present in __cpu_features__.items() if present}
+    needs = {
+        "generic": set(),
+        "popcnt": {"POPCNT"},
+        "avx2": {"AVX2", "BMI2", "POPCNT"},
+        "avx512-vpopcntdq": {"AVX512F", "AVX512DQ", "AVX512VPOPCNTDQ", "POPCNT"},
+    }
+    try:
+        for name, features in needs.items():
+            if features <= have:
+                assert hamming.use_kernel(name) == name == hamming.kernel()
+            else:
+                with pytest.raises(ValueError):
+                    hamming.use_kernel(name)
+    finally:
+        hamming.use_kernel("best")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,7 @@ def kernels() -> list[str]:
     if compiled is None:
         return []
     names = ["generic"]
-    for name in ("popcnt", "avx512-vpopcntdq"):
+    for name in ("popcnt", "avx2", "avx512-vpopcntdq"):
         try:
             compiled.use_kernel(name)
         except ValueError:
@@ -65,6 +65,25 @@ def kernels() -> list[str]:
         names.append(name)
     compiled.use_kernel("best")
     return names
+
+
+@pytest.fixture
+def force() -> Iterator[Callable[[str], None]]:
+    """Switch to a named kernel, skipping the test where this CPU lacks it; back to the best one
+    afterwards."""
+
+    def use(name: str) -> None:
+        assert compiled is not None
+        try:
+            compiled.use_kernel(name)
+        except ValueError:
+            pytest.skip(f"this CPU cannot run the {name} kernel")
+
+    try:
+        yield use
+    finally:
+        if compiled is not None:
+            compiled.use_kernel("best")
 
 
 @pytest.fixture(params=["numpy", *kernels()])
@@ -87,7 +106,45 @@ def test_compiled_kernel_is_built_and_selected() -> None:
     # build would leave every user on the slow path.
     assert compiled is not None
     assert kernel_name() == compiled.kernel()
-    assert kernel_name() in {"generic", "popcnt", "avx512-vpopcntdq"}
+    assert kernel_name() in {"generic", "popcnt", "avx2", "avx512-vpopcntdq"}
+
+
+def cpu_features() -> set[str]:
+    """The instruction-set extensions of this CPU as NumPy found them at run time (CPUID and the
+    OS's register support, as the kernel's own check; /proc/cpuinfo would show the host's under
+    an emulator). Skips where NumPy does not say."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        pytest.skip("this NumPy does not report CPU features")
+    return {name for name, present in __cpu_features__.items() if present}
+
+
+# The features each kernel needs, in the order the kernel is chosen at import time.
+NEEDS = {
+    "avx512-vpopcntdq": {"AVX512F", "AVX512DQ", "AVX512VPOPCNTDQ", "POPCNT"},
+    "avx2": {"AVX2", "BMI2", "POPCNT"},  # AMD Zen 1-3, Intel client cores
+    "popcnt": {"POPCNT"},
+    "generic": set(),
+}
+
+
+def test_kernel_follows_the_cpu_features() -> None:
+    assert compiled is not None
+    have = cpu_features()
+    best = next(name for name, needs in NEEDS.items() if needs <= have)
+    assert compiled.use_kernel("best") == best == kernel_name()
+    try:
+        for name, needs in NEEDS.items():
+            if needs <= have:
+                assert compiled.use_kernel(name) == name == kernel_name()
+            else:
+                with pytest.raises(ValueError):
+                    compiled.use_kernel(name)
+    finally:
+        compiled.use_kernel("best")
+    with pytest.raises(ValueError, match="unknown or unsupported kernel"):
+        compiled.use_kernel("avx3")
 
 
 @pytest.mark.parametrize("n", [1, 5, 31, 4096, 9000])
@@ -162,12 +219,17 @@ def restore_sliced_min() -> Iterator[None]:
         compiled.sliced_min(previous)
 
 
-@pytest.mark.parametrize("n", [511, 512, 513, 4096 + 512 * 3 + 77, 20_000])
-def test_sliced_batch_equals_popcount_batch(restore_sliced_min: None, n: int) -> None:
-    # The bit-sliced kernel (batches of many queries, AVX-512) against the popcount kernel: the
-    # same keys for every query, on ties, duplicates, 0 and all-ones codes, the popcount of a
-    # query on either side of 32 (its two modes), and sub-blocks cut short by n.
+@pytest.mark.parametrize("kernel", ["avx512-vpopcntdq", "avx2"])
+@pytest.mark.parametrize("n", [255, 256, 257, 511, 512, 513, 4096 + 512 * 3 + 77, 20_000])
+def test_sliced_batch_equals_popcount_batch(
+    restore_sliced_min: None, force: Callable[[str], None], kernel: str, n: int
+) -> None:
+    # The bit-sliced kernel (batches of many queries; sub-blocks of 512 codes with AVX-512, 256
+    # with AVX2) against the popcount kernel of the same instruction set: the same keys for every
+    # query, on ties, duplicates, 0 and all-ones codes, the popcount of a query on either side
+    # of 32 (its two modes), and sub-blocks cut short by n.
     assert compiled is not None
+    force(kernel)
     set_min = compiled.sliced_min
     rng = np.random.default_rng(n)
     codes = tied_codes(rng, n)
@@ -192,16 +254,16 @@ def test_sliced_batch_equals_popcount_batch(restore_sliced_min: None, n: int) ->
         set_min(1)
 
 
+@pytest.mark.parametrize("kernel", ["avx512-vpopcntdq", "avx2"])
 @pytest.mark.parametrize("n", [4096, 4096 + 31, 4096 + 4 * 32 + 5, 50_001])
-def test_streamed_single_query_equals_one_stream(n: int) -> None:
-    # A single AVX-512 query over >= streams_min codes scans four parts at once, each with its
-    # own bound, and merges them: the same keys as one stream, with ties (equal codes) placed on
-    # both sides of every part boundary and in the tail after the last full step.
+def test_streamed_single_query_equals_one_stream(
+    force: Callable[[str], None], kernel: str, n: int
+) -> None:
+    # A single AVX-512 or AVX2 query over >= streams_min codes scans four parts at once, each
+    # with its own bound, and merges them: the same keys as one stream, with ties (equal codes)
+    # placed on both sides of every part boundary and in the tail after the last full step.
     assert compiled is not None
-    try:
-        compiled.use_kernel("avx512-vpopcntdq")
-    except ValueError:
-        pytest.skip("needs the AVX-512 kernel")
+    force(kernel)
     rng = np.random.default_rng(n)
     codes = tied_codes(rng, n)
     part = n // 4 // 32 * 32
@@ -222,7 +284,6 @@ def test_streamed_single_query_equals_one_stream(n: int) -> None:
                 assert np.array_equal(outs[0], outs[1]), (k, q)
     finally:
         compiled.streams_min(previous)
-        compiled.use_kernel("best")
     with pytest.raises(ValueError, match="streams_min"):
         compiled.streams_min(0)
 
@@ -233,6 +294,68 @@ def test_batch_pads_beyond_n(path: str) -> None:
     ids, dist = index.search_batch([7, 0], 5)
     assert ids.tolist() == [[4, 9, 6, -1, -1], [6, 4, 9, -1, -1]]
     assert dist.tolist() == [[0, 0, 3, -1, -1], [0, 3, 3, -1, -1]]
+
+
+@pytest.mark.parametrize("n", [2, 7, 33, 255, 257, 4096 * 2 + 256 * 3 + 5])
+def test_odd_sizes_match_brute_force(path: str, n: int) -> None:
+    # n not a multiple of the vector width (4 or 8 codes), the 32-code step, the sub-block (256
+    # or 512 codes) or the 4096-code block; single queries with k on both sides of the part
+    # size's limit, and batches on both sides of the group size (17) and sliced_min (18).
+    rng = np.random.default_rng(n)
+    codes = tied_codes(rng, n)
+    ids = np.arange(3, 3 + 2 * n, 2, dtype=np.int64)
+    index = HammingIndex()
+    index.add(ids, codes)
+    pool = np.concatenate([np.array([0, 0x0F0F, 2**64 - 1], dtype=np.uint64), codes[::5]])
+    pool = np.resize(pool, 40)
+    for k in (1, 3, 50, n, n + 2):
+        for q in pool[:4].tolist():
+            assert lists(index.search(q, k)) == brute(codes, ids, q, k), (q, k)
+        if k > n:
+            continue  # a batch pads its rows beyond n (test_batch_pads_beyond_n)
+        for m in (2, 17, 18, 40):
+            b_ids, b_dist = index.search_batch(pool[:m], k)
+            for row, q in enumerate(pool[:m].tolist()):
+                assert (b_ids[row].tolist(), b_dist[row].tolist()) == brute(codes, ids, q, k)
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 4095, 4096 + 4 * 32 + 5, 30_001])
+def test_within_at_every_radius_matches_brute_force(path: str, n: int) -> None:
+    # The radius scan without tables, one stream below streams_min and four parts from it, with
+    # matches at every distance and in the tail after the last full 32-code step.
+    rng = np.random.default_rng(n)
+    base = int(rng.integers(0, 2**64, dtype=np.uint64))
+    bits = rng.integers(0, 64, size=(n, 12)).astype(np.uint64)
+    keep = rng.random((n, 12)) < rng.random((n, 1))
+    flips = np.bitwise_xor.reduce(np.where(keep, np.uint64(1) << bits, np.uint64(0)), axis=1)
+    codes = np.uint64(base) ^ flips
+    codes[-1] = np.uint64(base)
+    ids = np.arange(n, dtype=np.int64) * 5
+    index = HammingIndex()
+    index.add(ids, codes)
+    for q in (base, base ^ 0b111, int(codes[n // 2])):
+        for r in (0, 1, 2, 3, 4, 5, 7, 8, 12, 32, 63, 64):
+            assert lists(index.within(q, r)) == brute_within(codes, ids, q, r), (q, r)
+
+
+@pytest.mark.parametrize("kernel", ["generic", "popcnt", "avx2", "avx512-vpopcntdq"])
+def test_kernel_calls_on_no_codes_and_out_of_range_radii(
+    force: Callable[[str], None], kernel: str
+) -> None:
+    # The module's own entry points, below HammingIndex (which answers an empty index without
+    # them and checks the radius): nothing found in no codes, and a radius below 0 or above 64
+    # finds nothing or everything.
+    assert compiled is not None
+    force(kernel)
+    empty = np.zeros(0, dtype=np.uint64)
+    out = np.zeros((3, 4), dtype=np.uint64)
+    assert compiled.topk(empty, np.array([0, 1, 2], dtype=np.uint64), 4, out) == 0
+    assert compiled.within(empty, 5, 64) == b""
+    codes = tied_codes(np.random.default_rng(1), 5000)
+    everything = np.frombuffer(compiled.within(codes, 0, 64), dtype=np.uint64)
+    assert everything.shape == (5000,)
+    assert np.array_equal(np.frombuffer(compiled.within(codes, 0, 1000), np.uint64), everything)
+    assert compiled.within(codes, 0, -1) == b""
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, None])

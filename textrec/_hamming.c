@@ -19,9 +19,11 @@
  * mih_*:  multi-index hashing (Norouzi, Punjani & Fleet): three tables keyed by 21, 21 and
  *         22-bit substrings, each a counting-sorted array of uint32 positions.
  *
- * The popcount kernels are compiled for three targets (AVX-512 VPOPCNTDQ, POPCNT, plain C)
- * with GCC/Clang target attributes and chosen at import time from what the CPU supports, so
- * the module is built with portable flags and runs on any x86-64 (or other) machine.
+ * The popcount kernels are compiled for four targets (AVX-512 VPOPCNTDQ, AVX2, POPCNT, plain
+ * C) with GCC/Clang target attributes and chosen at import time from what the CPU supports, so
+ * the module is built with portable flags and runs on any x86-64 (or other) machine. The AVX2
+ * kernels (Muła's nibble lookup, and the bit-sliced batch with five-op full adders) have the
+ * AVX-512 ones' structure on 256-bit vectors.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -708,6 +710,436 @@ __attribute__((target("avx512f,popcnt"))) static void sl_run(state_t *s, const s
 #undef XOR3
 #undef MAJ
 #undef LT
+
+/* ---- AVX2 kernels ----------------------------------------------------------------------------
+ *
+ * For CPUs with AVX2 but not AVX-512 VPOPCNTDQ. The distance of 4 codes in one 256-bit vector
+ * is Muła's nibble lookup (VPSHUFB) summed per code by one VPSADBW: the low nibbles look up
+ * popcount + 4 and the high nibbles 4 - popcount, so that |a - b| of each byte is the byte's
+ * popcount and the sum of absolute differences over 8 bytes is the code's distance, with no
+ * add between the two lookups. The single query, the radius scan and the small-batch group
+ * follow the AVX-512 kernels' structure (32-code steps, four prefetched parts, a min over a
+ * group's queries); batches of at least SLICED_MIN queries run a bit-sliced kernel on 256-code
+ * sub-blocks whose full adders take five AVX2 logic ops each (no VPTERNLOGQ). */
+#define AVX2_ATTR __attribute__((target("avx2,bmi2,popcnt")))
+
+/* the distances of the 4 codes of x to the query whose low and high nibbles are ql, qh (each
+ * byte's nibble in its low 4 bits), given the code's nibbles xl, xh; one per 64-bit lane */
+AVX2_ATTR static inline __m256i nib_dist(__m256i xl, __m256i xh, __m256i ql, __m256i qh) {
+    const __m256i plus4 = _mm256_setr_epi8(4, 5, 5, 6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8, 4, 5, 5,
+                                           6, 5, 6, 6, 7, 5, 6, 6, 7, 6, 7, 7, 8);
+    const __m256i minus4 = _mm256_setr_epi8(4, 3, 3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0, 4, 3,
+                                            3, 2, 3, 2, 2, 1, 3, 2, 2, 1, 2, 1, 1, 0);
+    return _mm256_sad_epu8(_mm256_shuffle_epi8(plus4, _mm256_xor_si256(xl, ql)),
+                           _mm256_shuffle_epi8(minus4, _mm256_xor_si256(xh, qh)));
+}
+
+AVX2_ATTR static inline __m256i lo_nib(__m256i x) {
+    return _mm256_and_si256(x, _mm256_set1_epi8(0x0F));
+}
+
+AVX2_ATTR static inline __m256i hi_nib(__m256i x) {
+    return _mm256_and_si256(_mm256_srli_epi16(x, 4), _mm256_set1_epi8(0x0F));
+}
+
+/* the distances of the 4 codes at c to the query qv */
+AVX2_ATTR static inline __m256i dist4(const uint64_t *c, __m256i qv) {
+    __m256i y = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)c), qv);
+    const __m256i zero = _mm256_setzero_si256();
+    return nib_dist(lo_nib(y), hi_nib(y), zero, zero);
+}
+
+/* the lane-wise min of the distances of the 32 codes at c to qv (distances fit the low 32-bit
+ * half of each lane, whose high half is 0, so a signed 32-bit min is the 64-bit one) */
+AVX2_ATTR static inline __m256i dist32_min(const uint64_t *c, __m256i qv) {
+    __m256i a = _mm256_min_epi32(dist4(c, qv), dist4(c + 4, qv));
+    __m256i b = _mm256_min_epi32(dist4(c + 8, qv), dist4(c + 12, qv));
+    __m256i e = _mm256_min_epi32(dist4(c + 16, qv), dist4(c + 20, qv));
+    __m256i f = _mm256_min_epi32(dist4(c + 24, qv), dist4(c + 28, qv));
+    return _mm256_min_epi32(_mm256_min_epi32(a, b), _mm256_min_epi32(e, f));
+}
+
+/* any lane of d below the bound limv (bounds 0..65 as 64-bit lanes) */
+AVX2_ATTR static inline int any_below(__m256i d, __m256i limv) {
+    __m256i lt = _mm256_cmpgt_epi64(limv, d);
+    return !_mm256_testz_si256(lt, lt);
+}
+
+/* One step of one query: the 32 codes at c compared once, by their min, with the bound; a step
+ * with a code below it is redone per code with scalar POPCNT (rare once the bound has fallen). */
+AVX2_ATTR static inline void step32_avx2(state_t *s, const uint64_t *c, __m256i qv, __m256i *limv,
+                                         uint64_t base) {
+    if (__builtin_expect(!any_below(dist32_min(c, qv), *limv), 1)) return;
+    accept_mask(s, c, 0xFFFFFFFFu, base);
+    *limv = _mm256_set1_epi64x(s->lim);
+}
+
+AVX2_ATTR static void scan_avx2_stream(state_t *s, const uint64_t *c, size_t n, uint64_t base) {
+    const __m256i qv = _mm256_set1_epi64x((long long)s->q);
+    __m256i limv = _mm256_set1_epi64x(s->lim);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) step32_avx2(s, c + i, qv, &limv, base + i);
+    scan_popcnt_block(s, c + i, n - i, base + i);
+}
+
+/* One query in STREAMS parts at once, as scan_avx512 (the same split, prefetch and merge). */
+AVX2_ATTR static void scan_avx2(state_t *s, const uint64_t *c, size_t n, uint64_t base) {
+    state_t part[STREAMS];
+    size_t len = n / STREAMS / 32 * 32;
+    int ok = n >= STREAMS_MIN && len > 0 && 2 * s->k + 64 <= len;
+    part[0] = *s;
+    for (int p = 1; p < STREAMS && ok; p++) {
+        if (!state_init(&part[p], s->q, s->k, n)) {
+            for (int x = 1; x < p; x++) free(part[x].buf);
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        scan_avx2_stream(s, c, n, base);
+        return;
+    }
+    const __m256i qv = _mm256_set1_epi64x((long long)s->q);
+    __m256i limv[STREAMS];
+    for (int p = 0; p < STREAMS; p++) limv[p] = _mm256_set1_epi64x(part[p].lim);
+    for (size_t i = 0; i < len; i += 32) {
+        for (int p = 0; p < STREAMS; p++) {
+            const uint64_t *cp = c + (size_t)p * len + i;
+            prefetch32(cp + PREFETCH);
+            step32_avx2(&part[p], cp, qv, &limv[p], base + (size_t)p * len + i);
+        }
+    }
+    scan_avx2_stream(&part[STREAMS - 1], c + STREAMS * len, n - STREAMS * len,
+                     base + STREAMS * len);
+    *s = part[0];
+    for (int p = 1; p < STREAMS; p++) {
+        for (size_t j = 0; j < part[p].len; j++) {
+            uint64_t key = part[p].buf[j], d = key >> POS_BITS;
+            if (d < (uint64_t)s->lim) accept(s, d, key & POS_MASK);
+        }
+        free(part[p].buf);
+    }
+}
+
+/* A batch group: up to GROUP queries against each loaded pair of code vectors, whose nibbles
+ * are split once for all of them; a running min over the queries is compared once with the
+ * group's largest bound, and only a pair with a lane below it is redone per query. */
+AVX2_ATTR static void scan_avx2_group(state_t **s, int g, const uint64_t *c, size_t n,
+                                      uint64_t base, const uint64_t *next) {
+    __m256i ql[GROUP], qh[GROUP];
+    for (int j = 0; j < g; j++) {
+        __m256i q = _mm256_set1_epi64x((long long)s[j]->q);
+        ql[j] = lo_nib(q);
+        qh[j] = hi_nib(q);
+    }
+    int lim = group_lim(s, g);
+    __m256i limv = _mm256_set1_epi64x(lim);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (next) _mm_prefetch((const char *)(next + i), _MM_HINT_T0);
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(c + i));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(c + i + 4));
+        __m256i l0 = lo_nib(x0), h0 = hi_nib(x0), l1 = lo_nib(x1), h1 = hi_nib(x1);
+        __m256i m0 = nib_dist(l0, h0, ql[0], qh[0]), m1 = nib_dist(l1, h1, ql[0], qh[0]);
+        for (int j = 1; j < g; j++) {
+            m0 = _mm256_min_epi32(m0, nib_dist(l0, h0, ql[j], qh[j]));
+            m1 = _mm256_min_epi32(m1, nib_dist(l1, h1, ql[j], qh[j]));
+        }
+        if (__builtin_expect(!any_below(_mm256_min_epi32(m0, m1), limv), 1)) continue;
+        for (int j = 0; j < g; j++) {
+            __m256i lj = _mm256_set1_epi64x(s[j]->lim);
+            unsigned mm = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(
+                              _mm256_cmpgt_epi64(lj, nib_dist(l0, h0, ql[j], qh[j])))) |
+                          (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(
+                              _mm256_cmpgt_epi64(lj, nib_dist(l1, h1, ql[j], qh[j]))))
+                              << 4;
+            if (mm) accept_mask(s[j], c + i, mm, base + i);
+        }
+        lim = group_lim(s, g);
+        limv = _mm256_set1_epi64x(lim);
+    }
+    for (int j = 0; j < g; j++) scan_popcnt_block(s[j], c + i, n - i, base + i);
+}
+
+/* One step of within: as within32, with the AVX2 distances (lim = r + 1, clamped to 0..65). */
+AVX2_ATTR static inline size_t within32_avx2(const uint64_t *c, __m256i qv, __m256i limv,
+                                             uint64_t q, int r, uint64_t **buf, size_t *cap,
+                                             size_t len, size_t offset) {
+    if (__builtin_expect(!any_below(dist32_min(c, qv), limv), 1)) return len;
+    size_t got = scan_popcnt_within(c, 32, q, r, buf, cap, len);
+    if (got == (size_t)-1) return got;
+    for (size_t t = len; t < got; t++) (*buf)[t] += offset;
+    return got;
+}
+
+static inline long long within_lim(int r) { return r < 0 ? 0 : r > 64 ? 65 : r + 1; }
+
+AVX2_ATTR static size_t within_avx2_stream(const uint64_t *c, size_t n, uint64_t q, int r,
+                                           uint64_t **buf, size_t *cap, size_t len) {
+    const __m256i qv = _mm256_set1_epi64x((long long)q);
+    const __m256i limv = _mm256_set1_epi64x(within_lim(r));
+    size_t i = 0;
+    for (; i + 32 <= n && len != (size_t)-1; i += 32) {
+        prefetch32(c + i + 2048);
+        len = within32_avx2(c + i, qv, limv, q, r, buf, cap, len, i);
+    }
+    if (len == (size_t)-1) return len;
+    size_t got = scan_popcnt_within(c + i, n - i, q, r, buf, cap, len);
+    if (got == (size_t)-1) return got;
+    for (size_t t = len; t < got; t++) (*buf)[t] += i;
+    return got;
+}
+
+/* Every code within r of q, in STREAMS parts at once as scan_avx512_within. */
+AVX2_ATTR static size_t scan_avx2_within(const uint64_t *c, size_t n, uint64_t q, int r,
+                                         uint64_t **buf, size_t *cap, size_t len) {
+    size_t plen = n / STREAMS / 32 * 32;
+    if (n < STREAMS_MIN || plen == 0) return within_avx2_stream(c, n, q, r, buf, cap, len);
+    const __m256i qv = _mm256_set1_epi64x((long long)q);
+    const __m256i limv = _mm256_set1_epi64x(within_lim(r));
+    uint64_t *pb[STREAMS] = {*buf};
+    size_t pcap[STREAMS] = {*cap}, pl[STREAMS] = {len}, got = 0;
+    int ok = 1;
+    for (size_t i = 0; i < plen && ok; i += 32) {
+        for (int p = 0; p < STREAMS; p++) {
+            const uint64_t *cp = c + (size_t)p * plen + i;
+            prefetch32(cp + PREFETCH);
+            got = within32_avx2(cp, qv, limv, q, r, &pb[p], &pcap[p], pl[p], (size_t)p * plen + i);
+            if (got == (size_t)-1) {
+                ok = 0;
+                break;
+            }
+            pl[p] = got;
+        }
+    }
+    if (ok) {
+        size_t tail = STREAMS * plen;
+        got = within_avx2_stream(c + tail, n - tail, q, r, &pb[STREAMS - 1], &pcap[STREAMS - 1],
+                                 pl[STREAMS - 1]);
+        if (got == (size_t)-1) ok = 0;
+        for (size_t t = pl[STREAMS - 1]; ok && t < got; t++) pb[STREAMS - 1][t] += tail;
+        if (ok) pl[STREAMS - 1] = got;
+    }
+    size_t total = 0;
+    for (int p = 0; p < STREAMS; p++) total += pl[p];
+    if (ok && total > pcap[0]) {
+        uint64_t *nb = (uint64_t *)realloc(pb[0], total * sizeof(uint64_t));
+        if (nb) {
+            pb[0] = nb;
+            pcap[0] = total;
+        } else {
+            ok = 0;
+        }
+    }
+    for (int p = 1; p < STREAMS; p++) {
+        if (ok) memcpy(pb[0] + pl[0], pb[p], pl[p] * sizeof(uint64_t));
+        pl[0] += pl[p];
+        free(pb[p]);
+    }
+    *buf = pb[0];
+    *cap = pcap[0];
+    return ok ? total : (size_t)-1;
+}
+
+/* ---- bit-sliced batch kernel (AVX2) ----------------------------------------------------------
+ *
+ * The AVX-512 bit-sliced kernel above on 256-bit vectors: sub-blocks of SB2 = 256 codes, 73
+ * planes of 4 lanes (lane l, bit r of plane b is bit b of code 4r + l), the same per-query
+ * selection of 32 planes (slq_t, its offsets halved) and the same adder tree and comparison,
+ * each full adder five logic ops instead of two VPTERNLOGQ. */
+#define SB2 256
+#define SB2_PER_BLOCK (BLOCK / SB2)
+
+/* a ^ b ^ c and the majority of a, b, c, sharing a ^ b */
+#define FA2(s, c, a, b, d)                                                                    \
+    __m256i s, c;                                                                             \
+    do {                                                                                      \
+        __m256i a_ = (a), b_ = (b), d_ = (d), t_ = _mm256_xor_si256(a_, b_);                 \
+        s = _mm256_xor_si256(t_, d_);                                                         \
+        c = _mm256_or_si256(_mm256_and_si256(a_, b_), _mm256_and_si256(t_, d_));              \
+    } while (0)
+/* (a < b) over one more bit, from the lower bits' result c: (~a & b) | (~(a ^ b) & c) */
+#define LT2(a, b, c)                                                                          \
+    _mm256_or_si256(_mm256_andnot_si256(a, b), _mm256_andnot_si256(_mm256_xor_si256(a, b), c))
+
+/* 256 codes -> planes P[0..72], as sl_transpose (register i holds codes 4(63-i)..4(63-i)+3);
+ * the six steps run in three passes of two, each on groups of four registers, the first
+ * reading the codes and the last writing the planes. */
+#define SWAP2(a, b, j, m)                                                                     \
+    do {                                                                                      \
+        __m256i t_ = _mm256_and_si256(_mm256_xor_si256(a, _mm256_srli_epi64(b, j)), m);       \
+        (a) = _mm256_xor_si256(a, t_);                                                        \
+        (b) = _mm256_xor_si256(b, _mm256_slli_epi64(t_, j));                                  \
+    } while (0)
+/* one pass: steps j1 and j1 / 2 on the four registers (k, k + j1 / 2, k + j1, k + 3 j1 / 2) of
+ * each group, read by LD(i) and written by ST(i, v) */
+#define SL2_PASS(j1, mask1, mask2, LD, ST)                                                    \
+    do {                                                                                      \
+        const int j2_ = (j1) / 2;                                                             \
+        const __m256i m1_ = _mm256_set1_epi64x((long long)(mask1));                           \
+        const __m256i m2_ = _mm256_set1_epi64x((long long)(mask2));                           \
+        _Pragma("GCC unroll 16") for (int g_ = 0; g_ < 16; g_++) {                            \
+            const int k = (g_ % j2_) + (g_ / j2_) * 2 * (j1);                                 \
+            __m256i a0 = LD(k), a1 = LD(k + j2_), a2 = LD(k + (j1)), a3 = LD(k + (j1) + j2_);  \
+            SWAP2(a0, a2, j1, m1_);                                                           \
+            SWAP2(a1, a3, j1, m1_);                                                           \
+            SWAP2(a0, a1, j2_, m2_);                                                          \
+            SWAP2(a2, a3, j2_, m2_);                                                          \
+            ST(k, a0);                                                                        \
+            ST(k + j2_, a1);                                                                  \
+            ST(k + (j1), a2);                                                                 \
+            ST(k + (j1) + j2_, a3);                                                           \
+        }                                                                                     \
+    } while (0)
+AVX2_ATTR static void sl2_transpose(const uint64_t *c, __m256i *P) {
+    __m256i A[64];
+#define LD_C(i) _mm256_loadu_si256((const __m256i *)(c + 4 * (63 - (i))))
+#define LD_A(i) A[i]
+#define ST_A(i, v) A[i] = (v)
+#define ST_P(i, v) P[63 - (i)] = (v)
+    SL2_PASS(32, 0x00000000FFFFFFFFULL, 0x0000FFFF0000FFFFULL, LD_C, ST_A);
+    SL2_PASS(8, 0x00FF00FF00FF00FFULL, 0x0F0F0F0F0F0F0F0FULL, LD_A, ST_A);
+    SL2_PASS(2, 0x3333333333333333ULL, 0x5555555555555555ULL, LD_A, ST_P);
+#undef LD_C
+#undef LD_A
+#undef ST_A
+#undef ST_P
+    /* px, the popcount of each code: carry-save adders over the 64 planes, as sl_transpose */
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i bit[7];
+    for (int w = 0; w < 7; w++) bit[w] = zero;
+#define CSA2(h, l, b, c)                                                                      \
+    do {                                                                                      \
+        FA2(s_, c_, l, b, c);                                                                 \
+        h = c_;                                                                               \
+        l = s_;                                                                               \
+    } while (0)
+    for (int i = 0; i < 64; i += 16) {
+        const __m256i *x = P + i;
+        __m256i twosA, twosB, foursA, foursB, eightsA, eightsB, sixteens;
+        CSA2(twosA, bit[0], x[0], x[1]);
+        CSA2(twosB, bit[0], x[2], x[3]);
+        CSA2(foursA, bit[1], twosA, twosB);
+        CSA2(twosA, bit[0], x[4], x[5]);
+        CSA2(twosB, bit[0], x[6], x[7]);
+        CSA2(foursB, bit[1], twosA, twosB);
+        CSA2(eightsA, bit[2], foursA, foursB);
+        CSA2(twosA, bit[0], x[8], x[9]);
+        CSA2(twosB, bit[0], x[10], x[11]);
+        CSA2(foursA, bit[1], twosA, twosB);
+        CSA2(twosA, bit[0], x[12], x[13]);
+        CSA2(twosB, bit[0], x[14], x[15]);
+        CSA2(foursB, bit[1], twosA, twosB);
+        CSA2(eightsB, bit[2], foursA, foursB);
+        CSA2(sixteens, bit[3], eightsA, eightsB);
+        for (int w = 4; w < 7; w++) {
+            __m256i nb = _mm256_xor_si256(bit[w], sixteens);
+            sixteens = _mm256_and_si256(bit[w], sixteens);
+            bit[w] = nb;
+        }
+    }
+#undef CSA2
+    for (int w = 0; w < 6; w++) P[64 + w] = bit[w];
+    P[70] = _mm256_xor_si256(bit[6], _mm256_set1_epi64x(-1));
+    P[71] = bit[6];
+    P[72] = zero;
+}
+#undef SL2_PASS
+#undef SWAP2
+
+/* The seven bits of S + K2, as sl_sum (the same tree, off holding offsets of 32-byte planes). */
+__attribute__((target("avx2,bmi2,popcnt"), always_inline)) static inline void sl2_sum(
+    const __m256i *P, const uint16_t *o, const __m256i *kb, __m256i *v) {
+#define X(i) _mm256_load_si256((const __m256i *)((const char *)P + o[i]))
+    FA2(t0, t1, X(0), X(1), X(10));
+    FA2(t2, t3, X(11), X(12), X(13));
+    FA2(t4, t5, X(14), X(15), X(16));
+    FA2(t6, t7, X(17), X(18), X(19));
+    FA2(t8, t9, X(2), X(20), X(21));
+    FA2(t10, t11, X(22), X(23), X(24));
+    FA2(t12, t13, X(25), X(26), X(27));
+    FA2(t14, t15, X(28), X(29), X(3));
+    FA2(t16, t17, X(30), X(31), X(4));
+    FA2(t18, t19, X(5), X(6), X(7));
+    FA2(t20, t21, X(8), X(9), kb[0]);
+#undef X
+    FA2(t22, t23, t0, t10, t12);
+    FA2(t24, t25, t14, t16, t18);
+    FA2(t26, t27, t2, t20, t4);
+    FA2(t28, t29, t6, t8, t22);
+    FA2(u0, t31, t24, t26, t28);
+    v[0] = u0;
+    FA2(t32, t33, kb[1], t1, t11);
+    FA2(t34, t35, t13, t15, t17);
+    FA2(t36, t37, t19, t21, t3);
+    FA2(t38, t39, t5, t7, t9);
+    FA2(t40, t41, t23, t25, t27);
+    FA2(t42, t43, t32, t34, t36);
+    FA2(t44, t45, t38, t29, t40);
+    FA2(u1, t47, t42, t31, t44);
+    v[1] = u1;
+    FA2(t48, t49, kb[2], t33, t35);
+    FA2(t50, t51, t37, t39, t41);
+    FA2(t52, t53, t43, t48, t45);
+    FA2(u2, t55, t50, t47, t52);
+    v[2] = u2;
+    FA2(t56, t57, kb[3], t49, t51);
+    FA2(u3, t59, t53, t56, t55);
+    v[3] = u3;
+    FA2(u4, t61, kb[4], t57, t59);
+    v[4] = u4;
+    v[5] = _mm256_xor_si256(kb[5], t61);
+    v[6] = _mm256_xor_si256(kb[6], _mm256_and_si256(kb[5], t61));
+}
+
+/* One query over nsb transposed sub-blocks, as sl_run. */
+AVX2_ATTR static void sl2_run(state_t *s, const slq_t *a, const __m256i *P0, int nsb,
+                              const uint64_t *c, uint64_t base) {
+    __m256i kb[7], w0 = _mm256_setzero_si256();
+    for (int i = 0; i < 7; i++) kb[i] = w0;
+    int lim = -1;
+    uint16_t o16[32]; /* byte offsets of the 32 selected 32-byte planes, one load each */
+    for (int i = 0; i < 32; i++)
+        o16[i] = (uint16_t)(((a->off[i >> 2] >> (16 * (i & 3))) & 0xFFFF) >> 1);
+    const uint16_t *off = o16;
+    for (int sb = 0; sb < nsb; sb++) {
+        if (s->lim != lim) {
+            lim = s->lim;
+            int K = a->zeros ? a->pq - lim + 64 : 64 - a->pq + lim;
+            for (int i = 0; i < 7; i++)
+                kb[i] = _mm256_set1_epi64x(-(long long)((K >> (i + 1)) & 1));
+            w0 = _mm256_set1_epi64x(-(long long)(K & 1));
+        }
+        const __m256i *P = P0 + SLOTS * sb;
+        __asm__("" : "+r"(off));
+        __m256i v[7];
+        sl2_sum(P, off, kb, v);
+        __m256i lt;
+        if (a->zeros) {
+            lt = LT2(w0, P[64], _mm256_setzero_si256());
+            for (int i = 0; i < 7; i++) lt = LT2(v[i], P[65 + i], lt);
+        } else {
+            lt = LT2(P[64], w0, _mm256_setzero_si256());
+            for (int i = 0; i < 7; i++) lt = LT2(P[65 + i], v[i], lt);
+        }
+        if (__builtin_expect(_mm256_testz_si256(lt, lt), 1)) continue;
+        uint64_t w[4];
+        _mm256_storeu_si256((__m256i *)w, lt);
+        uint64_t any = w[0] | w[1] | w[2] | w[3];
+        const uint64_t *cs = c + (size_t)sb * SB2;
+        while (any) {
+            unsigned r = (unsigned)__builtin_ctzll(any);
+            any &= any - 1;
+            for (unsigned l = 0; l < 4; l++) {
+                if (!((w[l] >> r) & 1)) continue;
+                unsigned pos = 4 * r + l;
+                int d = __builtin_popcountll(cs[pos] ^ s->q);
+                if (d < s->lim) accept(s, (uint64_t)d, base + (uint64_t)sb * SB2 + pos);
+            }
+        }
+    }
+}
+#undef FA2
+#undef LT2
 #endif
 
 typedef void (*scan_fn)(state_t *, const uint64_t *, size_t, uint64_t);
@@ -719,8 +1151,17 @@ static scan_fn SCAN = scan_generic;
 static group_fn GROUP_RUN = scan_generic_group;
 static within_fn WITHIN = scan_generic_within;
 static const char *KERNEL = "generic";
-/* with the AVX-512 kernel chosen, batches of at least this many queries run the bit-sliced one */
+/* with the AVX-512 or AVX2 kernel chosen, batches of at least this many queries run the
+ * bit-sliced one */
 static size_t SLICED_MIN = 18;
+
+#if TX_X86
+static int has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("popcnt");
+}
+#endif
 
 static void choose_kernel(void) {
 #if TX_X86
@@ -732,6 +1173,11 @@ static void choose_kernel(void) {
         GROUP_RUN = scan_avx512_group;
         WITHIN = scan_avx512_within;
         KERNEL = "avx512-vpopcntdq";
+    } else if (has_avx2()) {
+        SCAN = scan_avx2;
+        GROUP_RUN = scan_avx2_group;
+        WITHIN = scan_avx2_within;
+        KERNEL = "avx2";
     } else if (__builtin_cpu_supports("popcnt")) {
         SCAN = scan_popcnt;
         GROUP_RUN = scan_popcnt_group;
@@ -827,7 +1273,9 @@ static PyObject *py_topk(PyObject *self, PyObject *args) {
              * rarely changes); results do not depend on the grouping. */
             state_t **order = (state_t **)malloc(m * sizeof(state_t *));
 #if TX_X86
-            int sliced = GROUP_RUN == scan_avx512_group && m >= SLICED_MIN;
+            int avx2 = GROUP_RUN == scan_avx2_group;
+            int sliced = (GROUP_RUN == scan_avx512_group || avx2) && m >= SLICED_MIN;
+            size_t sb = avx2 ? SB2 : SB; /* codes per sub-block */
             slq_t *aux = sliced ? (slq_t *)malloc(m * sizeof(slq_t)) : NULL;
             __m512i *planes = NULL;
             if (sliced && aux &&
@@ -846,18 +1294,26 @@ static PyObject *py_topk(PyObject *self, PyObject *args) {
                     size_t done = 0; /* codes of this block already run by the sliced kernel */
 #if TX_X86
                     if (sliced) {
-                        int nsb = (int)(len / SB);
-                        for (int t = 0; t < nsb; t++)
-                            sl_transpose(c + b + (size_t)t * SB, planes + t * SLOTS);
+                        int nsb = (int)(len / sb);
+                        for (int t = 0; t < nsb; t++) {
+                            if (avx2)
+                                sl2_transpose(c + b + (size_t)t * SB2,
+                                              (__m256i *)planes + t * SLOTS);
+                            else
+                                sl_transpose(c + b + (size_t)t * SB, planes + t * SLOTS);
+                        }
                         /* prefetch the next block while the queries run, a share per query */
                         size_t rest = b + BLOCK < n ? n - b - BLOCK : 0;
                         size_t lines = (rest < BLOCK ? rest : BLOCK) / 8;
                         for (size_t j = 0; j < m; j++) {
                             for (size_t x = j * lines / m; x < (j + 1) * lines / m; x++)
                                 _mm_prefetch((const char *)(c + b + BLOCK + 8 * x), _MM_HINT_T0);
-                            sl_run(&st[j], &aux[j], planes, nsb, c + b, b);
+                            if (avx2)
+                                sl2_run(&st[j], &aux[j], (const __m256i *)planes, nsb, c + b, b);
+                            else
+                                sl_run(&st[j], &aux[j], planes, nsb, c + b, b);
                         }
-                        done = (size_t)nsb * SB;
+                        done = (size_t)nsb * sb;
                         if (done == len) continue;
                     }
 #endif
@@ -1142,6 +1598,11 @@ static PyObject *py_use_kernel(PyObject *self, PyObject *args) {
         GROUP_RUN = scan_popcnt_group;
         WITHIN = scan_popcnt_within;
         KERNEL = "popcnt";
+    } else if (strcmp(name, "avx2") == 0 && has_avx2()) {
+        SCAN = scan_avx2;
+        GROUP_RUN = scan_avx2_group;
+        WITHIN = scan_avx2_within;
+        KERNEL = "avx2";
     } else if (strcmp(name, "avx512-vpopcntdq") == 0) {
         choose_kernel();
         if (SCAN != scan_avx512) {
@@ -1178,7 +1639,7 @@ static PyObject *py_streams_min(PyObject *self, PyObject *args) {
 }
 
 /* sliced_min(n) -> previous: batches of >= n queries use the bit-sliced kernel where the
- * AVX-512 kernel is chosen */
+ * AVX-512 or AVX2 kernel is chosen */
 static PyObject *py_sliced_min(PyObject *self, PyObject *args) {
     return set_threshold(args, &SLICED_MIN, 2, "sliced_min");
 }
@@ -1200,7 +1661,8 @@ static PyMethodDef methods[] = {
      "mih_within(codes, positions, offsets, q, r) -> bytes of sorted packed keys."},
     {"kernel", py_kernel, METH_NOARGS, "The instruction set chosen for this CPU."},
     {"use_kernel", py_use_kernel, METH_VARARGS,
-     "use_kernel(name): use the generic, popcnt or avx512-vpopcntdq kernel, or the best one."},
+     "use_kernel(name): use the generic, popcnt, avx2 or avx512-vpopcntdq kernel, or the best "
+     "one."},
     {"sliced_min", py_sliced_min, METH_VARARGS,
      "sliced_min(n) -> previous n: batches of at least n queries use the bit-sliced kernel."},
     {"streams_min", py_streams_min, METH_VARARGS,

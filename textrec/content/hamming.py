@@ -226,8 +226,9 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def kernel_name() -> str:
-    """The scan implementation in use: ``"avx512-vpopcntdq"``, ``"popcnt"``, ``"generic"``
-    (the compiled kernel, by the CPU's instruction set) or ``"numpy"`` (no compiled kernel)."""
+    """The scan implementation in use: ``"avx512-vpopcntdq"``, ``"avx2"``, ``"popcnt"``,
+    ``"generic"`` (the compiled kernel, by the CPU's instruction set) or ``"numpy"`` (no
+    compiled kernel)."""
     return "numpy" if _kernel is None else str(_kernel.kernel())
 
 
