@@ -22,6 +22,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -63,8 +64,11 @@ class Event:
     line: int = 0
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _bad_string(value: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+    return _CONTROL.search(value) is not None
 
 
 def parse_event(
@@ -183,7 +187,8 @@ def store_events(
             else:
                 new.append(NewEvent(e.user, doc_id, e.kind, e.time, e.source))
                 kept_from.append(e)
-        for event_id, stored, origin in zip(store.add_events(new), new, kept_from, strict=True):
+        added = store.add_events(new, ids=keep)
+        for event_id, stored, origin in zip(added, new, kept_from, strict=True):
             if event_id is None:
                 report.rejected.append(
                     RecordError(origin.where, origin.line, f"item {origin.item!r} was removed")

@@ -95,10 +95,14 @@ class ReadersIndex:
     def catch_up(self, store: Store) -> int:
         """Apply the events stored after :attr:`last_event`; returns how many."""
         done = 0
-        for batch in store.iter_events(after=self.last_event):
-            self.add([(e.user, e.document_id, e.kind) for e in batch])
-            self.last_event = batch[-1].id
-            done += len(batch)
+        pending: dict[int, list[str]] = {}
+        with self._lock:
+            for batch in store.iter_events(after=self.last_event):
+                self._add_readers(((e.user, e.document_id, e.kind) for e in batch), pending)
+                self.last_event = batch[-1].id
+                done += len(batch)
+            for doc_id, users in pending.items():  # each signature once, from all its readers
+                self._update_signature(doc_id, users)
         return done
 
     def readers(self, doc_id: int) -> int:
@@ -111,17 +115,24 @@ class ReadersIndex:
         """Apply events ``(user, document id, kind)``: readers, signatures and buckets."""
         new_readers: dict[int, list[str]] = {}
         with self._lock:
-            for user, doc_id, kind in events:
-                weight = self.kind_weights.get(kind, 1.0)
-                readers = self._readers.setdefault(doc_id, {})
-                if user not in readers:
-                    self._pairs += 1
-                    new_readers.setdefault(doc_id, []).append(user)
-                    self._read_by.setdefault(user, set()).add(doc_id)
-                if weight > readers.get(user, 0.0):
-                    readers[user] = weight
+            self._add_readers(events, new_readers)
             for doc_id, users in new_readers.items():
                 self._update_signature(doc_id, users)
+
+    def _add_readers(
+        self, events: Iterable[tuple[str, int, str]], new_readers: dict[int, list[str]]
+    ) -> None:
+        """Record readers and weights; collect each document's new readers."""
+        weights = self.kind_weights
+        for user, doc_id, kind in events:
+            weight = weights.get(kind, 1.0)
+            readers = self._readers.setdefault(doc_id, {})
+            if user not in readers:
+                self._pairs += 1
+                new_readers.setdefault(doc_id, []).append(user)
+                self._read_by.setdefault(user, set()).add(doc_id)
+            if weight > readers.get(user, 0.0):
+                readers[user] = weight
 
     def _update_signature(self, doc_id: int, users: list[str]) -> None:
         old = self._signatures.get(doc_id)

@@ -1,0 +1,99 @@
+"""Events at scale: import rate into SQLite, an event's effect on the next query, and the
+latency of ``similar(mode="readers")``.
+
+Documents are stored with the whitespace tokenizer (the terms do not matter here, and Mecab
+would dominate the set-up); events are drawn with a fixed seed: readers have a home topic of
+documents and read mostly within it, popularity within a topic following a Zipf law.
+
+    python bench/events_scale.py --docs 100000 --events 5000000 --users 500000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from textrec import Analyzer, Recommender, Store, build, ingest, whitespace_tokenizer
+from textrec.collab.events import read_events, store_events
+from textrec.collab.readers import ReadersIndex
+from textrec.pipeline.records import Record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--topics", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=300)
+    args = parser.parse_args()
+    print(
+        f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.docs:,} documents, "
+        f"{args.events:,} events, {args.users:,} readers"
+    )
+    rng = np.random.default_rng(0)
+    folder = tempfile.mkdtemp(prefix="textrec-events-")
+    url = f"sqlite:///{os.path.join(folder, 'events.db')}"
+    store = Store(url)
+    analyzer = Analyzer(tokenizer=whitespace_tokenizer)
+    records = (
+        Record("<bench>", i + 1, f"d{i}", f"topic{i % args.topics} word{i % 97} w{i}")
+        for i in range(args.docs)
+    )
+    ingest(store, records, analyzer=analyzer, batch_size=5000)
+    build(store, analyzer=analyzer)
+
+    # Events: each reader's home topic; documents of a topic by a Zipf-like popularity.
+    per_topic = args.docs // args.topics
+    home = rng.integers(0, args.topics, args.users)
+    users = rng.integers(0, args.users, args.events)
+    topic = np.where(
+        rng.random(args.events) < 0.9, home[users], rng.integers(0, args.topics, args.events)
+    )
+    rank = np.minimum(rng.zipf(1.3, args.events) - 1, per_topic - 1)
+    items = topic + rank * args.topics
+    path = os.path.join(folder, "events.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for u, i in zip(users.tolist(), items.tolist(), strict=True):
+            f.write(f'{{"user": "u{u}", "item": "d{i}", "time": "2026-11-01T00:00:00+00:00"}}\n')
+    started = time.perf_counter()
+    report = store_events(store, read_events(path))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"import_events": report.stored, "seconds": round(seconds, 1),
+                      "events_per_second": round(report.stored / seconds)}))  # fmt: skip
+
+    started = time.perf_counter()
+    readers = ReadersIndex.from_store(store)
+    print(json.dumps({"readers_index_build_s": round(time.perf_counter() - started, 1),
+                      "documents_with_readers": len(readers)}))  # fmt: skip
+    rec = Recommender(url, analyzer=analyzer)
+    queried = rng.choice(args.docs, args.queries, replace=False)
+    times = []
+    for q in queried.tolist():
+        t = time.perf_counter()
+        rec.similar(f"d{q}", k=10, mode="readers")
+        times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    visible = []
+    for n, q in enumerate(queried[:50].tolist()):
+        t = time.perf_counter()
+        rec.add_events([{"user": f"new-{n}", "item": f"d{q}"}])
+        rec.similar(f"d{q}", k=10, mode="readers")
+        visible.append((time.perf_counter() - t) * 1e3)
+    print(json.dumps({
+        "readers_p50_ms": round(statistics.median(times), 2),
+        "readers_p99_ms": round(times[int(0.99 * (len(times) - 1))], 2),
+        "event_to_next_query_p50_ms": round(statistics.median(visible), 2),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
