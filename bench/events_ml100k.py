@@ -62,7 +62,7 @@ def _fit_implicit_bm25(train: sp.csr_matrix, **_: object) -> ev.Scorer:
 
     model = BM25Recommender(K=200)
     with threadpool_limits(1):
-        model.fit(train.astype(np.float32), show_progress=False)
+        model.fit(train.astype(np.float32).tocsr(), show_progress=False)
     sim = model.similarity.tocsr()
     return lambda users: np.asarray((train[users] @ sim).todense())
 
