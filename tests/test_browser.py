@@ -8,6 +8,7 @@ Screenshots at desktop and phone width are written to the test's tmp folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import copy_database, required_parts
+from textrec import Store
 
 from .live_server import serve
 
@@ -53,6 +55,14 @@ def base_url(wikinews_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
+    with chromium() as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def chromium(*, do_not_track: bool = False) -> Iterator[WebDriver]:
+    """A headless Chromium with a fresh profile; ``do_not_track`` stubs the signal, which
+    headless Chromium does not send by itself."""
     profile = tempfile.mkdtemp(prefix="textrec-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -72,6 +82,11 @@ def browser() -> Iterator[WebDriver]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    if do_not_track:
+        driver.execute_cdp_cmd(
+            "Page.addScriptToEvaluateOnNewDocument",
+            {"source": DO_NOT_TRACK},
+        )
     try:
         yield driver
     finally:
@@ -200,3 +215,68 @@ def test_no_file_outside_static_over_a_real_socket(base_url: str, target: str) -
     assert status in (400, 404), (target, status)
     assert b"root:" not in data and b"create_app" not in data
     assert raw_get(base_url, "/static/app.css")[0] == 200
+
+
+DO_NOT_TRACK = "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})"
+
+
+def _events(url: str) -> list[tuple[str, str, str | None]]:
+    """``(document, kind, source)`` of every stored event, in order."""
+    import sqlalchemy as sa
+
+    store = Store(url)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT d.external_id, e.kind, e.source, e.user_id FROM events e "
+                "JOIN documents d ON d.id = e.document_id ORDER BY e.id"
+            )
+        ).all()
+    store.close()
+    assert len({r[3] for r in rows}) <= 1  # one anonymous reader: this browser
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def shown(driver: WebDriver, doc_id: str) -> None:
+    wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, "#doc .id").text == doc_id)
+
+
+def _wait_for_events(url: str, n: int) -> list[tuple[str, str, str | None]]:
+    import time
+
+    deadline = time.monotonic() + 15
+    while (found := _events(url)) and len(found) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _events(url)
+
+
+def test_the_page_logs_views_and_clicks(wikinews_db: Path, tmp_path: Path) -> None:
+    url = copy_database(wikinews_db, tmp_path)
+    with serve(url) as base, chromium() as driver:
+        open_page(driver, base, 1280, 900)
+        line = driver.find_element(By.ID, "tracking").text
+        assert "records which posts you open" in line and "anonymous id" in line
+        first = driver.find_element(By.CSS_SELECTOR, "#docs a").get_attribute("data-id")
+        ids = check_related_after_click(driver, first or "")
+        driver.find_element(By.CSS_SELECTOR, "#related li.rel a").click()
+        shown(driver, ids[0])
+        found = _wait_for_events(url, 3)
+        reader = driver.execute_script("return localStorage.getItem('textrec-reader')")
+    assert found == [(first, "view", None), (ids[0], "click", "related"), (ids[0], "view", None)]
+    assert reader and reader.startswith("anon-")
+
+
+def test_the_page_sends_nothing_when_asked_not_to_track(wikinews_db: Path, tmp_path: Path) -> None:
+    url = copy_database(wikinews_db, tmp_path)
+    with serve(url) as base, chromium(do_not_track=True) as driver:
+        open_page(driver, base, 1280, 900)
+        assert "records nothing" in driver.find_element(By.ID, "tracking").text
+        first = driver.find_element(By.CSS_SELECTOR, "#docs a").get_attribute("data-id")
+        ids = check_related_after_click(driver, first or "")
+        driver.find_element(By.CSS_SELECTOR, "#related li.rel a").click()
+        shown(driver, ids[0])
+        # A view of a third post, then a fetch of the page, give any event time to land.
+        driver.get(f"{base}/#{first}")
+        shown(driver, first or "")
+        assert driver.execute_script("return localStorage.getItem('textrec-reader')") is None
+    assert _events(url) == []

@@ -1,9 +1,37 @@
 // textrec page: the post list (paged, searchable), the chosen post, its related posts.
+// It logs a view when a post is opened and a click when a related post is chosen, under an
+// anonymous id kept in this browser, unless the browser asks not to be tracked.
 "use strict";
 
 const PAGE = 20;
-const state = { offset: 0, total: 0, q: "", selected: null };
+const state = { offset: 0, total: 0, q: "", selected: null, clicked: null };
 const $ = (id) => document.getElementById(id);
+
+// Do Not Track, or Global Privacy Control where the browser exposes it: send nothing.
+const tracking = !(navigator.doNotTrack === "1" || window.doNotTrack === "1"
+  || navigator.globalPrivacyControl === true);
+
+function readerId() {
+  const key = "textrec-reader";
+  let id = localStorage.getItem(key);
+  if (!id) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    id = "anon-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    localStorage.setItem(key, id);
+  }
+  return id;
+}
+
+function logEvents(events) {
+  if (!tracking || !events.length) return;
+  const user = readerId();
+  fetch("/events", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ events: events.map((e) => ({ user, ...e })) }),
+    keepalive: true,
+  }).catch(() => {}); // a lost event is not the reader's problem
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -57,6 +85,12 @@ function markSelected() {
 async function showDocument(id) {
   state.selected = id;
   markSelected();
+  const clicked = state.clicked && state.clicked.id === id ? state.clicked : null;
+  state.clicked = null;
+  logEvents([
+    ...(clicked ? [{ item: id, kind: "click", source: clicked.source }] : []),
+    { item: id, kind: "view" },
+  ]);
   const docBox = $("doc");
   const related = $("related");
   related.replaceChildren(el("li", { class: "empty" }, "Loading…"));
@@ -106,6 +140,14 @@ function init() {
   });
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); loadList(); });
   $("next").addEventListener("click", () => { state.offset += PAGE; loadList(); });
+  $("related").addEventListener("click", (e) => {
+    const link = e.target.closest("a[data-id]");
+    if (link) state.clicked = { id: link.dataset.id, source: "related" };
+  });
+  $("tracking").textContent = tracking
+    ? "This page records which posts you open, under an anonymous id kept in this browser, "
+      + "to learn which posts readers read together."
+    : "Your browser asks not to be tracked: this page records nothing.";
   window.addEventListener("hashchange", fromHash);
   loadList();
   fromHash();
