@@ -17,6 +17,7 @@ from hypothesis import settings
 
 from tests.helpers import WIKINEWS, missing, required_parts
 from tests.pgserver import PostgresServer, pg_bindir
+from tests.redisserver import RedisServer, redis_binary
 
 # In CI (CI=true) every hypothesis test draws the same examples each run and replays no
 # stored failures, so a run's outcome depends on the code alone; locally they explore anew.
@@ -44,6 +45,32 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    binary = redis_binary()
+    if binary is None:
+        missing("redis", "redis-server is not installed (Debian: apt-get install redis-server)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        missing("redis", "the redis package is not installed")
+    server = RedisServer(binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def readers_store(request: pytest.FixtureRequest) -> str | None:
+    """Each home of the readers' signature index: in memory (None) and a real Redis."""
+    if request.param == "memory":
+        return None
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -22,6 +22,7 @@ PARTS = {
     "browser": "headless Chromium (apt-get install chromium chromium-driver)",
     "compiled": "textrec's C extensions, built by pip install",
     "shared-data": "the corpora in ../shared/data beside the repository",
+    "redis": "a Redis server the tests start (Debian: apt-get install redis-server)",
 }
 
 

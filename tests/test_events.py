@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from tests.helpers import copy_database
 from textrec import Recommender, Store, build, ingest, read_records
 from textrec.cli.main import main
+from textrec.collab.buckets import open_buckets
 from textrec.collab.events import KIND_WEIGHTS, parse_event
 from textrec.collab.readers import NUM_PERM, READERS_SCHEME, ReadersIndex
 from textrec.collab.synthetic import click_log
@@ -73,21 +74,24 @@ def test_events_are_stored_and_bad_ones_refused_with_the_reason(small: str, tmp_
     assert stats["first"].startswith("2026-11-30T00:00:00")  # stored in UTC
 
 
-def test_removing_a_document_removes_its_events_and_its_readers(small: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    rec = Recommender(small, index_path=str(tmp_path / "i.index"))
+def test_removing_a_document_removes_its_events_and_its_readers(
+    small: str, tmp_path: Path, readers_store: str | None
+) -> None:
+    rec = Recommender(small, index_path=str(tmp_path / "i.index"), readers_store=readers_store)
     a, b, c = _ids(small)[:3]
     rec.add_events([{"user": f"u{i}", "item": x} for i in range(5) for x in (a, b, c)])
     assert [m.id for m in rec.similar(a, k=5, mode="readers")] == [b, c]
     rec.remove(b)
     assert [m.id for m in rec.similar(a, k=5, mode="readers")] == [c]
     assert rec.store.count_events() == 10
-    assert [m.id for m in Recommender(small, index_path=str(tmp_path / "i.index")).similar(
-        a, k=5, mode="readers"
-    )] == [c]  # fmt: skip
+    again = Recommender(small, index_path=str(tmp_path / "i.index"), readers_store=readers_store)
+    assert [m.id for m in again.similar(a, k=5, mode="readers")] == [c]
 
 
-def test_an_event_changes_the_next_query_at_once(copy_of_built: str) -> None:
-    rec = Recommender(copy_of_built)
+def test_an_event_changes_the_next_query_at_once(
+    copy_of_built: str, readers_store: str | None
+) -> None:
+    rec = Recommender(copy_of_built, readers_store=readers_store)
     rec.add_events([{"user": f"u{i}", "item": "wikinews-0001"} for i in range(3)])
     rec.add_events([{"user": f"u{i}", "item": "wikinews-0002"} for i in range(3)])
     assert [m.id for m in rec.similar("wikinews-0001", k=3, mode="readers")] == ["wikinews-0002"]
@@ -99,7 +103,7 @@ def test_an_event_changes_the_next_query_at_once(copy_of_built: str) -> None:
         "wikinews-0002",
     ]
     # A new Recommender reads the same state from the events table.
-    again = Recommender(copy_of_built)
+    again = Recommender(copy_of_built, readers_store=readers_store)
     for doc in ("wikinews-0001", "wikinews-0003"):
         got = [(m.id, m.score) for m in again.similar(doc, k=3, mode="readers")]
         assert got == [(m.id, m.score) for m in rec.similar(doc, k=3, mode="readers")]
@@ -122,9 +126,9 @@ def test_signatures_are_pinned() -> None:
 GOLDEN_SIGNATURE_HEAD = [275238267, 1098796439, 617720362, 1502801500]
 
 
-def test_candidates_are_the_documents_sharing_signature_values() -> None:
+def test_candidates_are_the_documents_sharing_signature_values(readers_store: str | None) -> None:
     events = click_log({"a": ["1", "2", "3"], "b": ["4", "5", "6"]}, users=60, seed=3)
-    index = ReadersIndex()
+    index = ReadersIndex(buckets=open_buckets(readers_store, num_perm=NUM_PERM, namespace="t1"))
     index.add((e["user"], int(e["item"]), e["kind"]) for e in events)
     for doc in range(1, 7):
         brute = {
@@ -274,3 +278,10 @@ def test_leave_last_out_holds_out_each_users_last() -> None:
 @pytest.fixture
 def copy_of_built(wikinews_db: Path, tmp_path: Path) -> str:
     return copy_database(wikinews_db, tmp_path)
+
+
+def test_a_bad_readers_store_is_a_clear_error(copy_of_built: str) -> None:
+    with pytest.raises(ValueError, match="must be a redis:// URL"):
+        Recommender(copy_of_built, readers_store="http://localhost:1")
+    with pytest.raises(ValueError, match="cannot reach the readers store"):
+        Recommender(copy_of_built, readers_store="redis://127.0.0.1:1/0")

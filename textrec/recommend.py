@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textrec.artifacts.indexes import StoreIndexes, default_index_path
+from textrec.collab.buckets import open_buckets
 from textrec.collab.events import parse_event, store_events
-from textrec.collab.readers import ReadersIndex
+from textrec.collab.readers import NUM_PERM, ReadersIndex
 from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
 from textrec.content.simhash import estimated_cosine, hamming, simhash
@@ -78,7 +79,9 @@ class Recommender:
     ``<index file>.related`` or from the term counts stored with the documents
     (:mod:`textrec.artifacts.indexes`). The analyzer is the one the store's scheme names;
     pass ``analyzer`` only for a scheme of your own tokenizer (a conflicting one is refused,
-    :class:`~textrec.content.simhash.SchemeMismatchError`). Raises
+    :class:`~textrec.content.simhash.SchemeMismatchError`). ``readers_store``: a ``redis://``
+    URL to keep the readers' signature index in Redis (:mod:`textrec.collab.buckets`) instead
+    of in memory. Raises
     :class:`~textrec.store.sql.NotBuiltError` before the first ``textrec build``.
     """
 
@@ -88,6 +91,7 @@ class Recommender:
         *,
         index_path: str | None = None,
         analyzer: Analyzer | None = None,
+        readers_store: str | None = None,
     ) -> None:
         self.store = db if isinstance(db, Store) else Store(db)
         self.analyzer = analyzer_for(self.store.scheme(), analyzer, where=self.store.url)
@@ -97,7 +101,10 @@ class Recommender:
         self.scheme: str = self._indexes.scheme
         self.index = self._indexes.hamming
         self.related = self._indexes.related
-        self.readers = ReadersIndex.from_store(self.store)
+        buckets = open_buckets(
+            readers_store, num_perm=NUM_PERM, namespace=self._indexes.stamp.identity
+        )
+        self.readers = ReadersIndex.from_store(self.store, buckets=buckets)
         self.sources: dict[str, Source] = {
             "related": RelatedSource(self.related),
             "hamming": HammingSource(self.index),

@@ -152,7 +152,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _recommender(args: argparse.Namespace) -> Recommender:
-    return Recommender(_store(args), index_path=args.index)
+    return Recommender(_store(args), index_path=args.index, readers_store=args.readers_store)
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -533,6 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--index",
         metavar="PATH",
         help="index snapshot file (default: <database file>.index for SQLite)",
+    )
+    parser.add_argument(
+        "--readers-store",
+        metavar="URL",
+        default=os.environ.get("TEXTREC_READERS_STORE") or None,
+        help="keep the readers' signature index in Redis (redis://host:port/db) instead of "
+        "in memory (default: $TEXTREC_READERS_STORE, else memory)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")

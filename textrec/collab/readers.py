@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -33,6 +32,7 @@ import numpy.typing as npt
 from datasketch import MinHash
 from datasketch.hashfunc import sha1_hash32
 
+from textrec.collab.buckets import Buckets, MemoryBuckets
 from textrec.collab.events import KIND_WEIGHTS
 from textrec.store.sql import Store
 
@@ -63,7 +63,11 @@ class ReadersIndex:
     """
 
     def __init__(
-        self, *, rerank: str = RERANKS[0], kind_weights: Mapping[str, float] = KIND_WEIGHTS
+        self,
+        *,
+        rerank: str = RERANKS[0],
+        kind_weights: Mapping[str, float] = KIND_WEIGHTS,
+        buckets: Buckets | None = None,
     ) -> None:
         if rerank not in RERANKS:
             raise ValueError(f"rerank must be one of {', '.join(RERANKS)}, got {rerank!r}")
@@ -73,7 +77,8 @@ class ReadersIndex:
         self._readers: dict[int, dict[str, float]] = {}
         self._read_by: dict[str, set[int]] = {}
         self._signatures: dict[int, npt.NDArray[np.uint64]] = {}
-        self._buckets: list[dict[int, set[int]]] = [{} for _ in range(NUM_PERM)]
+        self._buckets: Buckets = buckets if buckets is not None else MemoryBuckets(NUM_PERM)
+        self._buckets.clear()  # the index is derived from the events: rebuilt from them
         self._pairs = 0
         self._lock = threading.Lock()
         self.last_event = 0
@@ -86,9 +91,9 @@ class ReadersIndex:
         return f"ReadersIndex<{len(self):,} documents, {self._pairs:,} readings, {self.rerank}>"
 
     @classmethod
-    def from_store(cls, store: Store, **options: object) -> ReadersIndex:
+    def from_store(cls, store: Store, *, buckets: Buckets | None = None) -> ReadersIndex:
         """The index of every event stored (read in id order, applied in bulk)."""
-        index = cls(**options)  # type: ignore[arg-type]
+        index = cls(buckets=buckets)
         index.catch_up(store)
         return index
 
@@ -147,14 +152,9 @@ class ReadersIndex:
         mh.update_batch([u.encode("utf-8") for u in users])
         new = mh.hashvalues.astype(np.uint64)
         changed = range(NUM_PERM) if old is None else np.flatnonzero(new != old).tolist()
-        for i in changed:
-            if old is not None:
-                bucket = self._buckets[i].get(int(old[i]))
-                if bucket is not None:
-                    bucket.discard(doc_id)
-                    if not bucket:
-                        del self._buckets[i][int(old[i])]
-            self._buckets[i].setdefault(int(new[i]), set()).add(doc_id)
+        self._buckets.move(
+            doc_id, [(i, None if old is None else int(old[i]), int(new[i])) for i in changed]
+        )
         self._signatures[doc_id] = new
 
     def remove(self, doc_ids: Iterable[int]) -> None:
@@ -172,12 +172,7 @@ class ReadersIndex:
                         if not items:
                             del self._read_by[user]
                 sig = self._signatures.pop(doc_id)
-                for i in range(NUM_PERM):
-                    bucket = self._buckets[i].get(int(sig[i]))
-                    if bucket is not None:
-                        bucket.discard(doc_id)
-                        if not bucket:
-                            del self._buckets[i][int(sig[i])]
+                self._buckets.move(doc_id, [(i, int(v), None) for i, v in enumerate(sig.tolist())])
 
     # queries ------------------------------------------------------------------------------
 
@@ -187,11 +182,7 @@ class ReadersIndex:
         sig = self._signatures.get(doc_id)
         if sig is None:
             return []
-        shared: Counter[int] = Counter()
-        for i in range(NUM_PERM):
-            bucket = self._buckets[i].get(int(sig[i]))
-            if bucket:
-                shared.update(bucket)
+        shared = self._buckets.shared(sig.tolist())
         shared.pop(doc_id, None)
         ranked = sorted(shared.items(), key=lambda kv: (-kv[1], kv[0]))
         return ranked[:limit]

@@ -42,7 +42,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +56,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     bindparam,
     create_engine,
@@ -243,6 +244,9 @@ class EventRow(Base):
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     source: Mapped[str | None] = mapped_column(String(32), nullable=True)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+_EVENTS = cast(Table, EventRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -622,7 +626,7 @@ class Store:
                 returning = insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True)
                 new_ids = iter(s.scalars(returning, kept).all())
             else:  # the table's Core insert: the ORM's bulk path costs more than SQLite
-                s.execute(insert(EventRow.__table__), kept)
+                s.execute(insert(_EVENTS), kept)
                 new_ids = iter([0] * len(kept))
             self._bump(s)
         return [next(new_ids) if r["document_id"] in present else None for r in rows]
