@@ -448,3 +448,70 @@ def snapshot_scenario(
 
 
 SCENARIOS = {"ingest": ingest_scenario, "build": build_scenario, "snapshot": snapshot_scenario}
+
+
+# events --------------------------------------------------------------------------------------
+
+EVENT_ACK = re.compile(r"committed (\d+) event\(s\) through (.+):(\d+)$")
+
+
+def events_scenario(
+    work: Path,
+    kills: int,
+    *,
+    seed: int = 0,
+    n_events: int = 60_000,
+    batch_size: int = 2_000,
+    log: Callable[[str], None] = lambda _: None,
+) -> Tally:
+    """``textrec events import`` killed at a random moment: every acknowledged event is
+    stored, batches are whole, and `check` passes."""
+    started = time.monotonic()
+    tally = Tally("events")
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    base = work / "base.db"
+    store = Store(f"sqlite:///{base}")
+    ingest(store, read_records(str(_write(work / "docs.jsonl", _read_corpus(FIXTURE, 40)))))
+    build(store)
+    items = [d.external_id for d in store.iter_documents()]
+    store.close()
+    events = [{"user": f"u{n % 997}", "item": items[n % len(items)]} for n in range(n_events)]
+    source = _write(work / "events.jsonl", events)  # type: ignore[arg-type]
+    ref = copy_db(base, work / "ref.db")
+    t0 = time.monotonic()
+    proc = run_cli("-q", "--db", f"sqlite:///{ref}", "events", "import",
+                   "--batch-size", str(batch_size), str(source))  # fmt: skip
+    duration = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    i = -1
+    while tally.kills < kills and i + 1 < ATTEMPTS_PER_KILL * kills:
+        i += 1
+        db_path = copy_db(base, work / f"e{i % 2}.db")
+        for stale in (f"{db_path}-wal", f"{db_path}-shm"):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        db = f"sqlite:///{db_path}"
+        delay = rng.uniform(0.2, duration)
+        killed, err = run_and_kill(
+            ["-v", "-q", "--db", db, "events", "import", "--batch-size", str(batch_size),
+             str(source)],
+            delay,
+        )  # fmt: skip
+        tally.kills += killed
+        tally.finished += not killed
+        acked = max((int(m.group(3)) for m in map(EVENT_ACK.search, err.splitlines()) if m),
+                    default=0)  # fmt: skip
+        store = Store(db)
+        stored = store.count_events()
+        store.close()
+        tally.acknowledged += acked if killed else 0
+        tally.lost += max(acked - stored, 0)
+        assert stored >= acked, f"kill {i} at {delay:.2f} s: {acked} acknowledged, {stored} stored"
+        if stored % batch_size and stored != n_events:
+            tally.partial_batches += 1
+        assert stored % batch_size == 0 or stored == n_events, (i, stored)
+        _assert_check(db, f"events kill {i} at {delay:.2f} s")
+        log(f"events kill {i}: {delay:.2f} s, killed={killed}, {stored} stored, {acked} acked")
+    tally.seconds = time.monotonic() - started
+    return tally

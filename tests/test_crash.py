@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .crash_scenarios import build_scenario, ingest_scenario, snapshot_scenario
+from .crash_scenarios import build_scenario, events_scenario, ingest_scenario, snapshot_scenario
 
 KILLS = 3
 
@@ -30,3 +30,8 @@ def test_kill_during_build(tmp_path: Path) -> None:
 def test_kill_during_index_file_writes(tmp_path: Path) -> None:
     tally = snapshot_scenario(tmp_path, KILLS, seed=3, limit=120, big=500_000)
     assert tally.kills == KILLS and tally.torn_files == 0
+
+
+def test_kill_during_events_import(tmp_path: Path) -> None:
+    tally = events_scenario(tmp_path, KILLS, seed=4)
+    assert tally.kills == KILLS and (tally.lost, tally.partial_batches) == (0, 0)

@@ -22,6 +22,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from typing import Any
 
 from textrec.pipeline.records import RecordError, open_input
 from textrec.store.sql import NewEvent, Store
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "KIND_WEIGHTS",
@@ -188,6 +191,9 @@ def store_events(
                 new.append(NewEvent(e.user, doc_id, e.kind, e.time, e.source))
                 kept_from.append(e)
         added = store.add_events(new, ids=keep)
+        if batch:  # the acknowledgement: these events are committed (see RELIABILITY.md)
+            last = batch[-1]
+            log.info("committed %d event(s) through %s:%d", len(batch), last.where, last.line)
         for event_id, stored, origin in zip(added, new, kept_from, strict=True):
             if event_id is None:
                 report.rejected.append(
