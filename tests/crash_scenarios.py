@@ -447,9 +447,6 @@ def snapshot_scenario(
     return tally
 
 
-SCENARIOS = {"ingest": ingest_scenario, "build": build_scenario, "snapshot": snapshot_scenario}
-
-
 # events --------------------------------------------------------------------------------------
 
 EVENT_ACK = re.compile(r"committed (\d+) event\(s\) through (.+):(\d+)$")
@@ -460,6 +457,8 @@ def events_scenario(
     kills: int,
     *,
     seed: int = 0,
+    corpus: Path = FIXTURE,
+    limit: int | None = 40,
     n_events: int = 60_000,
     batch_size: int = 2_000,
     log: Callable[[str], None] = lambda _: None,
@@ -472,7 +471,7 @@ def events_scenario(
     work.mkdir(parents=True, exist_ok=True)
     base = work / "base.db"
     store = Store(f"sqlite:///{base}")
-    ingest(store, read_records(str(_write(work / "docs.jsonl", _read_corpus(FIXTURE, 40)))))
+    ingest(store, read_records(str(_write(work / "docs.jsonl", _read_corpus(corpus, limit)))))
     build(store)
     items = [d.external_id for d in store.iter_documents()]
     store.close()
@@ -515,3 +514,11 @@ def events_scenario(
         log(f"events kill {i}: {delay:.2f} s, killed={killed}, {stored} stored, {acked} acked")
     tally.seconds = time.monotonic() - started
     return tally
+
+
+SCENARIOS = {
+    "ingest": ingest_scenario,
+    "build": build_scenario,
+    "snapshot": snapshot_scenario,
+    "events": events_scenario,
+}
