@@ -216,6 +216,27 @@ def test_http_events_are_bounded_and_counted(copy_of_built: str) -> None:
         assert r.json()["results"] == [] and "no readers yet" in r.json()["note"]
 
 
+def test_one_client_brings_a_bounded_number_of_new_readers(copy_of_built: str) -> None:
+    now = [0.0]
+    guard = EventGuard(rate=1000.0, burst=1000, new_readers=3, clock=lambda: now[0])
+    with TestClient(create_app(copy_of_built, guard=guard)) as c:
+        events = [{"user": f"r{n}", "item": "wikinews-0001"} for n in range(5)]
+        events.append({"user": "r0", "item": "wikinews-0002"})  # a reader already brought
+        r = c.post("/events", json={"events": events})
+        assert r.status_code == 202, r.text
+        assert r.json()["accepted"] == 4
+        assert [(x["index"], x["reason"]) for x in r.json()["rejected"]] == [
+            (3, "too many new readers from this client"),
+            (4, "too many new readers from this client"),
+        ]
+        now[0] = 3600.0  # the window has passed: room for new readers again
+        r = c.post("/events", json={"events": [{"user": "r9", "item": "wikinews-0003"}]})
+        assert r.json()["accepted"] == 1
+    assert EventGuard(new_readers=None).admit_reader("c", "u")
+    with pytest.raises(ValueError, match="new_readers"):
+        EventGuard(new_readers=0)
+
+
 def test_http_events_can_require_the_token(copy_of_built: str) -> None:
     app = create_app(copy_of_built, token="t0k3n", events_need_token=True)
     with TestClient(app) as c:

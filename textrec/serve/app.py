@@ -327,11 +327,19 @@ def create_app(
     ``DELETE /documents/{id}`` require ``Authorization: Bearer <token>``. ``recommender`` is a
     factory called once at start-up instead of ``Recommender(db, index_path=...)``.
     ``POST /events`` is anonymous unless ``events_need_token`` (default
-    ``$TEXTREC_EVENTS_NEED_TOKEN=1``), bounded by ``guard`` (:class:`EventGuard`).
+    ``$TEXTREC_EVENTS_NEED_TOKEN=1``), bounded by ``guard`` (:class:`EventGuard`; by default
+    its own, whose cap on the new readers one client brings an hour is
+    ``$TEXTREC_EVENTS_NEW_READERS``, 30 unless set, 0 for no cap).
     """
     if events_need_token is None:
         events_need_token = os.environ.get("TEXTREC_EVENTS_NEED_TOKEN") == "1"
-    guard = guard or EventGuard()
+    if guard is None:
+        cap = os.environ.get("TEXTREC_EVENTS_NEW_READERS", "30").strip()
+        if not cap.isdigit():
+            raise ValueError(
+                f"TEXTREC_EVENTS_NEW_READERS must be a whole number (0: no cap), got {cap!r}"
+            )
+        guard = EventGuard(new_readers=int(cap) or None)
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
@@ -496,6 +504,12 @@ def create_app(
         ]
         batch: list[tuple[int, object]] = []
         for i, event in enumerate(body.events[:allowed]):
+            user = event.get("user") if isinstance(event, dict) else None
+            if isinstance(user, str) and not guard.admit_reader(client, user):
+                rejected.append(
+                    EventRejected(index=i, reason="too many new readers from this client")
+                )
+                continue
             if (
                 isinstance(event, dict)
                 and event.get("kind", "view") in ("view", None)
