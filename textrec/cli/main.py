@@ -31,7 +31,7 @@ from textrec.pipeline.build import build, refresh_index_file
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, RecordError, read_records
 from textrec.pipeline.runners import RUNNERS, JobsError
-from textrec.recommend import MODES, Match, Recommender, UnknownDocumentError
+from textrec.recommend import MAX_K, MODES, Match, Recommender, UnknownDocumentError
 from textrec.sources import CONTENT_MODES
 from textrec.store.sql import NotBuiltError, SchemaOutOfDateError, Store, resolve_db_url
 
@@ -506,9 +506,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _k(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_K:
+        raise argparse.ArgumentTypeError(f"expected a number 1..{MAX_K}, got {value}")
+    return value
+
+
 def _add_ranking_options(p: argparse.ArgumentParser) -> None:
     """-k, --mode and --json, shared by the commands that rank documents."""
-    p.add_argument("-k", type=_positive_int, default=10, help="how many (default: 10)")
+    p.add_argument("-k", type=_k, default=10, help=f"how many, 1..{MAX_K} (default: 10)")
     p.add_argument(
         "--mode",
         choices=MODES,
