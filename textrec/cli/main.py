@@ -464,21 +464,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from textrec.serve.app import create_app
+        from textrec.serve.app import LOOPBACK_HOSTS, allowed_hosts_from, create_app
+        from textrec.serve.connections import guarded_protocol
     except ImportError as exc:
         raise CliError(
             f"serving needs the 'serve' extra ({exc.name} is missing): pip install 'textrec[serve]'"
         ) from None
     token = os.environ.get("TEXTREC_TOKEN") if args.token is None else args.token
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and not token:
         print(
             f"textrec: warning: serving on {args.host} without --token: anyone who can reach "
             "it can add and delete documents",
             file=sys.stderr,
         )
+    # The Host names answered: a web page cannot reach a loopback server under a name of its
+    # own that resolves to 127.0.0.1 (DNS rebinding).
+    hosts = allowed_hosts_from(args.allowed_hosts)
+    if not hosts and loopback:
+        hosts = list(LOOPBACK_HOSTS)
+    elif not hosts:
+        print(
+            f"textrec: warning: serving on {args.host} without --allowed-hosts: requests for "
+            "any host name are answered (DNS rebinding); name the ones clients use",
+            file=sys.stderr,
+        )
     # Open the store now so a missing build is a one-line error, not a failed start-up.
     rec = _recommender(args)
-    app = create_app(token=token or None, max_body_bytes=args.max_body, recommender=lambda: rec)
+    app = create_app(
+        token=token or None,
+        max_body_bytes=args.max_body,
+        recommender=lambda: rec,
+        allowed_hosts=hosts,
+    )
     print(
         f"textrec: serving {len(rec):,} documents on http://{args.host}:{args.port}/",
         file=sys.stderr,
@@ -489,6 +507,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info" if args.verbose else "warning",
         server_header=False,
+        http=guarded_protocol(
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            max_connections=args.max_connections,
+        ),
     )
     return 0
 
@@ -503,6 +526,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
 
 
@@ -805,6 +838,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=1 << 20,
         metavar="BYTES",
         help="largest request body accepted (default: %(default)s)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="NAMES",
+        default=None,
+        help="comma-separated host names the server answers to (the Host header; '*' for "
+        "any); default: $TEXTREC_ALLOWED_HOSTS, else 127.0.0.1,localhost,[::1] when bound "
+        "to loopback, else any",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a client has to send a request's headers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time a client then has to send the request's body (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="connections held at once; more are answered 503 (default: %(default)s)",
     )
     p.set_defaults(func=cmd_serve)
     return parser

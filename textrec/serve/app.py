@@ -26,7 +26,7 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from textrec import __version__
 from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
@@ -63,7 +64,14 @@ class _AnyId(Convertor[str]):
 
 register_url_convertor("anyid", _AnyId())
 
-__all__ = ["DEFAULT_MAX_BODY", "MAX_K", "STATIC_DIR", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "LOOPBACK_HOSTS",
+    "MAX_K",
+    "STATIC_DIR",
+    "allowed_hosts_from",
+    "create_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +270,19 @@ def _repeated_key(body: bytes) -> str | None:
     return None
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+"""The names a server bound to loopback answers to (the browser's Host header)."""
+
+
+def allowed_hosts_from(given: Sequence[str] | str | None) -> list[str]:
+    """The allowed Host names: ``given`` (a list, or comma-separated), else
+    ``$TEXTREC_ALLOWED_HOSTS``; an empty list means any name."""
+    if given is None:
+        given = os.environ.get("TEXTREC_ALLOWED_HOSTS", "")
+    names = given.split(",") if isinstance(given, str) else list(given)
+    return [n.strip().lower() for n in names if n.strip()]
+
+
 def _recommender(request: Request) -> Recommender:
     rec: Recommender = request.app.state.recommender
     return rec
@@ -320,6 +341,7 @@ def create_app(
     recommender: Callable[[], Recommender] | None = None,
     events_need_token: bool | None = None,
     guard: EventGuard | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
@@ -328,6 +350,10 @@ def create_app(
     factory called once at start-up instead of ``Recommender(db, index_path=...)``.
     ``POST /events`` is anonymous unless ``events_need_token`` (default
     ``$TEXTREC_EVENTS_NEED_TOKEN=1``), bounded by ``guard`` (:class:`EventGuard`).
+    ``allowed_hosts`` (default ``$TEXTREC_ALLOWED_HOSTS``, comma-separated): the names a
+    request's ``Host`` header may give, others get 400, so that a web page whose name an
+    attacker points at this server (DNS rebinding) cannot use it; none given: any name.
+    ``textrec serve`` passes the loopback names when it binds loopback.
     """
     if events_need_token is None:
         events_need_token = os.environ.get("TEXTREC_EVENTS_NEED_TOKEN") == "1"
@@ -531,4 +557,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(RequestBody, max_bytes=max_body_bytes)
+    hosts = allowed_hosts_from(allowed_hosts)
+    if hosts:  # outermost: a request for another name is refused before anything runs
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     return app
