@@ -39,6 +39,13 @@ def _j(obj: object) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode("utf-8")
 
 
+def _nested(depth: int) -> object:
+    value: object = "x"
+    for n in range(depth):
+        value = [value] if n % 2 else {"k": value}
+    return value
+
+
 STORED_ID = "petition-510"  # the first fixture document: stored before the bad input arrives
 
 # (kind, line as bytes, what the rejection must say)
@@ -87,6 +94,7 @@ BAD: list[tuple[str, bytes, str]] = [
     ("only digits", _j({"id": "b26", "text": "0123 4567 89"}), "no terms"),
     ("only emoji", _j({"id": "b27", "text": "😀🎉👍🏽 🇰🇷"}), "no terms"),
     ("only zero-width spaces", _j({"id": "b28", "text": "\u200b\u200b\u2060"}), "no terms"),
+    ("metadata nested 300 deep", _j({"id": "b29", "text": BUS, "m": _nested(300)}), "nested"),
     ("duplicate id in the file", _j({"id": "good-dup", "text": BUS}), "duplicate id in this"),
     ("duplicate id of the store", _j({"id": STORED_ID, "text": BUS}), "id already stored"),
 ]
@@ -353,3 +361,36 @@ def test_http_add_with_nothing_valid_never_fails(client: TestClient, raw: bytes)
         assert r.status_code in (400, 422), (raw, r.status_code, r.text)
         assert "internal server error" not in r.text
         assert c.get("/health").json()["documents"] == 10
+
+
+def test_nul_in_an_id_or_a_title_search_is_an_answer_not_an_error(
+    db_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL refuses NUL in a query (500s); SQLite's LIKE stopped at it (every title
+    matched). No stored id or title can hold one, so nothing matches."""
+    store = Store(db_url)
+    ingest(store, read_records(str(_write(tmp_path / "d.jsonl", _good(5)))))
+    build(store)
+    store.close()
+    with TestClient(create_app(db_url, token="t")) as c:
+        r = c.get("/documents", params={"q": "\x00"})
+        assert (r.status_code, r.json()["total"], r.json()["items"]) == (200, 0, [])
+        assert c.get("/documents", params={"q": "a\x00b"}).json()["total"] == 0
+        for path in ("/documents/a%00b", "/documents/%00", "/documents/a%00b/similar"):
+            r = c.get(path)
+            assert r.status_code == 404 and "is stored" in r.json()["detail"], path
+        assert c.delete("/documents/a%00b", headers=AUTH).status_code == 404
+        assert c.get("/health").json()["documents"] == 5
+
+
+def test_metadata_at_the_nesting_limit_is_stored_and_read_back(client: TestClient) -> None:
+    from textrec.pipeline.records import MAX_META_DEPTH
+
+    deep = {"id": "deep", "text": BUS, "m": _nested(MAX_META_DEPTH)}
+    deeper = {"id": "deeper", "text": BUS, "m": _nested(MAX_META_DEPTH + 1)}
+    with client as c:
+        r = c.post("/documents", json={"documents": [deep, deeper]}, headers=AUTH)
+        assert r.status_code == 201 and r.json()["ids"] == ["deep"]
+        assert "nested more than 64 levels" in r.json()["rejected"][0]["reason"]
+        got = c.get("/documents/deep")
+        assert got.status_code == 200 and got.json()["meta"]["m"] == deep["m"]

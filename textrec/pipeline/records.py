@@ -6,7 +6,7 @@ One document per line, a JSON object with:
   the store;
 - ``text``: a non-empty string (at most ``max_chars`` characters, 1,000,000 by default);
 - ``title``: a string, ``null`` or absent;
-- anything else: kept as the document's metadata.
+- anything else: kept as the document's metadata, nested at most 64 levels deep.
 
 No string may hold a NUL character or a lone surrogate (``\\ud800``): PostgreSQL cannot store
 the one and UTF-8 cannot encode the other. A key repeated in an object is refused rather than
@@ -102,6 +102,31 @@ def _unencodable(obj: dict[str, Any]) -> str | None:
     return None
 
 
+MAX_META_DEPTH = 64
+"""How deep arrays and objects may nest in a metadata field: far more than any real
+metadata, and far less than what a JSON encoder or the HTTP layer can return (a document
+nested 256 levels deep was stored, then could never be read back)."""
+
+
+def _too_deep(meta: dict[str, Any]) -> str | None:
+    """The first metadata field nested more than :data:`MAX_META_DEPTH` levels, else None."""
+    for key, value in meta.items():
+        level = [value]
+        for _ in range(MAX_META_DEPTH):
+            level = [
+                child
+                for v in level
+                if isinstance(v, dict | list)
+                for child in (v.values() if isinstance(v, dict) else v)
+            ]
+            if not level:
+                break
+        else:
+            if any(isinstance(v, dict | list) for v in level):
+                return key
+    return None
+
+
 def _control_character(value: str) -> int | None:
     for i, ch in enumerate(value):
         if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
@@ -187,6 +212,13 @@ def parse_record(
     if title is not None and not isinstance(title, str):
         return error(f"field 'title' must be a string or null, got {_describe(title)}", doc_id)
     meta = {k: v for k, v in obj.items() if k not in ("id", "title", "text")}
+    deep = _too_deep(meta)
+    if deep is not None:
+        return error(
+            f"field {deep!r} is nested more than {MAX_META_DEPTH} levels deep "
+            "(arrays and objects within each other)",
+            doc_id,
+        )
     return Record(source, line, doc_id, text, title or None, meta)
 
 

@@ -529,6 +529,8 @@ class Store:
     @staticmethod
     def _internal_ids(s: Session, ext: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
+        # No stored id holds a NUL (ingest refuses it), and PostgreSQL refuses one in a query.
+        ext = [e for e in ext if "\x00" not in e]
         for i in range(0, len(ext), 500):
             chunk = ext[i : i + 500]
             q = select(DocumentRow.external_id, DocumentRow.id).where(
@@ -568,6 +570,8 @@ class Store:
         return out
 
     def find_document(self, external_id: str) -> StoredDocument | None:
+        if "\x00" in external_id:  # never stored (ingest refuses it); PostgreSQL refuses it
+            return None
         with self._session() as s:
             q = select(DocumentRow).where(DocumentRow.external_id == external_id)
             row = s.scalars(q).first()
@@ -685,6 +689,10 @@ class Store:
         self, *, offset: int = 0, limit: int = 50, title_contains: str | None = None
     ) -> tuple[int, list[StoredDocument]]:
         """A page of documents in id order, optionally filtered by a title substring."""
+        if title_contains and "\x00" in title_contains:
+            # No stored title holds a NUL (ingest refuses it); SQLite's LIKE would end the
+            # pattern there and match every title, PostgreSQL refuses it.
+            return 0, []
         with self._session() as s:
             q = select(DocumentRow)
             c = select(func.count()).select_from(DocumentRow)
