@@ -496,6 +496,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body,
         recommender=lambda: rec,
         allowed_hosts=hosts,
+        max_query_chars=args.max_query_chars,
+        request_timeout=args.request_timeout,
     )
     print(
         f"textrec: serving {len(rec):,} documents on http://{args.host}:{args.port}/",
@@ -838,6 +840,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=1 << 20,
         metavar="BYTES",
         help="largest request body accepted (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-query-chars",
+        type=_positive_int,
+        default=50_000,
+        metavar="N",
+        help="longest text (with its title) POST /similar reads (default: %(default)s)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="an answer not started by then is replaced by 503 (default: %(default)s)",
     )
     p.add_argument(
         "--allowed-hosts",

@@ -44,6 +44,7 @@ from textrec import __version__
 from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
 from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
+from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout
 from textrec.sources import describe_modes
 from textrec.store.sql import SnapshotChangedError
 
@@ -66,6 +67,7 @@ register_url_convertor("anyid", _AnyId())
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_QUERY_CHARS",
     "LOOPBACK_HOSTS",
     "MAX_K",
     "STATIC_DIR",
@@ -77,6 +79,7 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
+DEFAULT_MAX_QUERY_CHARS = 50_000  # the longest of 3,668 petitions: 25,710
 MAX_K = 100
 MAX_EVENTS = 100
 MAX_PAGE = 200
@@ -342,6 +345,8 @@ def create_app(
     events_need_token: bool | None = None,
     guard: EventGuard | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
@@ -354,6 +359,9 @@ def create_app(
     request's ``Host`` header may give, others get 400, so that a web page whose name an
     attacker points at this server (DNS rebinding) cannot use it; none given: any name.
     ``textrec serve`` passes the loopback names when it binds loopback.
+    ``max_query_chars``: the longest text (with its title) ``POST /similar`` reads, 422
+    beyond; ``request_timeout``: seconds before a request still unanswered gets 503
+    (:class:`~textrec.serve.limits.RequestTimeout`; None: no deadline).
     """
     if events_need_token is None:
         events_need_token = os.environ.get("TEXTREC_EVENTS_NEED_TOKEN") == "1"
@@ -475,6 +483,13 @@ def create_app(
 
     @app.post("/similar", response_model=SimilarOut, tags=["similar"])
     def similar_text(body: SimilarTextIn, rec: Rec) -> SimilarOut:
+        size = len(body.text) + len(body.title or "")
+        if size > max_query_chars:  # the work of one query grows with its length
+            raise StarletteHTTPException(
+                422,
+                f"the query is {size:,} characters long (text and title); the limit is "
+                f"{max_query_chars:,}",
+            )
         matches = rec.similar_text(body.text, k=body.k, title=body.title)
         return SimilarOut(id=None, results=[_match(m) for m in matches])
 
@@ -556,6 +571,8 @@ def create_app(
     # anything outside it, so `..` and symlinks cannot reach the rest of the file system.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    if request_timeout is not None:
+        app.add_middleware(RequestTimeout, seconds=request_timeout)
     app.add_middleware(RequestBody, max_bytes=max_body_bytes)
     hosts = allowed_hosts_from(allowed_hosts)
     if hosts:  # outermost: a request for another name is refused before anything runs
