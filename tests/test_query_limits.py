@@ -151,3 +151,22 @@ def test_an_answer_that_takes_too_long_is_503(db: str) -> None:
             release.set()
         assert c.get("/health").status_code == 200
         assert c.post("/similar", json={"text": "버스 정류장"}).status_code == 200
+
+
+def test_a_tokenizing_request_releases_its_taggers_and_slots_are_bounded() -> None:
+    from textrec.serve.limits import TokenizerSlots
+
+    tok = MecabNounTokenizer()
+    slots = TokenizerSlots(2)
+    with slots.slot(tok):
+        assert tok("서울시 버스 요금") == ["서울시", "버스", "요금"]
+        assert tok._local.tagger is not None
+    assert tok._local.tagger is None and tok._local.direct is None
+    held = [slots.slot(tok), slots.slot(tok)]
+    for h in held:
+        h.__enter__()
+    assert not slots._slots.acquire(blocking=False)  # a third request waits
+    for h in held:
+        h.__exit__(None, None, None)
+    assert slots._slots.acquire(blocking=False)
+    slots._slots.release()

@@ -44,7 +44,7 @@ from textrec import __version__
 from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
 from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
-from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout
+from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout, TokenizerSlots
 from textrec.sources import describe_modes
 from textrec.store.sql import SnapshotChangedError
 
@@ -369,6 +369,7 @@ def create_app(
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
+    slots = TokenizerSlots()
 
     def open_recommender() -> Recommender:
         if recommender is not None:
@@ -490,7 +491,8 @@ def create_app(
                 f"the query is {size:,} characters long (text and title); the limit is "
                 f"{max_query_chars:,}",
             )
-        matches = rec.similar_text(body.text, k=body.k, title=body.title)
+        with slots.slot(rec.analyzer.tokenizer):
+            matches = rec.similar_text(body.text, k=body.k, title=body.title)
         return SimilarOut(id=None, results=[_match(m) for m in matches])
 
     @app.post(
@@ -504,7 +506,8 @@ def create_app(
         },
     )
     def add_documents(body: AddIn, rec: Rec, response: Response) -> AddOut:
-        stored, rejected = rec.add(body.documents)
+        with slots.slot(rec.analyzer.tokenizer):
+            stored, rejected = rec.add(body.documents)
         out = AddOut(
             ids=stored,
             rejected=[Rejected(index=e.line - 1, id=e.id, reason=e.reason) for e in rejected],

@@ -1,23 +1,32 @@
-"""A deadline on each request: the client gets ``503`` when the answer takes too long.
+"""Bounds on what requests cost the server: a deadline on each answer, and tokenizing slots.
+
+A deadline on each request: the client gets ``503`` when the answer takes too long.
 
 The limits on one query (its length, ``k``, MeCab's input per call) bound its work; the
 deadline bounds what a client waits for, whatever the cause (a locked database, a machine
 under load). The work already under way in a worker thread cannot be interrupted from
 outside: it finishes, and its answer is dropped.
+
+:class:`TokenizerSlots`: requests that tokenize a text (``POST /similar``, ``POST
+/documents``) take one of a few slots, and release the thread's MeCab taggers afterwards, so
+the memory MeCab holds for its lattices is bounded by the slots, not by the worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["DEFAULT_REQUEST_TIMEOUT", "RequestTimeout"]
+__all__ = ["DEFAULT_REQUEST_TIMEOUT", "DEFAULT_TOKENIZER_SLOTS", "RequestTimeout", "TokenizerSlots"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_TOKENIZER_SLOTS = 4
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -86,3 +95,22 @@ def _quiet(task: asyncio.Future[None]) -> None:
     """Collect the abandoned request's outcome, so that it is not reported as never read."""
     if not task.cancelled():
         task.exception()
+
+
+class TokenizerSlots:
+    """At most ``n`` requests tokenize at once; each releases its thread's taggers after."""
+
+    def __init__(self, n: int = DEFAULT_TOKENIZER_SLOTS) -> None:
+        if n < 1:
+            raise ValueError(f"tokenizer slots must be >= 1, got {n}")
+        self._slots = threading.BoundedSemaphore(n)
+
+    @contextmanager
+    def slot(self, tokenizer: object) -> Iterator[None]:
+        with self._slots:
+            try:
+                yield
+            finally:
+                release = getattr(tokenizer, "release", None)
+                if release is not None:
+                    release()
