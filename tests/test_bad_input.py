@@ -223,9 +223,52 @@ def test_a_truncated_gzip_keeps_the_committed_batches(
     path.write_bytes(whole[: len(whole) * 3 // 4])
     assert main(["--db", db, "-q", "ingest", "--batch-size", "10", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "cannot read" in err and "Traceback" not in err
+    assert "cannot read after line" in err and "Traceback" not in err
     n = Store(db).count_documents()
-    assert n % 10 == 0 and 0 < n < 40  # whole batches only
+    assert 0 < n < 40  # every record read before the break, and the count is reported
+    assert f"the {n} valid record(s) before it were stored" in err
+    assert main(["--db", db, "check"]) == 0
+
+
+def test_a_corrupt_deflate_stream_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    whole = bytearray(gzip.compress(b"".join(_j(d) + b"\n" for d in _good(40))))
+    whole[12] ^= 0xFF  # the first deflate block's header: "invalid code lengths set"
+    path = tmp_path / "corrupt.jsonl.gz"
+    path.write_bytes(bytes(whole))
+    db = f"sqlite:///{tmp_path / 'z.db'}"
+    assert main(["--db", db, "-q", "ingest", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path}: cannot read: Error -3 while decompressing data" in err
+    assert "the 0 valid record(s) before it were stored" in err
+
+
+def test_a_fifo_is_read_and_a_folder_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    lines = b"".join(_j(d) + b"\n" for d in _good(3))
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(lines)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    assert main(["--db", db, "-q", "ingest", str(fifo)]) == 0
+    writer.join(30)
+    assert "3 stored, 0 rejected" in capsys.readouterr().err
+    assert main(["--db", db, "-q", "ingest", str(tmp_path)]) == 1
+    assert "is a folder, not a file" in capsys.readouterr().err
 
 
 def test_jobs_count_bad_records_and_build_the_good(

@@ -14,9 +14,11 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from textrec import __version__
 from textrec.artifacts.indexes import StoreIndexes, default_index_path
@@ -29,11 +31,17 @@ from textrec.evaluation.events import MODELS as EVENT_MODELS
 from textrec.evaluation.events import PROTOCOLS
 from textrec.pipeline.build import build, refresh_index_file
 from textrec.pipeline.ingest import ingest
-from textrec.pipeline.records import DEFAULT_MAX_CHARS, RecordError, read_records
+from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, read_records
 from textrec.pipeline.runners import RUNNERS, JobsError
 from textrec.recommend import MAX_K, MODES, Match, Recommender, UnknownDocumentError
 from textrec.sources import CONTENT_MODES
-from textrec.store.sql import NotBuiltError, SchemaOutOfDateError, Store, resolve_db_url
+from textrec.store.sql import (
+    NotBuiltError,
+    SchemaOutOfDateError,
+    Store,
+    describe_database_error,
+    resolve_db_url,
+)
 
 __all__ = ["main"]
 
@@ -85,14 +93,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     total_stored = 0
     rejected = 0
     for path in args.files:
-        if path != "-" and not os.path.isfile(path):
+        if path != "-" and not os.path.exists(path):
             raise CliError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise CliError(f"{path}: is a folder, not a file")
+        broken: list[OSError] = []
         report = ingest(
             store,
-            read_records(path, max_chars=args.max_chars),
+            _until_unreadable(read_records(path, max_chars=args.max_chars), broken),
             batch_size=args.batch_size,
             progress=not args.quiet,
         )
+        if broken:  # what was read before the break is stored; say how much
+            for err in report.rejected:
+                print(f"rejected: {err}", file=sys.stderr)
+            raise CliError(
+                f"{broken[0]}; the {len(report.stored)} valid record(s) before it were stored"
+            )
         for err in report.rejected:
             print(f"rejected: {err}", file=sys.stderr)
         if report.fingerprinted:
@@ -112,6 +129,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _until_unreadable(
+    records: Iterator[Record | RecordError], broken: list[OSError]
+) -> Iterator[Record | RecordError]:
+    """``records`` until the file cannot be read further (a truncated or corrupt gzip, an
+    I/O error); the error is put in ``broken``, so the records read before it are stored."""
+    try:
+        yield from records
+    except OSError as exc:
+        broken.append(exc)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -912,6 +940,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (OSError, ValueError) as exc:
         print(f"textrec: error: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # a corrupt file, a full disk, a lost server
+        detail = describe_database_error(exc, resolve_db_url(args.db))
+        print(f"textrec: error: {detail}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
@@ -242,6 +243,7 @@ def read_records(
     Blank lines are skipped silently. A file that cannot be opened or read raises ``OSError``.
     """
     source = "<stdin>" if path == "-" else path
+    number = 0
     with contextlib.ExitStack() as stack:
         f = open_input(path, stack)
         try:
@@ -252,5 +254,8 @@ def read_records(
                 if not stripped:
                     continue
                 yield parse_record(stripped, source=source, line=number, max_chars=max_chars)
-        except (EOFError, gzip.BadGzipFile) as exc:
-            raise OSError(f"{source}: cannot read: {exc}") from exc
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            where = f"{source}: cannot read after line {number}" if number else source
+            raise OSError(
+                f"{where}: cannot read: {exc}" if not number else f"{where}: {exc}"
+            ) from exc

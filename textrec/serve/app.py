@@ -36,6 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -46,7 +47,7 @@ from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
 from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout, TokenizerSlots
 from textrec.sources import describe_modes
-from textrec.store.sql import SnapshotChangedError
+from textrec.store.sql import SnapshotChangedError, is_disk_full
 
 
 class _AnyId(Convertor[str]):
@@ -421,6 +422,14 @@ def create_app(
         # A `textrec build` activated a new DF snapshot while this server holds the old one.
         detail = "the store's DF snapshot changed (a build ran): restart the server to load it"
         return JSONResponse({"detail": detail}, status_code=503)
+
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_disk_full(exc):  # 507 Insufficient Storage: the write was rolled back
+            log.error("%s %s: %s", request.method, request.url.path, exc.orig)
+            detail = "the server's disk is full: nothing of this request was stored"
+            return JSONResponse({"detail": detail}, status_code=507)
+        return await on_error(request, exc)
 
     @app.exception_handler(Exception)
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
