@@ -39,6 +39,13 @@ def _j(obj: object) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode("utf-8")
 
 
+def _nested(depth: int) -> object:
+    value: object = "x"
+    for n in range(depth):
+        value = [value] if n % 2 else {"k": value}
+    return value
+
+
 STORED_ID = "petition-510"  # the first fixture document: stored before the bad input arrives
 
 # (kind, line as bytes, what the rejection must say)
@@ -87,6 +94,7 @@ BAD: list[tuple[str, bytes, str]] = [
     ("only digits", _j({"id": "b26", "text": "0123 4567 89"}), "no terms"),
     ("only emoji", _j({"id": "b27", "text": "😀🎉👍🏽 🇰🇷"}), "no terms"),
     ("only zero-width spaces", _j({"id": "b28", "text": "\u200b\u200b\u2060"}), "no terms"),
+    ("metadata nested 300 deep", _j({"id": "b29", "text": BUS, "m": _nested(300)}), "nested"),
     ("duplicate id in the file", _j({"id": "good-dup", "text": BUS}), "duplicate id in this"),
     ("duplicate id of the store", _j({"id": STORED_ID, "text": BUS}), "id already stored"),
 ]
@@ -215,9 +223,52 @@ def test_a_truncated_gzip_keeps_the_committed_batches(
     path.write_bytes(whole[: len(whole) * 3 // 4])
     assert main(["--db", db, "-q", "ingest", "--batch-size", "10", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "cannot read" in err and "Traceback" not in err
+    assert "cannot read after line" in err and "Traceback" not in err
     n = Store(db).count_documents()
-    assert n % 10 == 0 and 0 < n < 40  # whole batches only
+    assert 0 < n < 40  # every record read before the break, and the count is reported
+    assert f"the {n} valid record(s) before it were stored" in err
+    assert main(["--db", db, "check"]) == 0
+
+
+def test_a_corrupt_deflate_stream_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    whole = bytearray(gzip.compress(b"".join(_j(d) + b"\n" for d in _good(40))))
+    whole[12] ^= 0xFF  # the first deflate block's header: "invalid code lengths set"
+    path = tmp_path / "corrupt.jsonl.gz"
+    path.write_bytes(bytes(whole))
+    db = f"sqlite:///{tmp_path / 'z.db'}"
+    assert main(["--db", db, "-q", "ingest", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path}: cannot read: Error -3 while decompressing data" in err
+    assert "the 0 valid record(s) before it were stored" in err
+
+
+def test_a_fifo_is_read_and_a_folder_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    lines = b"".join(_j(d) + b"\n" for d in _good(3))
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(lines)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    assert main(["--db", db, "-q", "ingest", str(fifo)]) == 0
+    writer.join(30)
+    assert "3 stored, 0 rejected" in capsys.readouterr().err
+    assert main(["--db", db, "-q", "ingest", str(tmp_path)]) == 1
+    assert "is a folder, not a file" in capsys.readouterr().err
 
 
 def test_jobs_count_bad_records_and_build_the_good(
@@ -353,3 +404,36 @@ def test_http_add_with_nothing_valid_never_fails(client: TestClient, raw: bytes)
         assert r.status_code in (400, 422), (raw, r.status_code, r.text)
         assert "internal server error" not in r.text
         assert c.get("/health").json()["documents"] == 10
+
+
+def test_nul_in_an_id_or_a_title_search_is_an_answer_not_an_error(
+    db_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL refuses NUL in a query (500s); SQLite's LIKE stopped at it (every title
+    matched). No stored id or title can hold one, so nothing matches."""
+    store = Store(db_url)
+    ingest(store, read_records(str(_write(tmp_path / "d.jsonl", _good(5)))))
+    build(store)
+    store.close()
+    with TestClient(create_app(db_url, token="t")) as c:
+        r = c.get("/documents", params={"q": "\x00"})
+        assert (r.status_code, r.json()["total"], r.json()["items"]) == (200, 0, [])
+        assert c.get("/documents", params={"q": "a\x00b"}).json()["total"] == 0
+        for path in ("/documents/a%00b", "/documents/%00", "/documents/a%00b/similar"):
+            r = c.get(path)
+            assert r.status_code == 404 and "is stored" in r.json()["detail"], path
+        assert c.delete("/documents/a%00b", headers=AUTH).status_code == 404
+        assert c.get("/health").json()["documents"] == 5
+
+
+def test_metadata_at_the_nesting_limit_is_stored_and_read_back(client: TestClient) -> None:
+    from textrec.pipeline.records import MAX_META_DEPTH
+
+    deep = {"id": "deep", "text": BUS, "m": _nested(MAX_META_DEPTH)}
+    deeper = {"id": "deeper", "text": BUS, "m": _nested(MAX_META_DEPTH + 1)}
+    with client as c:
+        r = c.post("/documents", json={"documents": [deep, deeper]}, headers=AUTH)
+        assert r.status_code == 201 and r.json()["ids"] == ["deep"]
+        assert "nested more than 64 levels" in r.json()["rejected"][0]["reason"]
+        got = c.get("/documents/deep")
+        assert got.status_code == 200 and got.json()["meta"]["m"] == deep["m"]

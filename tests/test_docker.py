@@ -112,6 +112,11 @@ def test_compose_has_the_cluster_services() -> None:
         assert "@postgres:5432/" in service["environment"]["TEXTREC_DB"]
     assert services["api"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "entrypoint" not in services["api"], "the API server runs the image's own command"
+    # The names the API server answers to (DNS rebinding): its service name, the
+    # healthcheck's 127.0.0.1; and the store URL is still there after the merge.
+    allowed = services["api"]["environment"]["TEXTREC_ALLOWED_HOSTS"].split(",")
+    assert {"api", "127.0.0.1"} <= set(allowed)
+    assert services["api"]["environment"]["TEXTREC_TOKEN"] == "${TEXTREC_TOKEN:-}"
     assert services["spark-master"]["entrypoint"][0] == "spark-class"
     assert services["spark-worker"]["entrypoint"][0] == "spark-class"
     assert "spark://spark-master:7077" in services["spark-worker"]["command"]

@@ -233,3 +233,61 @@ def test_ids_are_taken_literally_over_real_http(tmp_path: Path) -> None:
             assert (status, body["id"]) == (200, i)
         status, body = get(base, "/documents/x/similar")  # similar posts of "x": none stored
         assert status == 404 and "'x'" in str(body["detail"])
+
+
+REBIND = {"Host": "rebind.attacker.example:8000"}
+
+
+def test_a_request_for_another_host_name_is_refused(tmp_path: Path, db: str) -> None:
+    """DNS rebinding: a page on rebind.attacker.example, resolved to 127.0.0.1, must not
+    reach a loopback server; the loopback names still do."""
+    import shutil
+
+    from textrec.serve.app import LOOPBACK_HOSTS
+
+    copy = tmp_path / "hosts.db"
+    shutil.copy(db.removeprefix("sqlite:///"), copy)
+    app = create_app(f"sqlite:///{copy}", allowed_hosts=LOOPBACK_HOSTS)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        doc = c.get("/documents?limit=1").json()["items"][0]["id"]
+        assert c.delete(f"/documents/{doc}", headers=REBIND).status_code == 400
+        assert c.get("/documents?limit=1", headers=REBIND).status_code == 400
+        post = {"documents": [{"id": "x", "text": "화성 탐사"}]}
+        assert c.post("/documents", json=post, headers=REBIND).status_code == 400
+        assert c.get(f"/documents/{doc}").status_code == 200  # not deleted
+        for name in ("localhost:8000", "127.0.0.1", "[::1]:8000", "LOCALHOST"):
+            assert c.get("/health", headers={"Host": name}).status_code == 200, name
+
+
+def test_allowed_hosts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, db: str) -> None:
+    monkeypatch.setenv("TEXTREC_ALLOWED_HOSTS", "api, blog.example")
+    with TestClient(create_app(db), base_url="http://api:8000") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/health", headers={"Host": "blog.example"}).status_code == 200
+        assert c.get("/health", headers={"Host": "localhost:8000"}).status_code == 400
+
+
+def test_textrec_serve_on_loopback_answers_loopback_names_only(tmp_path: Path, db: str) -> None:
+    import http.client
+    import shutil
+
+    from .live_server import serve
+
+    copy = tmp_path / "live.db"
+    shutil.copy(db.removeprefix("sqlite:///"), copy)
+
+    def status(port: int, method: str, path: str, host: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request(method, path, headers={"Host": host})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    with serve(f"sqlite:///{copy}") as base:
+        port = int(base.rsplit(":", 1)[1])
+        doc = "petition-510"
+        assert status(port, "GET", f"/documents/{doc}", f"127.0.0.1:{port}") == 200
+        assert status(port, "DELETE", f"/documents/{doc}", f"rebind.attacker.example:{port}") == 400
+        assert status(port, "GET", f"/documents/{doc}", f"localhost:{port}") == 200
+        assert status(port, "DELETE", f"/documents/{doc}", f"localhost:{port}") == 204

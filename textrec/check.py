@@ -137,8 +137,8 @@ def check(
             index = HammingIndex.load(path, verify=True)
         except FileNotFoundError:
             report.problems.append(f"index file {path} does not exist: run `textrec build`")
-        except (OSError, ValueError) as exc:
-            report.problems.append(str(exc))
+        except (OSError, ValueError, EOFError) as exc:
+            report.problems.append(_unreadable("index file", path, exc))
         else:
             same = np.array_equal(index.ids, ids) and np.array_equal(index.codes, codes)
             _check_file(
@@ -217,6 +217,14 @@ def _check_leftovers(report: CheckReport, index_path: str) -> None:
         )
 
 
+def _unreadable(what: str, path: str, exc: BaseException) -> str:
+    reason = str(exc) if path in str(exc) else f"{what} {path} cannot be read: {exc}"
+    return (
+        f"{reason}; it is rebuilt from the store at each start-up (with a warning) until "
+        "`textrec build` writes it again"
+    )
+
+
 def _check_related(
     report: CheckReport,
     path: str,
@@ -231,8 +239,8 @@ def _check_related(
         return
     try:
         related, header = RelatedIndex.load(path)
-    except (OSError, ValueError) as exc:
-        report.problems.append(str(exc))
+    except (OSError, ValueError, EOFError) as exc:
+        report.problems.append(_unreadable("related-posts index file", path, exc))
         return
     ids, dead = related.document_ids()
     live = ids[~dead]

@@ -25,7 +25,7 @@ from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, par
 from textrec.sources import MODES, HammingSource, Query, ReadersSource, RelatedSource, Source
 from textrec.store.sql import Store, StoredDocument
 
-__all__ = ["MODES", "Match", "Recommender", "UnknownDocumentError"]
+__all__ = ["MAX_K", "MODES", "Match", "Recommender", "UnknownDocumentError", "check_k"]
 
 
 class UnknownDocumentError(KeyError):
@@ -64,6 +64,18 @@ def _shared_terms(a: Mapping[str, float], b: Mapping[str, float], limit: int = 5
     common = [(a[t] * b[t], t) for t in a.keys() & b.keys() if a[t] * b[t] > 0]
     common.sort(key=lambda x: (-x[0], x[1]))
     return [t for _, t in common[:limit]]
+
+
+MAX_K = 100
+"""The most results one query may ask for (as the HTTP API): a larger ``k`` costs memory and
+time in proportion, and no page shows more."""
+
+
+def check_k(k: object) -> int:
+    """``k`` when it is a whole number 1..MAX_K (``True`` is not one), else ValueError."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be a whole number 1..{MAX_K}, got {k!r}")
+    return k
 
 
 def _check_radius(max_distance: int) -> None:
@@ -174,8 +186,7 @@ class Recommender:
         exclude: int | None,
         mode: str,
     ) -> list[Match]:
-        if not isinstance(k, int) or k < 0:
-            raise ValueError(f"k must be a whole number >= 0, got {k!r}")
+        check_k(k)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         query = Query(weights, self._query_code(exclude, weights), exclude)
@@ -199,7 +210,8 @@ class Recommender:
         return out
 
     def similar(self, id: str, k: int = 10, *, mode: str = "related") -> list[Match]:
-        """The ``k`` documents most related to stored document ``id`` (itself excluded).
+        """The ``k`` documents (1..:data:`MAX_K`) most related to stored document ``id``
+        (itself excluded).
 
         ``mode="related"`` (the default) ranks by TF-IDF cosine through the
         :class:`~textrec.content.related.RelatedIndex`, and ``score`` is that cosine;
@@ -208,6 +220,7 @@ class Recommender:
         documents most read by this one's readers (:mod:`textrec.collab.readers`), an empty
         list while it has no readers (:meth:`readers_of` says how many it has).
         """
+        check_k(k)
         doc = self._document(id)
         weights = self.analyzer.weights(self._terms(doc), self.snapshot)
         return self._matches(weights, k, doc.id, mode)
@@ -217,6 +230,7 @@ class Recommender:
     ) -> list[Match]:
         """The ``k`` stored documents most related to a free text (modes as in
         :meth:`similar`)."""
+        check_k(k)
         weights = self.analyzer.weights(self.analyzer.term_counts(text, title), self.snapshot)
         return self._matches(weights, k, None, mode)
 

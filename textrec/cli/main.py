@@ -14,9 +14,11 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from textrec import __version__
 from textrec.artifacts.indexes import StoreIndexes, default_index_path
@@ -29,11 +31,17 @@ from textrec.evaluation.events import MODELS as EVENT_MODELS
 from textrec.evaluation.events import PROTOCOLS
 from textrec.pipeline.build import build, refresh_index_file
 from textrec.pipeline.ingest import ingest
-from textrec.pipeline.records import DEFAULT_MAX_CHARS, RecordError, read_records
+from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, read_records
 from textrec.pipeline.runners import RUNNERS, JobsError
-from textrec.recommend import MODES, Match, Recommender, UnknownDocumentError
+from textrec.recommend import MAX_K, MODES, Match, Recommender, UnknownDocumentError
 from textrec.sources import CONTENT_MODES
-from textrec.store.sql import NotBuiltError, SchemaOutOfDateError, Store, resolve_db_url
+from textrec.store.sql import (
+    NotBuiltError,
+    SchemaOutOfDateError,
+    Store,
+    describe_database_error,
+    resolve_db_url,
+)
 
 __all__ = ["main"]
 
@@ -85,14 +93,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     total_stored = 0
     rejected = 0
     for path in args.files:
-        if path != "-" and not os.path.isfile(path):
+        if path != "-" and not os.path.exists(path):
             raise CliError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise CliError(f"{path}: is a folder, not a file")
+        broken: list[OSError] = []
         report = ingest(
             store,
-            read_records(path, max_chars=args.max_chars),
+            _until_unreadable(read_records(path, max_chars=args.max_chars), broken),
             batch_size=args.batch_size,
             progress=not args.quiet,
         )
+        if broken:  # what was read before the break is stored; say how much
+            for err in report.rejected:
+                print(f"rejected: {err}", file=sys.stderr)
+            raise CliError(
+                f"{broken[0]}; the {len(report.stored)} valid record(s) before it were stored"
+            )
         for err in report.rejected:
             print(f"rejected: {err}", file=sys.stderr)
         if report.fingerprinted:
@@ -112,6 +129,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _until_unreadable(
+    records: Iterator[Record | RecordError], broken: list[OSError]
+) -> Iterator[Record | RecordError]:
+    """``records`` until the file cannot be read further (a truncated or corrupt gzip, an
+    I/O error); the error is put in ``broken``, so the records read before it are stored."""
+    try:
+        yield from records
+    except OSError as exc:
+        broken.append(exc)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -464,21 +492,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from textrec.serve.app import create_app
+        from textrec.serve.app import LOOPBACK_HOSTS, allowed_hosts_from, create_app
+        from textrec.serve.connections import guarded_protocol
     except ImportError as exc:
         raise CliError(
             f"serving needs the 'serve' extra ({exc.name} is missing): pip install 'textrec[serve]'"
         ) from None
     token = os.environ.get("TEXTREC_TOKEN") if args.token is None else args.token
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and not token:
         print(
             f"textrec: warning: serving on {args.host} without --token: anyone who can reach "
             "it can add and delete documents",
             file=sys.stderr,
         )
+    # The Host names answered: a web page cannot reach a loopback server under a name of its
+    # own that resolves to 127.0.0.1 (DNS rebinding).
+    hosts = allowed_hosts_from(args.allowed_hosts)
+    if not hosts and loopback:
+        hosts = list(LOOPBACK_HOSTS)
+    elif not hosts:
+        print(
+            f"textrec: warning: serving on {args.host} without --allowed-hosts: requests for "
+            "any host name are answered (DNS rebinding); name the ones clients use",
+            file=sys.stderr,
+        )
     # Open the store now so a missing build is a one-line error, not a failed start-up.
     rec = _recommender(args)
-    app = create_app(token=token or None, max_body_bytes=args.max_body, recommender=lambda: rec)
+    app = create_app(
+        token=token or None,
+        max_body_bytes=args.max_body,
+        recommender=lambda: rec,
+        allowed_hosts=hosts,
+        max_query_chars=args.max_query_chars,
+        request_timeout=args.request_timeout,
+    )
     print(
         f"textrec: serving {len(rec):,} documents on http://{args.host}:{args.port}/",
         file=sys.stderr,
@@ -489,6 +537,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info" if args.verbose else "warning",
         server_header=False,
+        http=guarded_protocol(
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            max_connections=args.max_connections,
+        ),
     )
     return 0
 
@@ -506,9 +559,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _k(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_K:
+        raise argparse.ArgumentTypeError(f"expected a number 1..{MAX_K}, got {value}")
+    return value
+
+
 def _add_ranking_options(p: argparse.ArgumentParser) -> None:
     """-k, --mode and --json, shared by the commands that rank documents."""
-    p.add_argument("-k", type=_positive_int, default=10, help="how many (default: 10)")
+    p.add_argument("-k", type=_k, default=10, help=f"how many, 1..{MAX_K} (default: 10)")
     p.add_argument(
         "--mode",
         choices=MODES,
@@ -799,6 +869,49 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="largest request body accepted (default: %(default)s)",
     )
+    p.add_argument(
+        "--max-query-chars",
+        type=_positive_int,
+        default=50_000,
+        metavar="N",
+        help="longest text (with its title) POST /similar reads (default: %(default)s)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="an answer not started by then is replaced by 503 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="NAMES",
+        default=None,
+        help="comma-separated host names the server answers to (the Host header; '*' for "
+        "any); default: $TEXTREC_ALLOWED_HOSTS, else 127.0.0.1,localhost,[::1] when bound "
+        "to loopback, else any",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a client has to send a request's headers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time a client then has to send the request's body (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="connections held at once; more are answered 503 (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -827,6 +940,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (OSError, ValueError) as exc:
         print(f"textrec: error: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # a corrupt file, a full disk, a lost server
+        detail = describe_database_error(exc, resolve_db_url(args.db))
+        print(f"textrec: error: {detail}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

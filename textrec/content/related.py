@@ -377,13 +377,20 @@ class RelatedIndex:
 
     # queries ---------------------------------------------------------------------------------
 
-    def _buffers(self, n: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        acc = getattr(self._scratch, "acc", None)
-        if acc is None or len(acc) < n:
+    def _take_buffers(self, n: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """This thread's accumulators, all 0, taken out of its scratch space: a query gives
+        them back only once it has reset them (:meth:`_give_back`), so a query that fails
+        at any point (an exception, Ctrl-C, out of memory) leaves no dirty accumulator for the
+        next one, which then allocates fresh ones."""
+        bufs = getattr(self._scratch, "bufs", None)
+        self._scratch.bufs = None
+        if bufs is None or len(bufs[0]) < n:
             size = max(n, 1024) + n // 4
-            acc = self._scratch.acc = np.zeros(size, np.float32)
-            self._scratch.touched = np.zeros(size, np.int64)
-        return acc, self._scratch.touched
+            bufs = (np.zeros(size, np.float32), np.zeros(size, np.int64))
+        return bufs
+
+    def _give_back(self, acc: npt.NDArray[np.float32], touched: npt.NDArray[np.int64]) -> None:
+        self._scratch.bufs = (acc, touched)
 
     def search(
         self, weights: Mapping[str, float], k: int, *, exclude: int | None = None
@@ -391,7 +398,7 @@ class RelatedIndex:
         """The ``k`` documents of highest cosine with the query's full weight vector:
         ``(document ids, cosines)``, by cosine descending then id; fewer when fewer documents
         share a term with the query. ``exclude`` is a document id to leave out."""
-        if not isinstance(k, int) or k < 0:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
             raise ValueError(f"k must be a whole number >= 0, got {k!r}")
         state = self._state
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -412,12 +419,13 @@ class RelatedIndex:
             row = int(np.searchsorted(state.doc_ids, exclude))
             if row < len(state.doc_ids) and state.doc_ids[row] == exclude:
                 exclude_row = row
-        acc, touched = self._buffers(len(state.doc_ids))
+        acc, touched = self._take_buffers(len(state.doc_ids))
         nt = 0
         for seg in state.segments:
             nt = _accumulate(
                 q_terms, q_w, seg.ptr, seg.rows, seg.impacts, IMPACT_LUT, acc, touched, nt
             )
         rows, scores = _top_k(acc, touched, nt, exclude_row, state.dead, k)
+        self._give_back(acc, touched)  # top_k has reset every touched accumulator
         found = scores >= 0
         return state.doc_ids[rows[found]], np.minimum(scores[found], np.float32(1.0))

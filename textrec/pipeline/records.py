@@ -6,7 +6,7 @@ One document per line, a JSON object with:
   the store;
 - ``text``: a non-empty string (at most ``max_chars`` characters, 1,000,000 by default);
 - ``title``: a string, ``null`` or absent;
-- anything else: kept as the document's metadata.
+- anything else: kept as the document's metadata, nested at most 64 levels deep.
 
 No string may hold a NUL character or a lone surrogate (``\\ud800``): PostgreSQL cannot store
 the one and UTF-8 cannot encode the other. A key repeated in an object is refused rather than
@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
@@ -99,6 +100,31 @@ def _unencodable(obj: dict[str, Any]) -> str | None:
         json.dumps(obj, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return "a metadata field holds a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+    return None
+
+
+MAX_META_DEPTH = 64
+"""How deep arrays and objects may nest in a metadata field: far more than any real
+metadata, and far less than what a JSON encoder or the HTTP layer can return (a document
+nested 256 levels deep was stored, then could never be read back)."""
+
+
+def _too_deep(meta: dict[str, Any]) -> str | None:
+    """The first metadata field nested more than :data:`MAX_META_DEPTH` levels, else None."""
+    for key, value in meta.items():
+        level = [value]
+        for _ in range(MAX_META_DEPTH):
+            level = [
+                child
+                for v in level
+                if isinstance(v, dict | list)
+                for child in (v.values() if isinstance(v, dict) else v)
+            ]
+            if not level:
+                break
+        else:
+            if any(isinstance(v, dict | list) for v in level):
+                return key
     return None
 
 
@@ -187,6 +213,13 @@ def parse_record(
     if title is not None and not isinstance(title, str):
         return error(f"field 'title' must be a string or null, got {_describe(title)}", doc_id)
     meta = {k: v for k, v in obj.items() if k not in ("id", "title", "text")}
+    deep = _too_deep(meta)
+    if deep is not None:
+        return error(
+            f"field {deep!r} is nested more than {MAX_META_DEPTH} levels deep "
+            "(arrays and objects within each other)",
+            doc_id,
+        )
     return Record(source, line, doc_id, text, title or None, meta)
 
 
@@ -210,6 +243,7 @@ def read_records(
     Blank lines are skipped silently. A file that cannot be opened or read raises ``OSError``.
     """
     source = "<stdin>" if path == "-" else path
+    number = 0
     with contextlib.ExitStack() as stack:
         f = open_input(path, stack)
         try:
@@ -220,5 +254,8 @@ def read_records(
                 if not stripped:
                     continue
                 yield parse_record(stripped, source=source, line=number, max_chars=max_chars)
-        except (EOFError, gzip.BadGzipFile) as exc:
-            raise OSError(f"{source}: cannot read: {exc}") from exc
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            where = f"{source}: cannot read after line {number}" if number else source
+            raise OSError(
+                f"{where}: cannot read: {exc}" if not number else f"{where}: {exc}"
+            ) from exc

@@ -26,7 +26,7 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,15 +36,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from textrec import __version__
 from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
 from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
+from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout, TokenizerSlots
 from textrec.sources import describe_modes
-from textrec.store.sql import SnapshotChangedError
+from textrec.store.sql import SnapshotChangedError, is_disk_full
 
 
 class _AnyId(Convertor[str]):
@@ -63,12 +66,21 @@ class _AnyId(Convertor[str]):
 
 register_url_convertor("anyid", _AnyId())
 
-__all__ = ["DEFAULT_MAX_BODY", "MAX_K", "STATIC_DIR", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_QUERY_CHARS",
+    "LOOPBACK_HOSTS",
+    "MAX_K",
+    "STATIC_DIR",
+    "allowed_hosts_from",
+    "create_app",
+]
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
+DEFAULT_MAX_QUERY_CHARS = 50_000  # the longest of 3,668 petitions: 25,710
 MAX_K = 100
 MAX_EVENTS = 100
 MAX_PAGE = 200
@@ -262,6 +274,19 @@ def _repeated_key(body: bytes) -> str | None:
     return None
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+"""The names a server bound to loopback answers to (the browser's Host header)."""
+
+
+def allowed_hosts_from(given: Sequence[str] | str | None) -> list[str]:
+    """The allowed Host names: ``given`` (a list, or comma-separated), else
+    ``$TEXTREC_ALLOWED_HOSTS``; an empty list means any name."""
+    if given is None:
+        given = os.environ.get("TEXTREC_ALLOWED_HOSTS", "")
+    names = given.split(",") if isinstance(given, str) else list(given)
+    return [n.strip().lower() for n in names if n.strip()]
+
+
 def _recommender(request: Request) -> Recommender:
     rec: Recommender = request.app.state.recommender
     return rec
@@ -320,6 +345,9 @@ def create_app(
     recommender: Callable[[], Recommender] | None = None,
     events_need_token: bool | None = None,
     guard: EventGuard | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
@@ -330,6 +358,13 @@ def create_app(
     ``$TEXTREC_EVENTS_NEED_TOKEN=1``), bounded by ``guard`` (:class:`EventGuard`; by default
     its own, whose cap on the new readers one client brings an hour is
     ``$TEXTREC_EVENTS_NEW_READERS``, 30 unless set, 0 for no cap).
+    ``allowed_hosts`` (default ``$TEXTREC_ALLOWED_HOSTS``, comma-separated): the names a
+    request's ``Host`` header may give, others get 400, so that a web page whose name an
+    attacker points at this server (DNS rebinding) cannot use it; none given: any name.
+    ``textrec serve`` passes the loopback names when it binds loopback.
+    ``max_query_chars``: the longest text (with its title) ``POST /similar`` reads, 422
+    beyond; ``request_timeout``: seconds before a request still unanswered gets 503
+    (:class:`~textrec.serve.limits.RequestTimeout`; None: no deadline).
     """
     if events_need_token is None:
         events_need_token = os.environ.get("TEXTREC_EVENTS_NEED_TOKEN") == "1"
@@ -343,6 +378,7 @@ def create_app(
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
+    slots = TokenizerSlots()
 
     def open_recommender() -> Recommender:
         if recommender is not None:
@@ -394,6 +430,14 @@ def create_app(
         # A `textrec build` activated a new DF snapshot while this server holds the old one.
         detail = "the store's DF snapshot changed (a build ran): restart the server to load it"
         return JSONResponse({"detail": detail}, status_code=503)
+
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_disk_full(exc):  # 507 Insufficient Storage: the write was rolled back
+            log.error("%s %s: %s", request.method, request.url.path, exc.orig)
+            detail = "the server's disk is full: nothing of this request was stored"
+            return JSONResponse({"detail": detail}, status_code=507)
+        return await on_error(request, exc)
 
     @app.exception_handler(Exception)
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
@@ -457,7 +501,15 @@ def create_app(
 
     @app.post("/similar", response_model=SimilarOut, tags=["similar"])
     def similar_text(body: SimilarTextIn, rec: Rec) -> SimilarOut:
-        matches = rec.similar_text(body.text, k=body.k, title=body.title)
+        size = len(body.text) + len(body.title or "")
+        if size > max_query_chars:  # the work of one query grows with its length
+            raise StarletteHTTPException(
+                422,
+                f"the query is {size:,} characters long (text and title); the limit is "
+                f"{max_query_chars:,}",
+            )
+        with slots.slot(rec.analyzer.tokenizer):
+            matches = rec.similar_text(body.text, k=body.k, title=body.title)
         return SimilarOut(id=None, results=[_match(m) for m in matches])
 
     @app.post(
@@ -471,7 +523,8 @@ def create_app(
         },
     )
     def add_documents(body: AddIn, rec: Rec, response: Response) -> AddOut:
-        stored, rejected = rec.add(body.documents)
+        with slots.slot(rec.analyzer.tokenizer):
+            stored, rejected = rec.add(body.documents)
         out = AddOut(
             ids=stored,
             rejected=[Rejected(index=e.line - 1, id=e.id, reason=e.reason) for e in rejected],
@@ -544,5 +597,10 @@ def create_app(
     # anything outside it, so `..` and symlinks cannot reach the rest of the file system.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    if request_timeout is not None:
+        app.add_middleware(RequestTimeout, seconds=request_timeout)
     app.add_middleware(RequestBody, max_bytes=max_body_bytes)
+    hosts = allowed_hosts_from(allowed_hosts)
+    if hosts:  # outermost: a request for another name is refused before anything runs
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     return app

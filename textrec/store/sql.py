@@ -70,7 +70,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import text as sql_text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -89,8 +96,11 @@ __all__ = [
     "SnapshotChangedError",
     "Store",
     "StoreStamp",
+    "StoreUnavailableError",
     "StoredDocument",
     "StoredEvent",
+    "describe_database_error",
+    "is_disk_full",
     "resolve_db_url",
 ]
 
@@ -135,6 +145,49 @@ class NotBuiltError(RuntimeError):
         super().__init__(
             f"{url} has no DF snapshot and no fingerprints yet: run `textrec build` first."
         )
+
+
+class StoreUnavailableError(OSError):
+    """The database cannot be opened or used: the message says which and why, in one line."""
+
+
+def _shown_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show it as given
+        return url
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a database error means the disk (or the database's quota) is full."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "53100":  # PostgreSQL's disk_full
+        return True
+    text = str(orig).lower()
+    return "disk is full" in text or "no space left" in text
+
+
+def describe_database_error(exc: BaseException, url: str) -> str:
+    """A one-line description of a database error, for users: which database, and why."""
+    shown = _shown_url(url)
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    low = first.lower()
+    if is_disk_full(exc):
+        return f"{shown}: the disk is full ({first}); nothing of the failed write was stored"
+    if "is not a database" in low or "malformed" in low:
+        return f"{shown}: not a readable SQLite database, or a corrupt one ({first})"
+    if "unable to open database file" in low:
+        path = make_url(url).database or ""
+        folder = os.path.dirname(os.path.abspath(path)) if path else ""
+        if folder and not os.path.isdir(folder):
+            return f"{shown}: cannot open the database: the folder {folder} does not exist"
+        return f"{shown}: cannot open the database file ({first}): check its permissions"
+    if "readonly" in low or "read-only" in low:
+        return f"{shown}: the database is read-only ({first})"
+    if "connection refused" in low or "could not connect" in low or "connection failed" in low:
+        return f"{shown}: cannot connect to the database server ({first})"
+    return f"{shown}: database error: {first}"
 
 
 def resolve_db_url(url: str | None = None) -> str:
@@ -396,14 +449,25 @@ class Store:
         """Connect; with ``create``, make the tables of an empty database, and refuse a
         database whose schema revision differs (:class:`SchemaOutOfDateError`)."""
         self.url = resolve_db_url(url)
-        self.engine: Engine = create_engine(self.url, future=True)
+        try:
+            self.engine: Engine = create_engine(self.url, future=True)
+        except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreUnavailableError(
+                f"{_shown_url(self.url)}: not a database URL textrec can open ({first}); "
+                "for example sqlite:///blog.db or postgresql+psycopg://user@host/db"
+            ) from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = threading.local()
         event.listen(self._session, "after_commit", self._committed)
         if create:
-            self._create_or_check()
+            try:
+                self._create_or_check()
+            except (OperationalError, DatabaseError) as exc:
+                self.engine.dispose()
+                raise StoreUnavailableError(describe_database_error(exc, self.url)) from exc
 
     def _committed(self, session: Session) -> None:
         stamp = session.info.pop("stamp", None)
@@ -556,6 +620,8 @@ class Store:
     @staticmethod
     def _internal_ids(s: Session, ext: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
+        # No stored id holds a NUL (ingest refuses it), and PostgreSQL refuses one in a query.
+        ext = [e for e in ext if "\x00" not in e]
         for i in range(0, len(ext), 500):
             chunk = ext[i : i + 500]
             q = select(DocumentRow.external_id, DocumentRow.id).where(
@@ -595,6 +661,8 @@ class Store:
         return out
 
     def find_document(self, external_id: str) -> StoredDocument | None:
+        if "\x00" in external_id:  # never stored (ingest refuses it); PostgreSQL refuses it
+            return None
         with self._session() as s:
             q = select(DocumentRow).where(DocumentRow.external_id == external_id)
             row = s.scalars(q).first()
@@ -712,6 +780,10 @@ class Store:
         self, *, offset: int = 0, limit: int = 50, title_contains: str | None = None
     ) -> tuple[int, list[StoredDocument]]:
         """A page of documents in id order, optionally filtered by a title substring."""
+        if title_contains and "\x00" in title_contains:
+            # No stored title holds a NUL (ingest refuses it); SQLite's LIKE would end the
+            # pattern there and match every title, PostgreSQL refuses it.
+            return 0, []
         with self._session() as s:
             q = select(DocumentRow)
             c = select(func.count()).select_from(DocumentRow)
