@@ -9,7 +9,13 @@ import random
 import pytest
 
 from textrec import DFSnapshot, fingerprint_hex, hamming, parse_fingerprint, simhash, tfidf_weights
-from textrec.content.simhash import SCHEME, SchemeMismatchError, check_scheme, estimated_cosine
+from textrec.content.simhash import (
+    SCHEME,
+    SCHEME_V1,
+    SchemeMismatchError,
+    check_scheme,
+    estimated_cosine,
+)
 
 SENTENCE = (
     "서울시는 내년부터 시내버스 요금을 인상한다고 발표했다. 시민들은 버스 요금 인상에 반대했다."
@@ -58,7 +64,8 @@ def reference_simhash(weights: dict[str, float]) -> int:
 
 
 def test_scheme_is_versioned() -> None:
-    assert SCHEME == "simhash64-v1"
+    assert SCHEME == "simhash64-v2"
+    assert SCHEME_V1 == "simhash64-v1"
 
 
 def test_golden_snapshot_id() -> None:

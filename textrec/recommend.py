@@ -59,9 +59,18 @@ class Match:
         }
 
 
-def _shared_terms(a: Mapping[str, float], b: Mapping[str, float], limit: int = 5) -> list[str]:
-    """The terms that contribute most to the dot product of two weight vectors."""
-    common = [(a[t] * b[t], t) for t in a.keys() & b.keys() if a[t] * b[t] > 0]
+def _shared_terms(
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    limit: int = 5,
+    shown: set[str] | None = None,
+) -> list[str]:
+    """The terms that contribute most to the dot product of two weight vectors; only those
+    in ``shown`` (when given): the query's content words, never 것, 년 or 우리."""
+    both = a.keys() & b.keys()
+    if shown is not None:
+        both &= shown
+    common = [(a[t] * b[t], t) for t in both if a[t] * b[t] > 0]
     common.sort(key=lambda x: (-x[0], x[1]))
     return [t for _, t in common[:limit]]
 
@@ -173,6 +182,7 @@ class Recommender:
         k: int,
         exclude: int | None,
         mode: str,
+        shown: set[str] | None = None,
     ) -> list[Match]:
         if not isinstance(k, int) or k < 0:
             raise ValueError(f"k must be a whole number >= 0, got {k!r}")
@@ -194,7 +204,7 @@ class Recommender:
         for doc_id, dist, score in present[:k]:
             doc = docs[doc_id]
             doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
-            shared = _shared_terms(weights, doc_weights)
+            shared = _shared_terms(weights, doc_weights, shown=shown)
             out.append(Match(doc.external_id, doc.title, dist, score, shared))
         return out
 
@@ -210,7 +220,8 @@ class Recommender:
         """
         doc = self._document(id)
         weights = self.analyzer.weights(self._terms(doc), self.snapshot)
-        return self._matches(weights, k, doc.id, mode)
+        shown = self.analyzer.shown_terms(doc.text, doc.title)
+        return self._matches(weights, k, doc.id, mode, shown)
 
     def similar_text(
         self, text: str, k: int = 10, *, title: str | None = None, mode: str = "related"
@@ -218,7 +229,7 @@ class Recommender:
         """The ``k`` stored documents most related to a free text (modes as in
         :meth:`similar`)."""
         weights = self.analyzer.weights(self.analyzer.term_counts(text, title), self.snapshot)
-        return self._matches(weights, k, None, mode)
+        return self._matches(weights, k, None, mode, self.analyzer.shown_terms(text, title))
 
     def near_duplicates(self, id: str, max_distance: int = 3) -> list[Match]:
         """Documents whose fingerprint is within ``max_distance`` bits of ``id``'s (itself
