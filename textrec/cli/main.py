@@ -95,13 +95,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
         for err in report.rejected:
             print(f"rejected: {err}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         if report.fingerprinted:
             refresh_index_file(store, args.index)
         total_stored += len(report.stored)
         rejected += len(report.rejected)
         extra = f", {report.fingerprinted} fingerprinted" if report.fingerprinted else ""
+        warned = f", {len(report.warnings)} without terms" if report.warnings else ""
         print(
-            f"{path}: {len(report.stored)} stored{extra}, {len(report.rejected)} rejected",
+            f"{path}: {len(report.stored)} stored{extra}{warned}, {len(report.rejected)} rejected",
             file=sys.stderr,
         )
     if rejected and not args.skip_invalid:

@@ -113,10 +113,7 @@ class Analyzer:
             self.tokenizer = default_tokenizer(self.version or TERMS_VERSION)
         if not isinstance(self.tokenizer, MecabNounTokenizer):
             return None
-        shown = self.tokenizer.content_terms(text)
-        if title:
-            shown |= self.tokenizer.content_terms(title)
-        return shown
+        return self.tokenizer.content_terms(f"{title}\n{text}" if title else text)
 
     def term_counts(self, text: str, title: str | None = None) -> dict[str, int]:
         """Term frequencies of a document (title and text), sorted by term."""

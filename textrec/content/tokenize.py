@@ -249,9 +249,12 @@ class MecabNounTokenizer:
             counts[term] = counts.get(term, 0) + weight
 
     def content_terms(self, text: str) -> set[str]:
-        """The terms of ``text`` that Mecab tagged there as content words (:data:`CONTENT_TAGS`):
-        the ones worth showing a reader, unlike 것, 년 or 우리."""
-        return set(_content_tokenizer(self.dicpath)(text))
+        """The terms that Mecab tagged in ``text`` as content words (:data:`CONTENT_TAGS`) and
+        never as a dependent noun, counter, pronoun or numeral (:data:`FUNCTION_TAGS`): the
+        ones worth showing a reader, never 것, 년 or 우리 (수 in "할 수 있다" is hidden even
+        where another sentence of the text uses 수 as a common noun)."""
+        content, function = _content_tokenizers(self.dicpath)
+        return set(content(text)).difference(function(text))
 
     def __getstate__(self) -> dict[str, Any]:
         return {"dicpath": self.dicpath, "direct": self.direct, "tags": self.tags}
@@ -386,15 +389,19 @@ _defaults: dict[int, MecabNounTokenizer] = {}
 _default_lock = threading.Lock()
 
 
-_content: dict[str | None, MecabNounTokenizer] = {}
+_content: dict[str | None, tuple[MecabNounTokenizer, MecabNounTokenizer]] = {}
 
 
-def _content_tokenizer(dicpath: str | None) -> MecabNounTokenizer:
+def _content_tokenizers(dicpath: str | None) -> tuple[MecabNounTokenizer, MecabNounTokenizer]:
+    """Tokenizers of the content words and of the function nouns, for one dictionary."""
     with _default_lock:
-        tokenizer = _content.get(dicpath)
-        if tokenizer is None:
-            tokenizer = _content[dicpath] = MecabNounTokenizer(dicpath, tags=CONTENT_TAGS)
-        return tokenizer
+        pair = _content.get(dicpath)
+        if pair is None:
+            pair = _content[dicpath] = (
+                MecabNounTokenizer(dicpath, tags=CONTENT_TAGS),
+                MecabNounTokenizer(dicpath, tags=FUNCTION_TAGS),
+            )
+        return pair
 
 
 def term_tags(version: int) -> tuple[str, ...] | None:

@@ -21,7 +21,12 @@ from textrec.content.tfidf import DFSnapshot
 from textrec.pipeline.records import Record, RecordError
 from textrec.store.sql import DuplicateIdError, NewDocument, SnapshotChangedError, Store
 
-__all__ = ["IngestReport", "ingest"]
+__all__ = ["NO_TERMS", "IngestReport", "ingest"]
+
+NO_TERMS = "no terms found in title or text: stored, but it gets no related posts"
+"""The warning for a document without terms (emoji, punctuation, or a script Mecab does not
+read as words). Such a post is still stored, listed and fetchable; its fingerprint is 0, so
+it is left out of the indexes (``hamming`` mode, near-duplicates, related posts)."""
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,9 @@ class IngestReport:
     stored: list[str] = field(default_factory=list)
     rejected: list[RecordError] = field(default_factory=list)
     fingerprinted: int = 0
+    warnings: list[RecordError] = field(default_factory=list)
+    """Stored records worth a look: those whose title and text gave no terms (stored and
+    fetchable, but with no related posts: :data:`NO_TERMS`)."""
 
 
 def _batches(
@@ -62,8 +70,9 @@ def ingest(
 ) -> IngestReport:
     """Store valid records in transactions of ``batch_size``; collect the rejected ones.
 
-    A record is rejected when it is malformed (see :mod:`textrec.pipeline.records`), has no
-    terms, or its id is already stored or appeared earlier in this ingest.
+    A record is rejected when it is malformed (see :mod:`textrec.pipeline.records`), or its id
+    is already stored or appeared earlier in this ingest. A record without terms is stored,
+    with a warning (:data:`NO_TERMS`).
     ``on_stored(ids, fps, terms)`` is called after each committed batch that was fingerprinted
     (the Recommender adds them to its indexes there).
     """
@@ -96,10 +105,7 @@ def ingest(
                 continue
             terms = analyzer.term_counts(r.text, r.title)
             if not terms:
-                report.rejected.append(
-                    RecordError(r.source, r.line, "no terms (nouns) found in title or text", r.id)
-                )
-                continue
+                report.warnings.append(RecordError(r.source, r.line, NO_TERMS, r.id))
             docs.append(NewDocument(r.id, r.text, r.title, r.meta, terms))
             kept.append(r)
         if docs:
@@ -167,4 +173,6 @@ def ingest(
         bar.update(len(batch))
     bar.close()
     report.rejected.sort(key=lambda e: (e.source, e.line))
+    stored = set(report.stored)
+    report.warnings = [w for w in report.warnings if w.id in stored]
     return report

@@ -40,7 +40,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from textrec import __version__
-from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
+from textrec.pipeline.records import DuplicateKeyError, RecordError, no_duplicate_keys
 from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
 from textrec.sources import describe_modes
@@ -167,11 +167,18 @@ class Rejected(BaseModel):
 class AddOut(BaseModel):
     ids: list[str] = Field(description="the ids stored, in order")
     rejected: list[Rejected]
+    warnings: list[Rejected] = Field(
+        default_factory=list,
+        description="documents stored that are worth a look: those without any term, which "
+        "are listed and fetchable but have no related posts",
+    )
 
 
 class Health(BaseModel):
     status: str
-    documents: int
+    documents: int = Field(
+        description="documents in the indexes: every stored one but those without any term"
+    )
     version: str
 
 
@@ -463,10 +470,12 @@ def create_app(
         },
     )
     def add_documents(body: AddIn, rec: Rec, response: Response) -> AddOut:
-        stored, rejected = rec.add(body.documents)
+        warnings: list[RecordError] = []
+        stored, rejected = rec.add(body.documents, warnings=warnings)
         out = AddOut(
             ids=stored,
             rejected=[Rejected(index=e.line - 1, id=e.id, reason=e.reason) for e in rejected],
+            warnings=[Rejected(index=e.line - 1, id=e.id, reason=e.reason) for e in warnings],
         )
         response.status_code = 201 if stored else 422
         return out

@@ -906,10 +906,17 @@ class Store:
             self._bump(s)
 
     def fingerprints(
-        self, snapshot_id: str, *, after: int | None = None, only: Sequence[int] | None = None
+        self,
+        snapshot_id: str,
+        *,
+        after: int | None = None,
+        only: Sequence[int] | None = None,
+        indexed: bool = False,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], str | None]:
         """``(document ids, fingerprints, scheme)`` of a snapshot, in document id order: all of
-        them, those of documents with an id greater than ``after``, or those of ``only``."""
+        them, those of documents with an id greater than ``after``, or those of ``only``;
+        with ``indexed``, only the non-zero ones (a document whose fingerprint is 0 has no
+        weighted terms: it is left out of the indexes)."""
         ids: list[int] = []
         fps: list[int] = []
         scheme: str | None = None
@@ -921,6 +928,8 @@ class Store:
             for chunk in chunks:
                 q = select(FingerprintRow.document_id, FingerprintRow.fp, FingerprintRow.scheme)
                 q = q.where(FingerprintRow.snapshot_id == snapshot_id)
+                if indexed:
+                    q = q.where(FingerprintRow.fp != 0)
                 if after is not None:
                     q = q.where(FingerprintRow.document_id > after)
                 if chunk is not None:
@@ -932,15 +941,16 @@ class Store:
                     scheme = sch
         return np.array(ids, dtype=np.int64), np.array(fps, dtype=np.uint64), scheme
 
-    def fingerprinted_ids(self, snapshot_id: str) -> npt.NDArray[np.int64]:
-        """The ids of the documents that have a fingerprint under a snapshot, ascending."""
+    def fingerprinted_ids(
+        self, snapshot_id: str, *, indexed: bool = False
+    ) -> npt.NDArray[np.int64]:
+        """The ids of the documents that have a fingerprint under a snapshot (with
+        ``indexed``, a non-zero one), ascending."""
         with self._session() as s:
-            q = (
-                select(FingerprintRow.document_id)
-                .where(FingerprintRow.snapshot_id == snapshot_id)
-                .order_by(FingerprintRow.document_id)
-                .execution_options(yield_per=100_000)
-            )
+            q = select(FingerprintRow.document_id).where(FingerprintRow.snapshot_id == snapshot_id)
+            if indexed:
+                q = q.where(FingerprintRow.fp != 0)
+            q = q.order_by(FingerprintRow.document_id).execution_options(yield_per=100_000)
             return np.fromiter(s.execute(q).scalars(), dtype=np.int64)
 
     def fingerprint_of(self, snapshot_id: str, doc_id: int) -> int | None:
