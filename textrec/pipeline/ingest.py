@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tqdm import tqdm
 
@@ -76,6 +76,7 @@ def ingest(
     ``on_stored(ids, fps, terms)`` is called after each committed batch that was fingerprinted
     (the Recommender adds them to its indexes there).
     """
+    explicit = analyzer is not None
     analyzer = analyzer_for(store.scheme(), analyzer, where=store.url)
     report = IngestReport()
     seen: set[str] = set()
@@ -131,6 +132,13 @@ def ingest(
                         if under_snapshot is not None or attempt == _SNAPSHOT_RETRIES - 1:
                             raise
                         current = store.current_snapshot()
+                        if not explicit and store.scheme() != analyzer.scheme:
+                            # The build upgraded the store's term scheme: the terms too.
+                            analyzer = analyzer_for(store.scheme(), None, where=store.url)
+                            docs = [
+                                replace(d, terms=analyzer.term_counts(d.text, d.title))
+                                for d in docs
+                            ]
                         fps, fp_arg = None, None
                         if current is not None:
                             snapshot, scheme = current

@@ -842,15 +842,19 @@ class Store:
             )
             return {scheme: int(n) for scheme, n in s.execute(q)}
 
-    def begin_snapshot(self, snapshot: DFSnapshot, scheme: str) -> None:
+    def begin_snapshot(self, snapshot: DFSnapshot, scheme: str, *, upgrade: bool = False) -> None:
         """Record a snapshot as ``building``; fingerprints are then added with
         :meth:`put_fingerprints` and the snapshot made current by :meth:`activate_snapshot`.
 
         Rebuilding a snapshot that exists under another scheme drops its old fingerprints.
+        ``upgrade``: the snapshot is of another scheme than the store's (a rebuild under a
+        newer term scheme); the store keeps its scheme until :meth:`activate_snapshot`
+        switches both at once.
         """
         data = gzip.compress(snapshot.to_bytes(), compresslevel=6, mtime=0)
         with self._session.begin() as s:
-            self._claim_scheme(s, scheme)
+            if not upgrade:
+                self._claim_scheme(s, scheme)
             self._bump(s)
             row = s.get(SnapshotRow, snapshot.id)
             if row is not None and row.scheme != scheme:
@@ -894,10 +898,18 @@ class Store:
             self._bump(s)
         return len(rows)
 
-    def activate_snapshot(self, snapshot_id: str) -> None:
+    def activate_snapshot(self, snapshot_id: str, *, scheme: str | None = None) -> None:
         """Mark a snapshot ready and current, and drop the fingerprints of older snapshots,
-        in one transaction: readers see either the old snapshot or the new one."""
+        in one transaction: readers see either the old snapshot or the new one.
+
+        ``scheme``: the store's scheme from now on, when it changes (an upgrade): in the same
+        transaction the stored term counts, which are the old scheme's, are cleared (a
+        document whose terms are not stored has them derived from its text under the
+        store's scheme, see :meth:`put_terms`), so no reader ever mixes the two schemes."""
         with self._session.begin() as s:
+            if scheme is not None and self._meta(s, "scheme") != scheme:
+                self._set_meta(s, "scheme", scheme)
+                s.execute(update(DocumentRow).values(terms=None))
             s.execute(
                 update(SnapshotRow).where(SnapshotRow.id == snapshot_id).values(status="ready")
             )
@@ -993,10 +1005,11 @@ class Store:
             return int(count), int(total)
 
     def iter_terms(
-        self, *, batch_size: int = 2000
+        self, *, batch_size: int = 2000, texts: bool = False
     ) -> Iterator[tuple[int, dict[str, int] | None, str | None, str | None]]:
         """``(id, terms, title, text)`` of every document in id order; title and text are
-        only read (not None) for documents whose terms were never computed."""
+        only read (not None) for documents whose terms were never computed, or for all of
+        them with ``texts`` (then terms is None: a rebuild that derives them anew)."""
         last = -(1 << 62)
         while True:
             with self._session() as s:
@@ -1007,6 +1020,8 @@ class Store:
                     .limit(batch_size)
                 )
                 rows = list(s.execute(q))
+                if texts:
+                    rows = [(r[0], None) for r in rows]
                 missing = [r[0] for r in rows if r[1] is None]
                 texts: dict[int, tuple[str | None, str]] = {}
                 if missing:
@@ -1023,6 +1038,33 @@ class Store:
                 else:
                     yield doc_id, json.loads(terms), None, None
             last = rows[-1][0]
+
+    def put_terms(self, scheme: str, items: Iterable[tuple[int, dict[str, int]]]) -> int:
+        """Store the term counts of documents whose terms are not stored (after an upgrade),
+        in one transaction, if the store's scheme is still ``scheme``; a document whose terms
+        were stored meanwhile (an edit) keeps them. Returns how many were written."""
+        rows = list(items)
+        if not rows:
+            return 0
+        written = 0
+        with self._session.begin() as s:
+            if self._meta(s, "scheme") != scheme:
+                return 0
+            for doc_id, terms in rows:
+                result = s.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.id == doc_id, DocumentRow.terms.is_(None))
+                    .values(terms=_dumps(terms))
+                )
+                written += int(getattr(result, "rowcount", 0) or 0)
+            self._bump(s)
+        return written
+
+    def ids_without_terms(self) -> list[int]:
+        """Ids of the documents whose term counts are not stored, ascending."""
+        with self._session() as s:
+            q = select(DocumentRow.id).where(DocumentRow.terms.is_(None)).order_by(DocumentRow.id)
+            return list(s.scalars(q))
 
     def ids_without_fingerprint(self, snapshot_id: str) -> set[int]:
         """Ids of the documents that have no fingerprint under a snapshot."""
