@@ -312,13 +312,16 @@ class Recommender:
         *,
         max_chars: int = DEFAULT_MAX_CHARS,
         warnings: list[RecordError] | None = None,
+        update: bool = False,
     ) -> tuple[list[str], list[RecordError]]:
         """Validate, store and index documents (``{"id", "text", "title"?, ...}``).
 
         They are visible to the next query, with no rebuild. Returns the stored ids and the
         rejected records (line = position in ``documents``, starting at 1). A document
         without terms is stored all the same (it has no related posts); pass a list as
-        ``warnings`` to have such documents appended to it.
+        ``warnings`` to have such documents appended to it. ``update``: a document whose id
+        is stored replaces it (its terms, fingerprint and index entries too, at once; its
+        readers' events stay with it) instead of being rejected.
         """
         records: list[Record | RecordError] = []
         for n, d in enumerate(documents, start=1):
@@ -337,6 +340,14 @@ class Recommender:
                     source.add(ids, fps, weights)
             self._wrote()
 
+        def unindex(pairs: list[tuple[int, int]]) -> None:
+            old = [o for o, _ in pairs]
+            for source in self.sources.values():
+                if not isinstance(source, ReadersSource):  # readers follow the document
+                    source.remove(old)
+            for o, n in pairs:
+                self.readers.rename(o, n)
+
         with self._write_lock:
             report = ingest(
                 self.store,
@@ -344,10 +355,34 @@ class Recommender:
                 analyzer=self.analyzer,
                 on_stored=index_batch,
                 under_snapshot=(self.snapshot, self.scheme),
+                update=update,
+                on_replaced=unindex,
             )
         if warnings is not None:
             warnings.extend(report.warnings)
         return report.stored, report.rejected
+
+    def update(
+        self, id: str, document: Mapping[str, Any], *, max_chars: int = DEFAULT_MAX_CHARS
+    ) -> list[RecordError]:
+        """Replace stored document ``id`` with ``document`` (``{"text", "title"?, ...}``: its
+        title, text and metadata, all replaced; an ``"id"`` in it must be ``id``), in one
+        transaction: its terms, fingerprint and index entries are derived anew at once, and
+        it keeps its id and its readers' events. Raises :class:`UnknownDocumentError` when
+        ``id`` is not stored and ValueError (naming the field) for an invalid document.
+        Returns the warnings (a document without terms)."""
+        if not isinstance(document, Mapping):
+            raise ValueError("a document is a JSON object")
+        if "id" in document and document["id"] != id:
+            raise ValueError(f"field 'id' is {document['id']!r}, but the document edited is {id!r}")
+        self._document(id)
+        warnings: list[RecordError] = []
+        _, rejected = self.add(
+            [{**document, "id": id}], max_chars=max_chars, warnings=warnings, update=True
+        )
+        if rejected:
+            raise ValueError(rejected[0].reason)
+        return warnings
 
     def _wrote(self) -> None:
         """After a write of this Recommender's reached its indexes: their stamp moves with

@@ -92,6 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             read_records(path, max_chars=args.max_chars),
             batch_size=args.batch_size,
             progress=not args.quiet,
+            update=args.update,
         )
         for err in report.rejected:
             print(f"rejected: {err}", file=sys.stderr)
@@ -103,8 +104,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         rejected += len(report.rejected)
         extra = f", {report.fingerprinted} fingerprinted" if report.fingerprinted else ""
         warned = f", {len(report.warnings)} without terms" if report.warnings else ""
+        updated = f" ({len(report.updated)} of them replaced)" if args.update else ""
         print(
-            f"{path}: {len(report.stored)} stored{extra}{warned}, {len(report.rejected)} rejected",
+            f"{path}: {len(report.stored)} stored{updated}{extra}{warned}, "
+            f"{len(report.rejected)} rejected",
             file=sys.stderr,
         )
     if rejected and not args.skip_invalid:
@@ -580,6 +583,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=500,
         help="documents per transaction (default: %(default)s)",
+    )
+    p.add_argument(
+        "--update",
+        "--upsert",
+        action="store_true",
+        help="a record whose id is stored replaces that document (title, text, metadata; its "
+        "terms and fingerprint are derived anew, its readers' events kept) instead of being "
+        "rejected",
     )
     p.set_defaults(func=cmd_ingest)
 

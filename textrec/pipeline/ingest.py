@@ -40,6 +40,8 @@ class IngestReport:
     stored: list[str] = field(default_factory=list)
     rejected: list[RecordError] = field(default_factory=list)
     fingerprinted: int = 0
+    updated: list[str] = field(default_factory=list)
+    """The ids among ``stored`` that replaced a stored document (``update=True``)."""
     warnings: list[RecordError] = field(default_factory=list)
     """Stored records worth a look: those whose title and text gave no terms (stored and
     fetchable, but with no related posts: :data:`NO_TERMS`)."""
@@ -67,6 +69,8 @@ def ingest(
     progress: bool = False,
     on_stored: Callable[[list[int], list[int], list[dict[str, int]]], None] | None = None,
     under_snapshot: tuple[DFSnapshot, str] | None = None,
+    update: bool = False,
+    on_replaced: Callable[[list[tuple[int, int]]], None] | None = None,
 ) -> IngestReport:
     """Store valid records in transactions of ``batch_size``; collect the rejected ones.
 
@@ -75,6 +79,12 @@ def ingest(
     with a warning (:data:`NO_TERMS`).
     ``on_stored(ids, fps, terms)`` is called after each committed batch that was fingerprinted
     (the Recommender adds them to its indexes there).
+
+    ``update``: a record whose id is stored replaces that document (title, text, metadata,
+    terms and fingerprint, in the batch's transaction; see
+    :meth:`~textrec.store.sql.Store.replace_documents`), the others are added: an upsert.
+    ``on_replaced([(old id, new id)])`` is then called, before ``on_stored`` with the new
+    ids, for the batch's edited documents (an edited document gets a new internal id).
     """
     explicit = analyzer is not None
     analyzer = analyzer_for(store.scheme(), analyzer, where=store.url)
@@ -97,6 +107,14 @@ def ingest(
             else:
                 seen.add(item.id)
                 good.append(item)
+        if update:
+            if good:
+                analyzer, current = _replace_batch(
+                    store, good, analyzer, current, report, explicit, under_snapshot,
+                    on_stored, on_replaced,
+                )  # fmt: skip
+            bar.update(len(batch))
+            continue
         already = store.existing_external_ids([r.id for r in good])
         docs: list[NewDocument] = []
         kept: list[Record] = []
@@ -184,3 +202,71 @@ def ingest(
     stored = set(report.stored)
     report.warnings = [w for w in report.warnings if w.id in stored]
     return report
+
+
+def _replace_batch(
+    store: Store,
+    good: list[Record],
+    analyzer: Analyzer,
+    current: tuple[DFSnapshot, str] | None,
+    report: IngestReport,
+    explicit: bool,
+    under_snapshot: tuple[DFSnapshot, str] | None,
+    on_stored: Callable[[list[int], list[int], list[dict[str, int]]], None] | None,
+    on_replaced: Callable[[list[tuple[int, int]]], None] | None,
+) -> tuple[Analyzer, tuple[DFSnapshot, str] | None]:
+    """One batch of ``ingest(update=True)``: every record replaces or adds its document, in
+    one transaction. Returns the analyzer and snapshot in force afterwards (a build may have
+    switched them meanwhile)."""
+
+    def documents() -> list[NewDocument]:
+        return [
+            NewDocument(r.id, r.text, r.title, r.meta, analyzer.term_counts(r.text, r.title))
+            for r in good
+        ]
+
+    docs = documents()
+    for attempt in range(_SNAPSHOT_RETRIES):
+        fps: list[int] | None = None
+        fp_arg = None
+        if current is not None:
+            snapshot, scheme = current
+            fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
+            fp_arg = (snapshot.id, scheme, fps)
+        last = attempt == _SNAPSHOT_RETRIES - 1
+        try:
+            pairs = store.replace_documents(
+                docs, fingerprints=fp_arg, require_no_snapshot=True, scheme=analyzer.scheme
+            )
+            break
+        except SnapshotChangedError:
+            if under_snapshot is not None or last:
+                raise
+            current = store.current_snapshot()
+            if not explicit and store.scheme() != analyzer.scheme:
+                analyzer = analyzer_for(store.scheme(), None, where=store.url)
+                docs = documents()
+        except DuplicateIdError:  # a concurrent writer added one of them: replace it now
+            if last:
+                raise
+    report.stored.extend(r.id for r in good)
+    report.updated.extend(r.id for (old, _), r in zip(pairs, good, strict=True) if old is not None)
+    report.warnings.extend(
+        RecordError(r.source, r.line, NO_TERMS, r.id)
+        for r, d in zip(good, docs, strict=True)
+        if not d.terms
+    )
+    log.info(
+        "committed %d document(s) through %s:%d (id %r)",
+        len(good),
+        good[-1].source,
+        good[-1].line,
+        good[-1].id,
+    )
+    if on_replaced is not None:
+        on_replaced([(old, new) for old, new in pairs if old is not None])
+    if fps is not None:
+        report.fingerprinted += len(fps)
+        if on_stored is not None:
+            on_stored([new for _, new in pairs], fps, [d.terms or {} for d in docs])
+    return analyzer, current

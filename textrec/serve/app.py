@@ -174,6 +174,13 @@ class AddOut(BaseModel):
     )
 
 
+class UpdateOut(BaseModel):
+    id: str
+    warnings: list[Rejected] = Field(
+        default_factory=list, description="set when the new text and title have no term"
+    )
+
+
 class Health(BaseModel):
     status: str
     documents: int = Field(
@@ -519,6 +526,28 @@ def create_app(
         rejected += [EventRejected(index=batch[e.line - 1][0], reason=e.reason) for e in refused]
         response.status_code = 202
         return EventsOut(accepted=stored, rejected=sorted(rejected, key=lambda r: r.index))
+
+    @app.put(
+        "/documents/{id:anyid}",
+        response_model=UpdateOut,
+        tags=["documents"],
+        dependencies=[Depends(require_token)],
+        responses={
+            404: {"description": "no such document"},
+            422: {"description": "the document is invalid; 'detail' names the field"},
+        },
+    )
+    def update_document(id: str, body: dict[str, Any], rec: Rec) -> UpdateOut | JSONResponse:
+        """Replace a stored document's title, text and metadata (all of them: fields left out
+        are gone): ``{"text", "title"?, ...}``. Its terms, fingerprint and index entries are
+        derived anew at once, in one transaction; it keeps its id and its readers' events."""
+        try:
+            warnings = rec.update(id, body)
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        return UpdateOut(
+            id=id, warnings=[Rejected(index=0, id=e.id, reason=e.reason) for e in warnings]
+        )
 
     @app.delete(
         "/documents/{id:anyid}",

@@ -526,6 +526,101 @@ class Store:
         except IntegrityError as exc:  # a concurrent writer stored the same id first
             raise DuplicateIdError(sorted(self.existing_external_ids(ext))) from exc
 
+    def replace_documents(
+        self,
+        docs: Sequence[NewDocument],
+        *,
+        fingerprints: tuple[str, str, Sequence[int]] | None = None,
+        require_no_snapshot: bool = False,
+        scheme: str | None = None,
+    ) -> list[tuple[int | None, int]]:
+        """Store a batch of edited documents in one transaction: each replaces the stored
+        document of its external id (title, text, metadata, terms and fingerprint), or is
+        added when none is stored. Returns ``(old internal id or None, new internal id)`` a
+        document, in order.
+
+        An edited document gets a new internal id (the indexes only append; ids are never
+        reused), keeps its external id and its creation time, and takes its readers' events
+        with it; its old fingerprints go. ``fingerprints``, ``require_no_snapshot`` and
+        ``scheme`` are as in :meth:`add_documents`.
+        """
+        if not docs:
+            return []
+        ext = [d.external_id for d in docs]
+        seen: set[str] = set()
+        repeated = [e for e in ext if e in seen or seen.add(e)]  # type: ignore[func-returns-value]
+        if repeated:
+            raise DuplicateIdError(repeated)
+        now = _now()
+        try:
+            with self._session.begin() as s:
+                old = {
+                    r.external_id: r
+                    for i in range(0, len(ext), 500)
+                    for r in s.scalars(
+                        select(DocumentRow).where(DocumentRow.external_id.in_(ext[i : i + 500]))
+                    )
+                }
+                for row in old.values():  # free the external ids for the new rows
+                    row.external_id = f"\x01replaced {row.id}"
+                s.flush()
+                rows = [
+                    DocumentRow(
+                        external_id=d.external_id,
+                        title=d.title,
+                        text=d.text,
+                        meta=_dumps(d.meta),
+                        terms=_dumps(d.terms) if d.terms is not None else None,
+                        content_hash=content_hash(d.text),
+                        created_at=old[d.external_id].created_at if d.external_id in old else now,
+                        updated_at=now,
+                    )
+                    for d in docs
+                ]
+                s.add_all(rows)
+                s.flush()
+                current = s.execute(
+                    select(MetaRow.value).where(MetaRow.key == "current_snapshot").with_for_update()
+                ).scalar_one_or_none()
+                expected = fingerprints[0] if fingerprints is not None else None
+                if current != expected and (fingerprints is not None or require_no_snapshot):
+                    raise SnapshotChangedError(expected, current)
+                if scheme is not None:
+                    self._claim_scheme(s, scheme)
+                pairs: list[tuple[int | None, int]] = []
+                for d, row in zip(docs, rows, strict=True):
+                    before = old.get(d.external_id)
+                    pairs.append((before.id if before is not None else None, row.id))
+                    if before is None:
+                        continue
+                    s.execute(
+                        update(EventRow)
+                        .where(EventRow.document_id == before.id)
+                        .values(document_id=row.id)
+                    )
+                    s.execute(delete(FingerprintRow).where(FingerprintRow.document_id == before.id))
+                    s.execute(delete(DocumentRow).where(DocumentRow.id == before.id))
+                if fingerprints is not None:
+                    snapshot_id, fp_scheme, fps = fingerprints
+                    if len(fps) != len(rows):
+                        raise ValueError(f"{len(fps)} fingerprints for {len(rows)} documents")
+                    s.execute(
+                        insert(FingerprintRow),
+                        [
+                            {
+                                "snapshot_id": snapshot_id,
+                                "document_id": r.id,
+                                "scheme": fp_scheme,
+                                "fp": fp,
+                            }
+                            for r, fp in zip(rows, fps, strict=True)
+                        ],
+                    )
+                self._bump(s)
+                return pairs
+        except IntegrityError as exc:  # a concurrent writer added one of the ids first
+            raise DuplicateIdError(sorted(self.existing_external_ids(ext))) from exc
+
     @staticmethod
     def _internal_ids(s: Session, ext: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
