@@ -86,7 +86,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def mecab():  # type: ignore[no-untyped-def]
     from textrec.content.tokenize import default_tokenizer
 
-    return default_tokenizer()
+    return default_tokenizer(1)
 
 
 @pytest.fixture(autouse=True)

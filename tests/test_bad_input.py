@@ -89,11 +89,6 @@ BAD: list[tuple[str, bytes, str]] = [
     ("nested 100,000 deep", b"[" * 100_000, "nested too deeply"),
     ("repeated key", '{"id": "b21", "id": "b22", "text": "버스"}'.encode(), "'id' appears more"),
     ("text over the limit", _j({"id": "b23", "text": "가" * 1_000_001}), "the limit is 1,000,000"),
-    ("no nouns: punctuation", _j({"id": "b24", "text": "!!! ??? ..."}), "no terms"),
-    ("only Latin letters", _j({"id": "b25", "text": "the quick brown fox jumps"}), "no terms"),
-    ("only digits", _j({"id": "b26", "text": "0123 4567 89"}), "no terms"),
-    ("only emoji", _j({"id": "b27", "text": "😀🎉👍🏽 🇰🇷"}), "no terms"),
-    ("only zero-width spaces", _j({"id": "b28", "text": "\u200b\u200b\u2060"}), "no terms"),
     ("metadata nested 300 deep", _j({"id": "b29", "text": BUS, "m": _nested(300)}), "nested"),
     ("duplicate id in the file", _j({"id": "good-dup", "text": BUS}), "duplicate id in this"),
     ("duplicate id of the store", _j({"id": STORED_ID, "text": BUS}), "id already stored"),
@@ -112,7 +107,14 @@ ODD_BUT_GOOD: list[tuple[str, bytes]] = [
     ("CRLF line end", _j({"id": "g-crlf", "text": "지하철 노선"}) + b"\r"),
     ("metadata with NUL", '{"id": "g-meta", "text": "버스", "m": "a\\u0000b"}'.encode()),
     ("an id with spaces and Hangul", _j({"id": "g 가 나", "text": "버스 요금"})),
+    ("only Latin letters", _j({"id": "b25", "text": "the quick brown fox jumps"})),
+    # No terms at all: still posts, stored with a warning (and no related posts).
+    ("no nouns: punctuation", _j({"id": "b24", "text": "!!! ??? ..."})),
+    ("only digits", _j({"id": "b26", "text": "0123 4567 89"})),
+    ("only emoji", _j({"id": "b27", "text": "😀🎉👍🏽 🇰🇷"})),
+    ("only zero-width spaces", _j({"id": "b28", "text": "\u200b\u200b\u2060"})),
 ]
+WITHOUT_TERMS = {"b24", "b26", "b27", "b28"}
 
 
 def write_bad_file(path: Path) -> tuple[dict[int, str], list[str]]:
@@ -138,6 +140,7 @@ def write_bad_file(path: Path) -> tuple[dict[int, str], list[str]]:
 
 
 def test_the_corpus_has_at_least_30_kinds() -> None:
+    assert len({kind for kind, _ in ODD_BUT_GOOD}) == len(ODD_BUT_GOOD)
     assert len({kind for kind, _, _ in BAD}) == len(BAD) >= 30
 
 
@@ -161,6 +164,9 @@ def test_ingest_rejects_each_bad_record_by_line(
         assert len(hits) == 1 and reason in hits[0], (line, reason, hits)
     assert f"{len(good_ids)} stored" in err and f"{len(expected)} rejected" in err
     assert err.count("rejected: ") == len(expected)
+    warned = [e for e in err.splitlines() if e.startswith("warning: ")]
+    assert len(warned) == len(WITHOUT_TERMS), warned
+    assert all(f"{path}:" in w and "no terms" in w for w in warned)
     assert "Traceback" not in err
     stored = store.existing_external_ids([*good_ids, STORED_ID])
     assert stored == set(good_ids) | {STORED_ID}
@@ -344,8 +350,8 @@ def test_http_rejects_each_bad_document_and_stores_the_good(client: TestClient) 
         for kind, raw in ODD_BUT_GOOD:
             r = c.post("/documents", content=b'{"documents": [' + raw + b"]}", headers=AUTH)
             assert r.status_code == 201, (kind, r.text)
-        after = c.get("/health").json()["documents"]
-        assert after == before + n_good + len(ODD_BUT_GOOD)
+        after = c.get("/health").json()["documents"]  # the indexed: not those without terms
+        assert after == before + n_good + len(ODD_BUT_GOOD) - len(WITHOUT_TERMS)
         assert n_good >= 25
         db = c.app.state.recommender.store.url  # type: ignore[attr-defined]
     store = Store(db)

@@ -26,10 +26,12 @@ from tests.helpers import missing, shared_file
 from textrec.content.analyzer import Analyzer
 from textrec.content.tfidf import DFSnapshot, Weighting
 from textrec.content.tokenize import (
+    V2_TAGS,
     MecabNounTokenizer,
     _mecab_paths,
     _normalize_noun,
     normalize_term,
+    term_tags,
 )
 
 simhash_module = importlib.import_module("textrec.content.simhash")
@@ -43,17 +45,23 @@ def _compiled(name: str) -> Any:
         missing("compiled", f"textrec.{name} is not built here")
 
 
+@pytest.fixture(scope="module", params=[1, 2], ids=["terms-v1", "terms-v2"])
+def version(request: pytest.FixtureRequest) -> int:
+    """Each term scheme: the compiled reader must give its terms as the printed one does."""
+    return int(request.param)
+
+
 @pytest.fixture(scope="module")
-def direct() -> MecabNounTokenizer:
+def direct(version: int) -> MecabNounTokenizer:
     _compiled("_mecab")
-    tokenizer = MecabNounTokenizer()
+    tokenizer = MecabNounTokenizer(tags=term_tags(version))
     assert tokenizer.uses_direct, "textrec._mecab is built but the tokenizer does not use it"
     return tokenizer
 
 
 @pytest.fixture(scope="module")
-def printed() -> MecabNounTokenizer:
-    tokenizer = MecabNounTokenizer(direct=False)
+def printed(version: int) -> MecabNounTokenizer:
+    tokenizer = MecabNounTokenizer(direct=False, tags=term_tags(version))
     assert not tokenizer.uses_direct
     return tokenizer
 
@@ -121,8 +129,10 @@ def _tagger(**options: int) -> Any:
     return mecab.Tagger(library, ["", "-C", *shlex.split(f"-d {_mecab_paths()[0]}")], **options)
 
 
-def test_a_full_term_cache_starts_over_without_changing_terms(printed: MecabNounTokenizer) -> None:
-    small = _tagger(cache_size=5)
+def test_a_full_term_cache_starts_over_without_changing_terms(
+    printed: MecabNounTokenizer, version: int
+) -> None:
+    small = _tagger(cache_size=5, tags=term_tags(version))
     texts = _real_texts(0, 400)
     for text in texts:
         prepared = MecabNounTokenizer._prepare(text)
@@ -179,6 +189,24 @@ def test_tagger_refuses_reentrant_use_and_bad_arguments(tmp_path: Any) -> None:
     with pytest.raises(RuntimeError, match="MeCab"):
         mecab.Tagger(library, ["", "-d", str(tmp_path)])
     assert mecab.find_library("no-such-library-name") is None
+
+
+def test_tagger_keeps_exactly_the_tags_it_is_given() -> None:
+    text = "Docker 컨테이너 배포, 내가 그것을 3년 전에 iPhone15 ＡＢＣ 것이다"
+    v2 = _tagger(tags=V2_TAGS)
+    assert v2.nouns(text, _normalize_noun) == [
+        "docker", "컨테이너", "배포", "내", "그것", "년", "전", "iphone", "abc", "것",
+    ]  # fmt: skip
+    assert _tagger(tags=["SL"]).nouns(text, _normalize_noun) == ["docker", "iphone", "abc"]
+    # Not a prefix: NN does not take NNG, and a compound tag (NP+JKS) is not NP.
+    assert _tagger(tags=["NN"]).nouns(text, _normalize_noun) == []
+    assert "이게" not in _tagger(tags=["NP"]).nouns("이게 뭐야", _normalize_noun)
+    assert _tagger(tags=None).nouns(text, _normalize_noun) == [
+        "컨테이너", "배포", "내", "그것", "년", "전", "것",
+    ]  # fmt: skip
+    for bad in (["N,G"], [""], [1], "NNG,"):
+        with pytest.raises((TypeError, ValueError)):
+            _tagger(tags=bad)
 
 
 def test_tokenizer_falls_back_to_the_printed_reader_when_asked(printed: MecabNounTokenizer) -> None:

@@ -258,10 +258,10 @@ def test_accessors_and_repr() -> None:
     assert index.snapshot_id == "0123abcd9999ffff"
     index.add(range(1000), range(1000))
     assert repr(index) == (
-        "HammingIndex<1,000 documents, scheme simhash64-v1, DF snapshot 0123abcd…>"
+        "HammingIndex<1,000 documents, scheme simhash64-v2, DF snapshot 0123abcd…>"
     )
     assert index.nbytes == 16 * 1000
-    assert repr(HammingIndex()) == "HammingIndex<0 documents, scheme simhash64-v1, no DF snapshot>"
+    assert repr(HammingIndex()) == "HammingIndex<0 documents, scheme simhash64-v2, no DF snapshot>"
     one = build([1], [1], scheme="x", snapshot_id="abc")
     assert repr(one) == "HammingIndex<1 document, scheme x, DF snapshot abc>"
     assert 5 in index
@@ -388,8 +388,8 @@ def test_extend() -> None:
     assert len(b) == 2
     with pytest.raises(SchemeMismatchError, match="other-snap"):
         a.extend(build([20], [1], snapshot_id="other-snap"))
-    with pytest.raises(SchemeMismatchError, match="simhash64-v2"):
-        a.extend(build([20], [1], scheme="simhash64-v2", snapshot_id="snap"))
+    with pytest.raises(SchemeMismatchError, match="simhash64-v9"):
+        a.extend(build([20], [1], scheme="simhash64-v9", snapshot_id="snap"))
     with pytest.raises(ValueError, match="already in the index"):
         a.extend(b)
     assert len(a) == 4
@@ -575,13 +575,13 @@ def test_ids_not_increasing(tmp_path: Path) -> None:
 
 def test_expected_scheme_and_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "x.idx"
-    build([1], [1], scheme="simhash64-v2", snapshot_id="snapA").save(path)
-    with pytest.raises(SchemeMismatchError, match="simhash64-v2"):
+    build([1], [1], scheme="simhash64-v9", snapshot_id="snapA").save(path)
+    with pytest.raises(SchemeMismatchError, match="simhash64-v9"):
         HammingIndex.load(path, expected_scheme=SCHEME)
     with pytest.raises(SchemeMismatchError, match="snapA"):
         HammingIndex.load(path, expected_snapshot_id="snapB")
-    ok = HammingIndex.load(path, expected_scheme="simhash64-v2", expected_snapshot_id="snapA")
-    assert ok.scheme == "simhash64-v2"
+    ok = HammingIndex.load(path, expected_scheme="simhash64-v9", expected_snapshot_id="snapA")
+    assert ok.scheme == "simhash64-v9"
     assert ok.snapshot_id == "snapA"
 
 

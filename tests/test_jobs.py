@@ -22,7 +22,7 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.hamming import HammingIndex
 from textrec.content.simhash import SCHEME, fingerprint_hex
 from textrec.content.tfidf import DFSnapshot
-from textrec.jobs._documents import NO_TERMS, reason_kind
+from textrec.jobs._documents import reason_kind
 from textrec.pipeline.build import build
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import Record, read_records
@@ -233,14 +233,16 @@ def test_bad_records_are_counted_not_fingerprinted(tmp_path: Path) -> None:
         "missing field 'text'": 1,
         "field 'text' is empty": 1,
         "field 'title' must be a string or null": 1,
-        NO_TERMS: 1,
         "expected a JSON object": 1,
     }
     snapshot, bad = run_df_job([str(path)], "inline")
     assert bad == expected_bad
     analyzer = Analyzer()
-    docs = [*good, hangul]
+    # A document without terms is a document: it counts in N, and its fingerprint is 0.
+    no_terms = {"id": "no-nouns", "text": "!!! ... ???"}
+    docs = [*good, no_terms, hangul]
     counts = [analyzer.term_counts(d["text"], d.get("title")) for d in docs]
+    assert counts[len(good)] == {}
     assert snapshot == DFSnapshot.from_documents(c.keys() for c in counts)
 
     snapshot_path = tmp_path / "df.json"

@@ -26,6 +26,7 @@ from textrec.content.scheme import (
     SchemeUnavailableError,
     parse_scheme,
     scheme_name,
+    upgraded_scheme,
 )
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "petitions_300.jsonl"
@@ -44,6 +45,8 @@ def _docs(path: Path, start: int, stop: int) -> str:
         SchemeSettings(weighting=Weighting(tf="log", min_term_length=2, max_df_ratio=0.5)),
         SchemeSettings(title_weight=3),
         SchemeSettings(tokenizer="whitespace", weighting=Weighting(max_df_ratio=0.25)),
+        SchemeSettings(version=1),
+        SchemeSettings(weighting=Weighting(tf="log"), title_weight=2, version=1),
     ],
 )
 def test_scheme_names_map_back_to_their_settings(settings: SchemeSettings) -> None:
@@ -51,17 +54,41 @@ def test_scheme_names_map_back_to_their_settings(settings: SchemeSettings) -> No
     assert parse_scheme(name) == settings
     analyzer = Analyzer.from_scheme(name)
     assert analyzer.scheme == name
-    assert (analyzer.weighting, analyzer.title_weight) == (
+    assert (analyzer.weighting, analyzer.title_weight, analyzer.version) == (
         settings.weighting,
         settings.title_weight,
+        settings.version,
     )
 
 
 def test_golden_scheme_names() -> None:
-    assert Analyzer().scheme == "simhash64-v1"
-    assert Analyzer(weighting=Weighting(tf="log")).scheme == "simhash64-v1+tf=log"
-    assert Analyzer(title_weight=2).scheme == "simhash64-v1+title=2"
-    assert Analyzer(tokenizer=whitespace_tokenizer).scheme == "simhash64-v1+tok=whitespace"
+    assert Analyzer().scheme == "simhash64-v2"
+    assert Analyzer(weighting=Weighting(tf="log")).scheme == "simhash64-v2+tf=log"
+    assert Analyzer(title_weight=2).scheme == "simhash64-v2+title=2"
+    assert Analyzer(tokenizer=whitespace_tokenizer).scheme == "simhash64-v2+tok=whitespace"
+    assert Analyzer(version=1).scheme == "simhash64-v1"
+    assert Analyzer(weighting=Weighting(tf="log"), version=1).scheme == "simhash64-v1+tf=log"
+    assert Analyzer.from_scheme("simhash64-v1").version == 1
+
+
+def test_a_v1_analyzer_gives_konlpys_nouns_and_v2_adds_latin_words() -> None:
+    text = "Docker 컨테이너 배포 3년 후기"
+    assert Analyzer.from_scheme("simhash64-v1").term_counts(text) == {
+        "년": 1, "배포": 1, "컨테이너": 1, "후기": 1,
+    }  # fmt: skip
+    assert Analyzer().term_counts(text, title="Kubernetes") == {
+        "docker": 1, "kubernetes": 1, "년": 1, "배포": 1, "컨테이너": 1, "후기": 1,
+    }  # fmt: skip
+    # Counters stay terms, but are never shown: only the content words.
+    assert Analyzer().shown_terms(text) == {"docker", "컨테이너", "배포", "후기"}
+    assert Analyzer(tokenizer=whitespace_tokenizer).shown_terms(text) is None
+
+
+def test_upgraded_scheme_keeps_the_settings_under_the_current_terms() -> None:
+    assert upgraded_scheme("simhash64-v1") == "simhash64-v2"
+    assert upgraded_scheme("simhash64-v1+tf=log,title=2") == "simhash64-v2+tf=log,title=2"
+    assert upgraded_scheme("simhash64-v2+tf=log") is None
+    assert upgraded_scheme("my-tokenizer-v1") is None
 
 
 @pytest.mark.parametrize(
@@ -72,6 +99,8 @@ def test_golden_scheme_names() -> None:
         "simhash64-v1+tf=cube",
         "simhash64-v1+x=1",
         "simhash64-v1+title=2,tf=log",
+        "simhash64-v3",
+        "simhash64-v02",
     ],
 )
 def test_names_textrec_cannot_rebuild_are_refused_with_the_reason(name: str) -> None:
@@ -93,16 +122,16 @@ def test_a_log_tf_store_stays_log_tf_through_every_entry_point(tmp_path: Path) -
     store = Store(url)
     ingest(store, read_records(_docs(tmp_path / "a.jsonl", 0, 40)), analyzer=log_tf)
     build(store, analyzer=log_tf)
-    assert store.scheme() == "simhash64-v1+tf=log"
+    assert store.scheme() == "simhash64-v2+tf=log"
 
     rec = Recommender(url)  # no analyzer: the store's
-    assert rec.analyzer.scheme == "simhash64-v1+tf=log"
+    assert rec.analyzer.scheme == "simhash64-v2+tf=log"
     records = [json.loads(line) for line in FIXTURE.read_text("utf-8").splitlines()[40:45]]
     stored, rejected = rec.add(records)
     assert len(stored) == 5 and not rejected
     assert main(["--db", url, "ingest", _docs(tmp_path / "b.jsonl", 45, 50)]) == 0
     assert main(["--db", url, "build"]) == 0  # a rebuild keeps the scheme too
-    assert Store(url).scheme() == "simhash64-v1+tf=log"
+    assert Store(url).scheme() == "simhash64-v2+tf=log"
     assert main(["--db", url, "ingest", _docs(tmp_path / "c.jsonl", 50, 53)]) == 0
     report = check(Store(url), sample=1000)
     assert report.ok, report.problems
@@ -126,7 +155,7 @@ def test_a_conflicting_analyzer_is_refused_naming_both_schemes(tmp_path: Path) -
     log_tf = Analyzer(weighting=Weighting(tf="log"))
     store = Store(url)
     ingest(store, read_records(_docs(tmp_path / "a.jsonl", 0, 20)), analyzer=log_tf)
-    both = r"simhash64-v1\+tf=log.*'simhash64-v1'"
+    both = r"simhash64-v2\+tf=log.*'simhash64-v2'"
     with pytest.raises(SchemeMismatchError, match=both):  # before any build, too
         ingest(store, read_records(_docs(tmp_path / "b.jsonl", 20, 25)), analyzer=Analyzer())
     with pytest.raises(SchemeMismatchError, match=both):
@@ -175,9 +204,9 @@ def test_the_jobs_rebuild_the_stores_scheme(tmp_path: Path) -> None:
             build(store, analyzer=log_tf)
         else:
             build_with_runner(store, runner)  # no analyzer given: the store's
-        assert store.scheme() == "simhash64-v1+tf=log,title=2"
+        assert store.scheme() == "simhash64-v2+tf=log,title=2"
         _, codes, scheme = store.fingerprints(str(store.current_snapshot_id()))
-        assert scheme == "simhash64-v1+tf=log,title=2"
+        assert scheme == "simhash64-v2+tf=log,title=2"
         fingerprints.append(codes.tolist())
         assert check(store, sample=1000).ok
     assert fingerprints[0] == fingerprints[1]

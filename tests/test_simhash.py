@@ -9,7 +9,13 @@ import random
 import pytest
 
 from textrec import DFSnapshot, fingerprint_hex, hamming, parse_fingerprint, simhash, tfidf_weights
-from textrec.content.simhash import SCHEME, SchemeMismatchError, check_scheme, estimated_cosine
+from textrec.content.simhash import (
+    SCHEME,
+    SCHEME_V1,
+    SchemeMismatchError,
+    check_scheme,
+    estimated_cosine,
+)
 
 SENTENCE = (
     "서울시는 내년부터 시내버스 요금을 인상한다고 발표했다. 시민들은 버스 요금 인상에 반대했다."
@@ -58,7 +64,8 @@ def reference_simhash(weights: dict[str, float]) -> int:
 
 
 def test_scheme_is_versioned() -> None:
-    assert SCHEME == "simhash64-v1"
+    assert SCHEME == "simhash64-v2"
+    assert SCHEME_V1 == "simhash64-v1"
 
 
 def test_golden_snapshot_id() -> None:
@@ -73,6 +80,31 @@ def test_golden_korean_sentence(mecab) -> None:  # type: ignore[no-untyped-def]
         counts[n] = counts.get(n, 0) + 1
     fp = simhash(tfidf_weights(counts, GOLDEN_SNAPSHOT))
     assert fingerprint_hex(fp) == "779921e1fdd077c4"
+
+
+V2_SENTENCE = (
+    "Docker 컨테이너를 Kubernetes 클러스터에 배포했다. 우리는 3년 동안 운영한 경험을 나눈다."
+)
+V2_SNAPSHOT = DFSnapshot(
+    n_docs=10,
+    df={"docker": 2, "컨테이너": 3, "kubernetes": 1, "클러스터": 2, "배포": 4, "우리": 8,
+        "년": 7, "동안": 6, "운영": 3, "경험": 5},
+)  # fmt: skip
+
+
+def test_golden_v2_sentence() -> None:
+    """Term scheme v2 (Latin words lower-cased, exact tags); the derivation is v1's."""
+    from textrec.content.tokenize import default_tokenizer
+
+    terms = default_tokenizer(2)(V2_SENTENCE)
+    assert terms == [
+        "docker", "컨테이너", "kubernetes", "클러스터", "배포",
+        "우리", "년", "동안", "운영", "경험",
+    ]  # fmt: skip
+    assert default_tokenizer(1)(V2_SENTENCE) == [t for t in terms if t.isascii() is False]
+    assert V2_SNAPSHOT.id == "bc629e1586ad81a1"
+    counts = {t: terms.count(t) for t in terms}
+    assert fingerprint_hex(simhash(tfidf_weights(counts, V2_SNAPSHOT))) == "87214861a021c968"
 
 
 def test_golden_single_terms() -> None:

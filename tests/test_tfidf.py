@@ -83,11 +83,11 @@ def test_weighting_options_drop_terms_and_name_the_scheme() -> None:
         "tf=log,minlen=2,maxdf=0.05"
     )
     # The tokenizer is part of the scheme: whitespace terms are not Mecab nouns.
-    assert Analyzer(tokenizer=whitespace_tokenizer).scheme == "simhash64-v1+tok=whitespace"
+    assert Analyzer(tokenizer=whitespace_tokenizer).scheme == "simhash64-v2+tok=whitespace"
     analyzer = Analyzer(
         tokenizer=whitespace_tokenizer, weighting=Weighting(tf="log"), title_weight=2
     )
-    assert analyzer.scheme == "simhash64-v1+tf=log,title=2,tok=whitespace"
+    assert analyzer.scheme == "simhash64-v2+tf=log,title=2,tok=whitespace"
     assert analyzer.term_counts("a b", title="a") == {"a": 3, "b": 1}
     with pytest.raises(ValueError, match="max_df_ratio"):
         Weighting(max_df_ratio=0)

@@ -1,10 +1,11 @@
 /*
- * textrec._mecab: the nouns of a text straight from MeCab's best path.
+ * textrec._mecab: the terms of a text straight from MeCab's best path.
  *
- * textrec.tokenize can read the nouns out of the text that MeCab.Tagger.parse prints (as
- * KoNLPy does). This module gets the same nouns without printing that text, decoding it into
+ * textrec.tokenize can read the terms out of the text that MeCab.Tagger.parse prints (as
+ * KoNLPy does). This module gets the same terms without printing that text, decoding it into
  * a Python str and searching it again: it walks the nodes of MeCab's best path and keeps the
- * surface of every node whose feature (tag) starts with 'N'.
+ * surface of every node whose feature (tag) starts with 'N' (KoNLPy's nouns: term scheme v1),
+ * or whose tag is one of a given list (scheme v2: NNG, NNP, SL).
  *
  * It calls the very MeCab library that the mecab-python3 binding has loaded: find_library()
  * looks it up among the shared objects of the process (dl_iterate_phdr), and Tagger opens it
@@ -118,6 +119,10 @@ typedef struct {
     entry_t *table;
     size_t slots, used; /* slots: 0 or a power of two */
     size_t cache_max;
+    /* Which nodes are terms: NULL, every node whose tag starts with 'N' (KoNLPy's nouns);
+     * else the nodes whose tag (the feature up to its first ',') is one of these, stored
+     * as ",TAG1,TAG2,...," so that a lookup is one strstr of ",TAG,". */
+    char *tags;
 } Tagger;
 
 static void cache_clear(Tagger *self) {
@@ -135,6 +140,7 @@ static void cache_clear(Tagger *self) {
 
 static void Tagger_dealloc(Tagger *self) {
     cache_clear(self);
+    PyMem_Free(self->tags);
     if (self->mecab && self->destroy) self->destroy(self->mecab);
 #if TX_HAVE_DL
     if (self->lib) dlclose(self->lib);
@@ -146,12 +152,74 @@ static void Tagger_dealloc(Tagger *self) {
 static int tagger_open(Tagger *self, const char *libpath, int argc, char **argv);
 #endif
 
+/* Keep `tags` (a sequence of str: tag names of ASCII letters) as ",T1,T2,...,". */
+static int set_tags(Tagger *self, PyObject *tags_obj) {
+    PyObject *seq = PySequence_Fast(tags_obj, "tags must be a sequence of str");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    size_t total = 2;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        Py_ssize_t len;
+        const char *tag = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &len) : NULL;
+        if (!tag) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "tags must be str");
+            Py_DECREF(seq);
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < len; j++) {
+            char c = tag[j];
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) len = 0;
+        }
+        if (len == 0) {
+            PyErr_Format(PyExc_ValueError, "a tag is a word of ASCII letters, got %R", item);
+            Py_DECREF(seq);
+            return -1;
+        }
+        total += (size_t)len + 1;
+    }
+    char *buf = (char *)PyMem_Malloc(total + 1);
+    if (!buf) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    char *p = buf;
+    *p++ = ',';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len;
+        const char *tag = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(seq, i), &len);
+        memcpy(p, tag, (size_t)len);
+        p += len;
+        *p++ = ',';
+    }
+    *p = '\0';
+    Py_DECREF(seq);
+    PyMem_Free(self->tags);
+    self->tags = buf;
+    return 1;
+}
+
+/* Whether a node with this feature is a term (see Tagger.tags). */
+static int is_term(const Tagger *self, const char *feature) {
+    if (!feature) return 0;
+    if (!self->tags) return feature[0] == 'N';
+    size_t len = strcspn(feature, ",");
+    if (len == 0 || len > 30) return 0;
+    char key[34];
+    key[0] = ',';
+    memcpy(key + 1, feature, len);
+    key[len + 1] = ',';
+    key[len + 2] = '\0';
+    return strstr(self->tags, key) != NULL;
+}
+
 static int Tagger_init(Tagger *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"library", "argv", "cache_size", NULL};
-    PyObject *libpath_obj, *argv_obj;
+    static char *kwlist[] = {"library", "argv", "cache_size", "tags", NULL};
+    PyObject *libpath_obj, *argv_obj, *tags_obj = Py_None;
     Py_ssize_t cache_size = CACHE_MAX;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|$n", kwlist, PyUnicode_FSConverter,
-                                     &libpath_obj, &argv_obj, &cache_size))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O|$nO", kwlist, PyUnicode_FSConverter,
+                                     &libpath_obj, &argv_obj, &cache_size, &tags_obj))
         return -1;
     if (cache_size < 1) {
         Py_DECREF(libpath_obj);
@@ -159,6 +227,10 @@ static int Tagger_init(Tagger *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     self->cache_max = (size_t)cache_size;
+    if (tags_obj != Py_None && set_tags(self, tags_obj) < 0) {
+        Py_DECREF(libpath_obj);
+        return -1;
+    }
 #if TX_HAVE_DL
     PyObject *argv_seq = PySequence_Fast(argv_obj, "argv must be a sequence of str");
     if (!argv_seq) {
@@ -331,7 +403,7 @@ static int walk(Tagger *self, PyObject *text, sink_fn sink, void *ctx) {
             rc = 0;
             goto done_spans;
         }
-        if (node->feature && node->feature[0] == 'N') {
+        if (is_term(self, node->feature)) {
             if (count == cap) {
                 Py_ssize_t ncap = cap * 2;
                 span_t *bigger = (span_t *)PyMem_Malloc((size_t)ncap * sizeof(span_t));
@@ -541,8 +613,10 @@ static PyTypeObject TaggerType = {
     .tp_basicsize = sizeof(Tagger),
     .tp_dealloc = (destructor)Tagger_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Tagger(library, argv): a MeCab tagger (mecab_new(argc, argv)) of an already loaded\n"
-               "MeCab library; cache_size: how many distinct nouns' terms it keeps.",
+    .tp_doc = "Tagger(library, argv, *, cache_size, tags=None): a MeCab tagger (mecab_new(argc,\n"
+               "argv)) of an already loaded MeCab library; cache_size: how many distinct nouns'\n"
+               "terms it keeps; tags: the tags (first feature) whose nodes are terms, or None\n"
+               "for every node whose tag starts with N (KoNLPy's nouns).",
     .tp_methods = Tagger_methods,
     .tp_getset = Tagger_getset,
     .tp_init = (initproc)Tagger_init,

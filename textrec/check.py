@@ -4,7 +4,8 @@ Every problem found is named; an empty list means the store is consistent:
 
 - the current DF snapshot's stored payload hashes to its id, and its N and vocabulary size
   match its row;
-- every document has exactly one fingerprint under the current snapshot, all of its scheme;
+- every document has exactly one fingerprint under the current snapshot, all of its scheme
+  (0 for a document without weighted terms, which the index files leave out);
 - a random sample of documents, re-tokenised from their text, gives the stored term counts and
   the stored fingerprint;
 - the index file (when there is one) is intact (checksum); one whose scheme, snapshot or
@@ -133,6 +134,8 @@ def check(
     path = index_path if index_path is not None else default_index_path(store)
     report.facts["index_file"] = path
     if path is not None:
+        nonzero = codes != 0  # documents without weighted terms are in no index
+        ids, codes = ids[nonzero], codes[nonzero]
         try:
             index = HammingIndex.load(path, verify=True)
         except FileNotFoundError:

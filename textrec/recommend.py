@@ -59,9 +59,18 @@ class Match:
         }
 
 
-def _shared_terms(a: Mapping[str, float], b: Mapping[str, float], limit: int = 5) -> list[str]:
-    """The terms that contribute most to the dot product of two weight vectors."""
-    common = [(a[t] * b[t], t) for t in a.keys() & b.keys() if a[t] * b[t] > 0]
+def _shared_terms(
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    limit: int = 5,
+    shown: set[str] | None = None,
+) -> list[str]:
+    """The terms that contribute most to the dot product of two weight vectors; only those
+    in ``shown`` (when given): the query's content words, never 것, 년 or 우리."""
+    both = a.keys() & b.keys()
+    if shown is not None:
+        both &= shown
+    common = [(a[t] * b[t], t) for t in both if a[t] * b[t] > 0]
     common.sort(key=lambda x: (-x[0], x[1]))
     return [t for _, t in common[:limit]]
 
@@ -185,6 +194,7 @@ class Recommender:
         k: int,
         exclude: int | None,
         mode: str,
+        shown: set[str] | None = None,
     ) -> list[Match]:
         check_k(k)
         if mode not in MODES:
@@ -205,7 +215,7 @@ class Recommender:
         for doc_id, dist, score in present[:k]:
             doc = docs[doc_id]
             doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
-            shared = _shared_terms(weights, doc_weights)
+            shared = _shared_terms(weights, doc_weights, shown=shown)
             out.append(Match(doc.external_id, doc.title, dist, score, shared))
         return out
 
@@ -223,7 +233,8 @@ class Recommender:
         check_k(k)
         doc = self._document(id)
         weights = self.analyzer.weights(self._terms(doc), self.snapshot)
-        return self._matches(weights, k, doc.id, mode)
+        shown = self.analyzer.shown_terms(doc.text, doc.title)
+        return self._matches(weights, k, doc.id, mode, shown)
 
     def similar_text(
         self, text: str, k: int = 10, *, title: str | None = None, mode: str = "related"
@@ -232,7 +243,7 @@ class Recommender:
         :meth:`similar`)."""
         check_k(k)
         weights = self.analyzer.weights(self.analyzer.term_counts(text, title), self.snapshot)
-        return self._matches(weights, k, None, mode)
+        return self._matches(weights, k, None, mode, self.analyzer.shown_terms(text, title))
 
     def near_duplicates(self, id: str, max_distance: int = 3) -> list[Match]:
         """Documents whose fingerprint is within ``max_distance`` bits of ``id``'s (itself
@@ -242,7 +253,8 @@ class Recommender:
         are always included, at distance 0: a re-post under a new title moves the title+text
         fingerprint by a few bits. Measured on petitions: 3 bits gives precision 0.87 and
         recall 0.76 against character 5-gram Jaccard >= 0.8; 6 bits, 0.81 and 0.90. A
-        document whose fingerprint is 0 (no weighted terms) matches only identical texts.
+        document without weighted terms (fingerprint 0, equal to every other such one) has no
+        near-duplicates, and is none.
         """
         _check_radius(max_distance)
         doc = self._document(id)
@@ -256,16 +268,15 @@ class Recommender:
 
     def _near(self, doc_id: int, max_distance: int) -> dict[int, int]:
         """``{document id: distance}`` of ``doc_id``'s near-duplicates (identical texts: 0)."""
-        found: dict[int, int] = {}
         try:
             code = self.index.get(doc_id)
-        except KeyError:  # removed meanwhile, or never fingerprinted
-            code = 0
-        if code != 0:
-            ids, dists = self.index.within(code, max_distance)
-            found = {i: d for i, d in zip(ids.tolist(), dists.tolist(), strict=True)}
+        except KeyError:  # removed meanwhile, or without weighted terms (fingerprint 0)
+            return {}
+        ids, dists = self.index.within(code, max_distance)
+        found = {i: d for i, d in zip(ids.tolist(), dists.tolist(), strict=True)}
         for twin in self.store.same_text([doc_id]).get(doc_id, []):
-            found[twin] = 0
+            if twin in self.index:
+                found[twin] = 0
         found.pop(doc_id, None)
         return found
 
@@ -278,11 +289,10 @@ class Recommender:
         ids, codes = self.index.ids, self.index.codes
         twins = self.store.same_text(ids.tolist())
         for doc_id, code in zip(ids.tolist(), codes.tolist(), strict=True):
-            near = {t: 0 for t in twins.get(doc_id, [])}
-            if code != 0:  # no weighted terms: only identical texts count
-                others, dists = self.index.within(code, max_distance)
-                for other, dist in zip(others.tolist(), dists.tolist(), strict=True):
-                    near.setdefault(other, dist)
+            near = {t: 0 for t in twins.get(doc_id, []) if t in self.index}
+            others, dists = self.index.within(code, max_distance)
+            for other, dist in zip(others.tolist(), dists.tolist(), strict=True):
+                near.setdefault(other, dist)
             found.extend((dist, doc_id, other) for other, dist in near.items() if other > doc_id)
         docs = self.store.get_documents(sorted({i for _, a, b in found for i in (a, b)}))
         pairs = [
@@ -311,12 +321,21 @@ class Recommender:
         return report.stored, report.rejected
 
     def add(
-        self, documents: Iterable[object], *, max_chars: int = DEFAULT_MAX_CHARS
+        self,
+        documents: Iterable[object],
+        *,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        warnings: list[RecordError] | None = None,
+        update: bool = False,
     ) -> tuple[list[str], list[RecordError]]:
         """Validate, store and index documents (``{"id", "text", "title"?, ...}``).
 
         They are visible to the next query, with no rebuild. Returns the stored ids and the
-        rejected records (line = position in ``documents``, starting at 1).
+        rejected records (line = position in ``documents``, starting at 1). A document
+        without terms is stored all the same (it has no related posts); pass a list as
+        ``warnings`` to have such documents appended to it. ``update``: a document whose id
+        is stored replaces it (its terms, fingerprint and index entries too, at once; its
+        readers' events stay with it) instead of being rejected.
         """
         records: list[Record | RecordError] = []
         for n, d in enumerate(documents, start=1):
@@ -326,10 +345,22 @@ class Recommender:
             records.append(parse_record_obj(d, line=n, max_chars=max_chars))
 
         def index_batch(ids: list[int], fps: list[int], terms: list[dict[str, int]]) -> None:
-            weights = [self.analyzer.weights(t, self.snapshot) for t in terms]
-            for source in self.sources.values():
-                source.add(ids, fps, weights)
+            # A document without weighted terms (fingerprint 0) is stored but in no index.
+            kept = [i for i, fp in enumerate(fps) if fp != 0]
+            ids, fps = [ids[i] for i in kept], [fps[i] for i in kept]
+            weights = [self.analyzer.weights(terms[i], self.snapshot) for i in kept]
+            if ids:
+                for source in self.sources.values():
+                    source.add(ids, fps, weights)
             self._wrote()
+
+        def unindex(pairs: list[tuple[int, int]]) -> None:
+            old = [o for o, _ in pairs]
+            for source in self.sources.values():
+                if not isinstance(source, ReadersSource):  # readers follow the document
+                    source.remove(old)
+            for o, n in pairs:
+                self.readers.rename(o, n)
 
         with self._write_lock:
             report = ingest(
@@ -338,8 +369,34 @@ class Recommender:
                 analyzer=self.analyzer,
                 on_stored=index_batch,
                 under_snapshot=(self.snapshot, self.scheme),
+                update=update,
+                on_replaced=unindex,
             )
+        if warnings is not None:
+            warnings.extend(report.warnings)
         return report.stored, report.rejected
+
+    def update(
+        self, id: str, document: Mapping[str, Any], *, max_chars: int = DEFAULT_MAX_CHARS
+    ) -> list[RecordError]:
+        """Replace stored document ``id`` with ``document`` (``{"text", "title"?, ...}``: its
+        title, text and metadata, all replaced; an ``"id"`` in it must be ``id``), in one
+        transaction: its terms, fingerprint and index entries are derived anew at once, and
+        it keeps its id and its readers' events. Raises :class:`UnknownDocumentError` when
+        ``id`` is not stored and ValueError (naming the field) for an invalid document.
+        Returns the warnings (a document without terms)."""
+        if not isinstance(document, Mapping):
+            raise ValueError("a document is a JSON object")
+        if "id" in document and document["id"] != id:
+            raise ValueError(f"field 'id' is {document['id']!r}, but the document edited is {id!r}")
+        self._document(id)
+        warnings: list[RecordError] = []
+        _, rejected = self.add(
+            [{**document, "id": id}], max_chars=max_chars, warnings=warnings, update=True
+        )
+        if rejected:
+            raise ValueError(rejected[0].reason)
+        return warnings
 
     def _wrote(self) -> None:
         """After a write of this Recommender's reached its indexes: their stamp moves with

@@ -128,6 +128,8 @@ class HammingSource(_OverIndex[HammingIndex]):
     def rank(
         self, query: Query, n: int, exclude: int | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        if query.code == 0:  # no weighted terms: every such document would be "identical"
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
         ids, dists = self.index.search(query.code, n + (1 if exclude is not None else 0))
         keep = ids != exclude if exclude is not None else np.ones(len(ids), bool)
         ids, dists = ids[keep][:n], dists[keep][:n]

@@ -1,7 +1,8 @@
 """The two index files beside a SQLite database, under the lifecycle of :mod:`textrec.artifacts`.
 
 - ``<database>.index``: the :class:`~textrec.content.hamming.HammingIndex` of the current
-  snapshot's fingerprints;
+  snapshot's non-zero fingerprints (a document without weighted terms has fingerprint 0 and
+  is in neither index: it has no related posts and no near-duplicates);
 - ``<database>.index.related``: the :class:`~textrec.content.related.RelatedIndex` of the
   documents' TF-IDF weights.
 
@@ -49,7 +50,7 @@ def related_path(index_path: str) -> str:
 
 def index_from_store(store: Store, snapshot_id: str, scheme: str) -> HammingIndex:
     """The Hamming index of a snapshot's stored fingerprints."""
-    ids, codes, stored_scheme = store.fingerprints(snapshot_id)
+    ids, codes, stored_scheme = store.fingerprints(snapshot_id, indexed=True)
     index = HammingIndex(scheme=stored_scheme or scheme, snapshot_id=snapshot_id)
     index.add(ids, codes)
     return index
@@ -73,15 +74,19 @@ def build_related_index(
     store: Store, snapshot: DFSnapshot, analyzer: Analyzer, *, batch_size: int = 20_000
 ) -> RelatedIndex:
     """A :class:`~textrec.content.related.RelatedIndex` of every stored document under
-    ``snapshot``, from the term counts stored with each document."""
+    ``snapshot``, from the term counts stored with each document; documents without weighted
+    terms (fingerprint 0) are left out, as from the Hamming index."""
     related = RelatedIndex(snapshot.df.keys())
     ids: list[int] = []
     weights: list[dict[str, float]] = []
     for doc_id, terms, title, text in store.iter_terms():
         if terms is None:
             terms = analyzer.term_counts(text or "", title)
+        doc_weights = analyzer.weights(terms, snapshot)
+        if not any(w > 0 for w in doc_weights.values()):
+            continue
         ids.append(doc_id)
-        weights.append(analyzer.weights(terms, snapshot))
+        weights.append(doc_weights)
         if len(ids) >= batch_size:
             related.add(ids, weights)
             ids, weights = [], []
@@ -126,7 +131,7 @@ class _StoreAt:
 
     def stored_ids(self) -> npt.NDArray[np.int64]:
         if self.stored is None:
-            self.stored = self.store.fingerprinted_ids(self.snapshot.id)
+            self.stored = self.store.fingerprinted_ids(self.snapshot.id, indexed=True)
         return self.stored
 
 

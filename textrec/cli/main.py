@@ -103,6 +103,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             _until_unreadable(read_records(path, max_chars=args.max_chars), broken),
             batch_size=args.batch_size,
             progress=not args.quiet,
+            update=args.update,
         )
         if broken:  # what was read before the break is stored; say how much
             for err in report.rejected:
@@ -112,13 +113,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             )
         for err in report.rejected:
             print(f"rejected: {err}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         if report.fingerprinted:
             refresh_index_file(store, args.index)
         total_stored += len(report.stored)
         rejected += len(report.rejected)
         extra = f", {report.fingerprinted} fingerprinted" if report.fingerprinted else ""
+        warned = f", {len(report.warnings)} without terms" if report.warnings else ""
+        updated = f" ({len(report.updated)} of them replaced)" if args.update else ""
         print(
-            f"{path}: {len(report.stored)} stored{extra}, {len(report.rejected)} rejected",
+            f"{path}: {len(report.stored)} stored{updated}{extra}{warned}, "
+            f"{len(report.rejected)} rejected",
             file=sys.stderr,
         )
     if rejected and not args.skip_invalid:
@@ -154,7 +160,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                 "--append needs an mrjob runner; `textrec ingest` already "
                 "fingerprints new documents in process"
             )
-        report = build(store, index_path=args.index, progress=not args.quiet)
+        report = build(
+            store, index_path=args.index, progress=not args.quiet, upgrade=not args.keep_scheme
+        )
     else:
         from textrec.pipeline.runners import build_with_runner, fingerprint_new_with_runner
 
@@ -164,11 +172,18 @@ def cmd_build(args: argparse.Namespace) -> int:
                 raise CliError("--append fingerprints stored documents; it takes no --input")
             jobs_report = fingerprint_new_with_runner(store, args.runner, **options)
         else:
-            jobs_report = build_with_runner(store, args.runner, inputs=args.input, **options)
+            jobs_report = build_with_runner(
+                store, args.runner, inputs=args.input, upgrade=not args.keep_scheme, **options
+            )
         for kind, count in jobs_report.bad_records.items():
             print(f"bad records ({args.runner}): {kind}: {count:,}", file=sys.stderr)
         report = jobs_report
     elapsed = time.perf_counter() - started
+    if report.upgraded_from:
+        print(
+            f"upgraded {store!r} from scheme {report.upgraded_from} to {store.scheme()}",
+            file=sys.stderr,
+        )
     print(
         f"DF snapshot {report.snapshot_id}: {report.n_docs:,} documents, "
         f"{report.n_terms:,} terms; {report.fingerprinted:,} fingerprinted in {elapsed:.1f} s",
@@ -639,13 +654,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=500,
         help="documents per transaction (default: %(default)s)",
     )
+    p.add_argument(
+        "--update",
+        "--upsert",
+        action="store_true",
+        help="a record whose id is stored replaces that document (title, text, metadata; its "
+        "terms and fingerprint are derived anew, its readers' events kept) instead of being "
+        "rejected",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("build", help="compute the DF snapshot and all fingerprints")
     p.description = (
         "Compute the DF snapshot over all stored documents, fingerprint every document under "
         "it, make it current and write the index snapshot file. With --runner, the two "
-        "passes run as mrjob jobs (jobs/df.py, jobs/fingerprint.py) on that runner."
+        "passes run as mrjob jobs (jobs/df.py, jobs/fingerprint.py) on that runner. A store "
+        "of an older term scheme (simhash64-v1) is upgraded to the current one: every "
+        "document's terms are derived anew from its stored text, and the store switches to "
+        "the new snapshot in one transaction (it answers under the old scheme until then)."
     )
     p.add_argument(
         "--runner",
@@ -677,6 +703,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with a runner: only fingerprint documents that have none under the current "
         "DF snapshot, without recomputing it",
+    )
+    p.add_argument(
+        "--keep-scheme",
+        action="store_true",
+        help="rebuild under the store's own scheme even when it is an older one, instead of "
+        "upgrading it",
     )
     p.set_defaults(func=cmd_build)
 

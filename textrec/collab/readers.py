@@ -174,6 +174,24 @@ class ReadersIndex:
                 sig = self._signatures.pop(doc_id)
                 self._buckets.move(doc_id, [(i, int(v), None) for i, v in enumerate(sig.tolist())])
 
+    def rename(self, old: int, new: int) -> None:
+        """Move a document's readers and signature to a new id (an edited document, which
+        keeps its readers)."""
+        with self._lock:
+            readers = self._readers.pop(old, None)
+            if readers is None:
+                return
+            self._readers[new] = readers
+            for user in readers:
+                items = self._read_by.setdefault(user, set())
+                items.discard(old)
+                items.add(new)
+            sig = self._signatures.pop(old)
+            values = [int(v) for v in sig.tolist()]
+            self._buckets.move(old, [(i, v, None) for i, v in enumerate(values)])
+            self._buckets.move(new, [(i, None, v) for i, v in enumerate(values)])
+            self._signatures[new] = sig
+
     # queries ------------------------------------------------------------------------------
 
     def candidates(self, doc_id: int, limit: int = _CANDIDATES) -> list[tuple[int, int]]:

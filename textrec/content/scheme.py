@@ -1,13 +1,15 @@
 """Fingerprint schemes: one name for the settings that make a store's terms and fingerprints.
 
-A scheme name is the base derivation (``simhash64-v1``, :mod:`textrec.content.simhash`),
-optionally followed by ``+`` and the non-default choices, comma-separated, in this order::
+A scheme name is the base derivation (``simhash64-v2``, :mod:`textrec.content.simhash`;
+its version is the term scheme's, :mod:`textrec.content.tokenize`), optionally followed by
+``+`` and the non-default choices, comma-separated, in this order::
 
-    simhash64-v1                           Mecab nouns, raw TF, title terms counted once
-    simhash64-v1+tf=log                    1 + ln tf
-    simhash64-v1+tf=log,minlen=2,maxdf=0.5 Weighting(tf="log", min_term_length=2, max_df_ratio=0.5)
-    simhash64-v1+title=3                   Analyzer(title_weight=3)
-    simhash64-v1+tok=whitespace            Analyzer(tokenizer=whitespace_tokenizer)
+    simhash64-v2                           Mecab terms (v2), raw TF, title terms counted once
+    simhash64-v1                           Mecab nouns as KoNLPy gives them (stores made before v2)
+    simhash64-v2+tf=log                    1 + ln tf
+    simhash64-v2+tf=log,minlen=2,maxdf=0.5 Weighting(tf="log", min_term_length=2, max_df_ratio=0.5)
+    simhash64-v2+title=3                   Analyzer(title_weight=3)
+    simhash64-v2+tok=whitespace            Analyzer(tokenizer=whitespace_tokenizer)
 
 :func:`scheme_name` writes such a name and :func:`parse_scheme` reads it back, so every entry
 point (the :class:`~textrec.recommend.Recommender`, ``textrec check``, the CLI, the server,
@@ -20,11 +22,13 @@ analyzer from Python; the CLI, the server and the jobs refuse such a store
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from textrec.content.simhash import SCHEME, SchemeMismatchError
+from textrec.content.simhash import SCHEMES, SchemeMismatchError
 from textrec.content.tfidf import Weighting
+from textrec.content.tokenize import TERMS_VERSION
 
 if TYPE_CHECKING:
     from textrec.content.analyzer import Analyzer
@@ -36,6 +40,7 @@ __all__ = [
     "analyzer_for",
     "parse_scheme",
     "scheme_name",
+    "upgraded_scheme",
 ]
 
 TOKENIZERS = ("mecab", "whitespace")
@@ -53,6 +58,11 @@ class SchemeSettings:
     tokenizer: str = "mecab"
     weighting: Weighting = field(default_factory=Weighting)
     title_weight: int = 1
+    version: int = TERMS_VERSION
+    """The term scheme (1: KoNLPy's nouns; 2: :data:`~textrec.content.tokenize.V2_TAGS`)."""
+
+
+_BASE = re.compile(r"simhash64-v([0-9]+)")
 
 
 def scheme_name(settings: SchemeSettings) -> str:
@@ -62,16 +72,33 @@ def scheme_name(settings: SchemeSettings) -> str:
         parts.append(f"title={settings.title_weight}")
     if settings.tokenizer != "mecab":
         parts.append(f"tok={settings.tokenizer}")
-    return f"{SCHEME}+{','.join(parts)}" if parts else SCHEME
+    base = f"simhash64-v{settings.version}"
+    return f"{base}+{','.join(parts)}" if parts else base
+
+
+def upgraded_scheme(name: str) -> str | None:
+    """The scheme that a rebuild under the current default turns a store of scheme ``name``
+    into: the same settings under the current term scheme. None when ``name`` is current
+    already, or is not a name textrec can rebuild (a custom tokenizer's)."""
+    try:
+        settings = parse_scheme(name)
+    except SchemeUnavailableError:
+        return None
+    if settings.version == TERMS_VERSION:
+        return None
+    return scheme_name(
+        SchemeSettings(settings.tokenizer, settings.weighting, settings.title_weight)
+    )
 
 
 def parse_scheme(name: str) -> SchemeSettings:
     """The settings a scheme name stands for; :class:`SchemeUnavailableError` when the name
     is not one that :func:`scheme_name` writes (a custom tokenizer's own name, say)."""
     base, _, tail = name.partition("+")
-    if base != SCHEME:
+    if base not in SCHEMES:
         raise SchemeUnavailableError(
-            f"scheme {name!r} is not a textrec scheme name (it does not start with {SCHEME!r}): "
+            f"scheme {name!r} is not a textrec scheme name (it does not start with one of "
+            f"{', '.join(repr(b) for b in SCHEMES)}): "
             f"it was named by the analyzer of a custom tokenizer, which textrec cannot rebuild "
             f"from the name. Open the store from Python with that analyzer: "
             f"Recommender(url, analyzer=Analyzer(tokenizer=..., scheme={name!r}))."
@@ -96,7 +123,9 @@ def parse_scheme(name: str) -> SchemeSettings:
     if options or tokenizer not in TOKENIZERS:
         unknown = ", ".join(options) or f"tok={tokenizer}"
         raise SchemeUnavailableError(f"scheme {name!r}: unknown setting {unknown}")
-    settings = SchemeSettings(tokenizer, weighting, title_weight)
+    match = _BASE.fullmatch(base)
+    assert match is not None  # every name in SCHEMES has that form
+    settings = SchemeSettings(tokenizer, weighting, title_weight, int(match.group(1)))
     if scheme_name(settings) != name:
         raise SchemeUnavailableError(
             f"scheme {name!r} is not in canonical form (expected {scheme_name(settings)!r})"

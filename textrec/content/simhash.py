@@ -1,7 +1,12 @@
 """64-bit SimHash fingerprints from SHA-512 hyperplanes: the one definition.
 
-Scheme ``simhash64-v1``
------------------------
+Schemes ``simhash64-v1`` and ``simhash64-v2``
+---------------------------------------------
+The derivation below is the same in both; the version names the term scheme, which decides
+what the terms are (:mod:`textrec.content.tokenize`: v2 adds Latin-script words and judges
+each morpheme by its exact tag). A store records its scheme, and fingerprints of different
+schemes are never compared.
+
 Input: a document's terms with non-negative finite weights ``w(t)`` (TF-IDF, see
 :mod:`textrec.content.tfidf`). Terms are the normalised strings of
 :mod:`textrec.content.tokenize` (NFKC, lower-cased) and are hashed exactly as given.
@@ -48,6 +53,8 @@ except ImportError:  # pragma: no cover - not built here; the numpy path gives t
 __all__ = [
     "BITS",
     "SCHEME",
+    "SCHEMES",
+    "SCHEME_V1",
     "SchemeMismatchError",
     "check_scheme",
     "estimated_cosine",
@@ -60,8 +67,15 @@ __all__ = [
     "term_vectors",
 ]
 
-SCHEME = "simhash64-v1"
-"""Version of the fingerprint derivation above together with the default term weighting."""
+SCHEME_V1 = "simhash64-v1"
+"""The scheme of stores made before term scheme v2: Mecab nouns as KoNLPy gives them."""
+
+SCHEME = "simhash64-v2"
+"""The scheme of new stores: the fingerprint derivation above, term scheme v2 and the default
+term weighting."""
+
+SCHEMES = (SCHEME_V1, SCHEME)
+"""The base scheme names textrec reads, oldest first."""
 
 BITS = 64
 _QUANT = float(1 << 20)

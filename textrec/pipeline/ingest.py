@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tqdm import tqdm
 
@@ -21,7 +21,12 @@ from textrec.content.tfidf import DFSnapshot
 from textrec.pipeline.records import Record, RecordError
 from textrec.store.sql import DuplicateIdError, NewDocument, SnapshotChangedError, Store
 
-__all__ = ["IngestReport", "ingest"]
+__all__ = ["NO_TERMS", "IngestReport", "ingest"]
+
+NO_TERMS = "no terms found in title or text: stored, but it gets no related posts"
+"""The warning for a document without terms (emoji, punctuation, or a script Mecab does not
+read as words). Such a post is still stored, listed and fetchable; its fingerprint is 0, so
+it is left out of the indexes (``hamming`` mode, near-duplicates, related posts)."""
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,11 @@ class IngestReport:
     stored: list[str] = field(default_factory=list)
     rejected: list[RecordError] = field(default_factory=list)
     fingerprinted: int = 0
+    updated: list[str] = field(default_factory=list)
+    """The ids among ``stored`` that replaced a stored document (``update=True``)."""
+    warnings: list[RecordError] = field(default_factory=list)
+    """Stored records worth a look: those whose title and text gave no terms (stored and
+    fetchable, but with no related posts: :data:`NO_TERMS`)."""
 
 
 def _batches(
@@ -59,14 +69,24 @@ def ingest(
     progress: bool = False,
     on_stored: Callable[[list[int], list[int], list[dict[str, int]]], None] | None = None,
     under_snapshot: tuple[DFSnapshot, str] | None = None,
+    update: bool = False,
+    on_replaced: Callable[[list[tuple[int, int]]], None] | None = None,
 ) -> IngestReport:
     """Store valid records in transactions of ``batch_size``; collect the rejected ones.
 
-    A record is rejected when it is malformed (see :mod:`textrec.pipeline.records`), has no
-    terms, or its id is already stored or appeared earlier in this ingest.
+    A record is rejected when it is malformed (see :mod:`textrec.pipeline.records`), or its id
+    is already stored or appeared earlier in this ingest. A record without terms is stored,
+    with a warning (:data:`NO_TERMS`).
     ``on_stored(ids, fps, terms)`` is called after each committed batch that was fingerprinted
     (the Recommender adds them to its indexes there).
+
+    ``update``: a record whose id is stored replaces that document (title, text, metadata,
+    terms and fingerprint, in the batch's transaction; see
+    :meth:`~textrec.store.sql.Store.replace_documents`), the others are added: an upsert.
+    ``on_replaced([(old id, new id)])`` is then called, before ``on_stored`` with the new
+    ids, for the batch's edited documents (an edited document gets a new internal id).
     """
+    explicit = analyzer is not None
     analyzer = analyzer_for(store.scheme(), analyzer, where=store.url)
     report = IngestReport()
     seen: set[str] = set()
@@ -87,6 +107,14 @@ def ingest(
             else:
                 seen.add(item.id)
                 good.append(item)
+        if update:
+            if good:
+                analyzer, current = _replace_batch(
+                    store, good, analyzer, current, report, explicit, under_snapshot,
+                    on_stored, on_replaced,
+                )  # fmt: skip
+            bar.update(len(batch))
+            continue
         already = store.existing_external_ids([r.id for r in good])
         docs: list[NewDocument] = []
         kept: list[Record] = []
@@ -96,10 +124,7 @@ def ingest(
                 continue
             terms = analyzer.term_counts(r.text, r.title)
             if not terms:
-                report.rejected.append(
-                    RecordError(r.source, r.line, "no terms (nouns) found in title or text", r.id)
-                )
-                continue
+                report.warnings.append(RecordError(r.source, r.line, NO_TERMS, r.id))
             docs.append(NewDocument(r.id, r.text, r.title, r.meta, terms))
             kept.append(r)
         if docs:
@@ -125,6 +150,13 @@ def ingest(
                         if under_snapshot is not None or attempt == _SNAPSHOT_RETRIES - 1:
                             raise
                         current = store.current_snapshot()
+                        if not explicit and store.scheme() != analyzer.scheme:
+                            # The build upgraded the store's term scheme: the terms too.
+                            analyzer = analyzer_for(store.scheme(), None, where=store.url)
+                            docs = [
+                                replace(d, terms=analyzer.term_counts(d.text, d.title))
+                                for d in docs
+                            ]
                         fps, fp_arg = None, None
                         if current is not None:
                             snapshot, scheme = current
@@ -167,4 +199,74 @@ def ingest(
         bar.update(len(batch))
     bar.close()
     report.rejected.sort(key=lambda e: (e.source, e.line))
+    stored = set(report.stored)
+    report.warnings = [w for w in report.warnings if w.id in stored]
     return report
+
+
+def _replace_batch(
+    store: Store,
+    good: list[Record],
+    analyzer: Analyzer,
+    current: tuple[DFSnapshot, str] | None,
+    report: IngestReport,
+    explicit: bool,
+    under_snapshot: tuple[DFSnapshot, str] | None,
+    on_stored: Callable[[list[int], list[int], list[dict[str, int]]], None] | None,
+    on_replaced: Callable[[list[tuple[int, int]]], None] | None,
+) -> tuple[Analyzer, tuple[DFSnapshot, str] | None]:
+    """One batch of ``ingest(update=True)``: every record replaces or adds its document, in
+    one transaction. Returns the analyzer and snapshot in force afterwards (a build may have
+    switched them meanwhile)."""
+
+    def documents() -> list[NewDocument]:
+        return [
+            NewDocument(r.id, r.text, r.title, r.meta, analyzer.term_counts(r.text, r.title))
+            for r in good
+        ]
+
+    docs = documents()
+    for attempt in range(_SNAPSHOT_RETRIES):
+        fps: list[int] | None = None
+        fp_arg = None
+        if current is not None:
+            snapshot, scheme = current
+            fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
+            fp_arg = (snapshot.id, scheme, fps)
+        last = attempt == _SNAPSHOT_RETRIES - 1
+        try:
+            pairs = store.replace_documents(
+                docs, fingerprints=fp_arg, require_no_snapshot=True, scheme=analyzer.scheme
+            )
+            break
+        except SnapshotChangedError:
+            if under_snapshot is not None or last:
+                raise
+            current = store.current_snapshot()
+            if not explicit and store.scheme() != analyzer.scheme:
+                analyzer = analyzer_for(store.scheme(), None, where=store.url)
+                docs = documents()
+        except DuplicateIdError:  # a concurrent writer added one of them: replace it now
+            if last:
+                raise
+    report.stored.extend(r.id for r in good)
+    report.updated.extend(r.id for (old, _), r in zip(pairs, good, strict=True) if old is not None)
+    report.warnings.extend(
+        RecordError(r.source, r.line, NO_TERMS, r.id)
+        for r, d in zip(good, docs, strict=True)
+        if not d.terms
+    )
+    log.info(
+        "committed %d document(s) through %s:%d (id %r)",
+        len(good),
+        good[-1].source,
+        good[-1].line,
+        good[-1].id,
+    )
+    if on_replaced is not None:
+        on_replaced([(old, new) for old, new in pairs if old is not None])
+    if fps is not None:
+        report.fingerprinted += len(fps)
+        if on_stored is not None:
+            on_stored([new for _, new in pairs], fps, [d.terms or {} for d in docs])
+    return analyzer, current

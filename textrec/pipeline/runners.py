@@ -306,6 +306,7 @@ class JobPasses:
             "extra_args": extra_args,
         }
         self.bad_records: dict[str, int] = {}
+        self.rederive = True  # the jobs derive every document's terms from its text
         self._tmp = ""
         self._files: list[str] = []
         self._expected = 0
@@ -369,6 +370,7 @@ def build_with_runner(
     cores: int = 2,
     analyzer: Analyzer | None = None,
     extra_args: Sequence[str] = (),
+    upgrade: bool = True,
 ) -> JobsReport:
     """:func:`textrec.pipeline.build.build` with the DF and fingerprint passes run as mrjob
     jobs: the same sequence (:func:`~textrec.pipeline.build.run_build`), so documents
@@ -380,7 +382,7 @@ def build_with_runner(
     passes = JobPasses(
         runner, inputs=inputs, conf_path=conf_path, cores=cores, extra_args=extra_args
     )
-    report = run_build(store, passes, analyzer=analyzer, index_path=index_path)
+    report = run_build(store, passes, analyzer=analyzer, index_path=index_path, upgrade=upgrade)
     return JobsReport(**vars(report), runner=runner, bad_records=passes.bad_records)
 
 

@@ -42,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from textrec import __version__
-from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
+from textrec.pipeline.records import DuplicateKeyError, RecordError, no_duplicate_keys
 from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
 from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout, TokenizerSlots
@@ -179,11 +179,25 @@ class Rejected(BaseModel):
 class AddOut(BaseModel):
     ids: list[str] = Field(description="the ids stored, in order")
     rejected: list[Rejected]
+    warnings: list[Rejected] = Field(
+        default_factory=list,
+        description="documents stored that are worth a look: those without any term, which "
+        "are listed and fetchable but have no related posts",
+    )
+
+
+class UpdateOut(BaseModel):
+    id: str
+    warnings: list[Rejected] = Field(
+        default_factory=list, description="set when the new text and title have no term"
+    )
 
 
 class Health(BaseModel):
     status: str
-    documents: int
+    documents: int = Field(
+        description="documents in the indexes: every stored one but those without any term"
+    )
     version: str
 
 
@@ -523,11 +537,13 @@ def create_app(
         },
     )
     def add_documents(body: AddIn, rec: Rec, response: Response) -> AddOut:
+        warnings: list[RecordError] = []
         with slots.slot(rec.analyzer.tokenizer):
-            stored, rejected = rec.add(body.documents)
+            stored, rejected = rec.add(body.documents, warnings=warnings)
         out = AddOut(
             ids=stored,
             rejected=[Rejected(index=e.line - 1, id=e.id, reason=e.reason) for e in rejected],
+            warnings=[Rejected(index=e.line - 1, id=e.id, reason=e.reason) for e in warnings],
         )
         response.status_code = 201 if stored else 422
         return out
@@ -577,6 +593,29 @@ def create_app(
         rejected += [EventRejected(index=batch[e.line - 1][0], reason=e.reason) for e in refused]
         response.status_code = 202
         return EventsOut(accepted=stored, rejected=sorted(rejected, key=lambda r: r.index))
+
+    @app.put(
+        "/documents/{id:anyid}",
+        response_model=UpdateOut,
+        tags=["documents"],
+        dependencies=[Depends(require_token)],
+        responses={
+            404: {"description": "no such document"},
+            422: {"description": "the document is invalid; 'detail' names the field"},
+        },
+    )
+    def update_document(id: str, body: dict[str, Any], rec: Rec) -> UpdateOut | JSONResponse:
+        """Replace a stored document's title, text and metadata (all of them: fields left out
+        are gone): ``{"text", "title"?, ...}``. Its terms, fingerprint and index entries are
+        derived anew at once, in one transaction; it keeps its id and its readers' events."""
+        try:
+            with slots.slot(rec.analyzer.tokenizer):
+                warnings = rec.update(id, body)
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        return UpdateOut(
+            id=id, warnings=[Rejected(index=0, id=e.id, reason=e.reason) for e in warnings]
+        )
 
     @app.delete(
         "/documents/{id:anyid}",

@@ -617,6 +617,101 @@ class Store:
         except IntegrityError as exc:  # a concurrent writer stored the same id first
             raise DuplicateIdError(sorted(self.existing_external_ids(ext))) from exc
 
+    def replace_documents(
+        self,
+        docs: Sequence[NewDocument],
+        *,
+        fingerprints: tuple[str, str, Sequence[int]] | None = None,
+        require_no_snapshot: bool = False,
+        scheme: str | None = None,
+    ) -> list[tuple[int | None, int]]:
+        """Store a batch of edited documents in one transaction: each replaces the stored
+        document of its external id (title, text, metadata, terms and fingerprint), or is
+        added when none is stored. Returns ``(old internal id or None, new internal id)`` a
+        document, in order.
+
+        An edited document gets a new internal id (the indexes only append; ids are never
+        reused), keeps its external id and its creation time, and takes its readers' events
+        with it; its old fingerprints go. ``fingerprints``, ``require_no_snapshot`` and
+        ``scheme`` are as in :meth:`add_documents`.
+        """
+        if not docs:
+            return []
+        ext = [d.external_id for d in docs]
+        seen: set[str] = set()
+        repeated = [e for e in ext if e in seen or seen.add(e)]  # type: ignore[func-returns-value]
+        if repeated:
+            raise DuplicateIdError(repeated)
+        now = _now()
+        try:
+            with self._session.begin() as s:
+                old = {
+                    r.external_id: r
+                    for i in range(0, len(ext), 500)
+                    for r in s.scalars(
+                        select(DocumentRow).where(DocumentRow.external_id.in_(ext[i : i + 500]))
+                    )
+                }
+                for row in old.values():  # free the external ids for the new rows
+                    row.external_id = f"\x01replaced {row.id}"
+                s.flush()
+                rows = [
+                    DocumentRow(
+                        external_id=d.external_id,
+                        title=d.title,
+                        text=d.text,
+                        meta=_dumps(d.meta),
+                        terms=_dumps(d.terms) if d.terms is not None else None,
+                        content_hash=content_hash(d.text),
+                        created_at=old[d.external_id].created_at if d.external_id in old else now,
+                        updated_at=now,
+                    )
+                    for d in docs
+                ]
+                s.add_all(rows)
+                s.flush()
+                current = s.execute(
+                    select(MetaRow.value).where(MetaRow.key == "current_snapshot").with_for_update()
+                ).scalar_one_or_none()
+                expected = fingerprints[0] if fingerprints is not None else None
+                if current != expected and (fingerprints is not None or require_no_snapshot):
+                    raise SnapshotChangedError(expected, current)
+                if scheme is not None:
+                    self._claim_scheme(s, scheme)
+                pairs: list[tuple[int | None, int]] = []
+                for d, row in zip(docs, rows, strict=True):
+                    before = old.get(d.external_id)
+                    pairs.append((before.id if before is not None else None, row.id))
+                    if before is None:
+                        continue
+                    s.execute(
+                        update(EventRow)
+                        .where(EventRow.document_id == before.id)
+                        .values(document_id=row.id)
+                    )
+                    s.execute(delete(FingerprintRow).where(FingerprintRow.document_id == before.id))
+                    s.execute(delete(DocumentRow).where(DocumentRow.id == before.id))
+                if fingerprints is not None:
+                    snapshot_id, fp_scheme, fps = fingerprints
+                    if len(fps) != len(rows):
+                        raise ValueError(f"{len(fps)} fingerprints for {len(rows)} documents")
+                    s.execute(
+                        insert(FingerprintRow),
+                        [
+                            {
+                                "snapshot_id": snapshot_id,
+                                "document_id": r.id,
+                                "scheme": fp_scheme,
+                                "fp": fp,
+                            }
+                            for r, fp in zip(rows, fps, strict=True)
+                        ],
+                    )
+                self._bump(s)
+                return pairs
+        except IntegrityError as exc:  # a concurrent writer added one of the ids first
+            raise DuplicateIdError(sorted(self.existing_external_ids(ext))) from exc
+
     @staticmethod
     def _internal_ids(s: Session, ext: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -941,15 +1036,19 @@ class Store:
             )
             return {scheme: int(n) for scheme, n in s.execute(q)}
 
-    def begin_snapshot(self, snapshot: DFSnapshot, scheme: str) -> None:
+    def begin_snapshot(self, snapshot: DFSnapshot, scheme: str, *, upgrade: bool = False) -> None:
         """Record a snapshot as ``building``; fingerprints are then added with
         :meth:`put_fingerprints` and the snapshot made current by :meth:`activate_snapshot`.
 
         Rebuilding a snapshot that exists under another scheme drops its old fingerprints.
+        ``upgrade``: the snapshot is of another scheme than the store's (a rebuild under a
+        newer term scheme); the store keeps its scheme until :meth:`activate_snapshot`
+        switches both at once.
         """
         data = gzip.compress(snapshot.to_bytes(), compresslevel=6, mtime=0)
         with self._session.begin() as s:
-            self._claim_scheme(s, scheme)
+            if not upgrade:
+                self._claim_scheme(s, scheme)
             self._bump(s)
             row = s.get(SnapshotRow, snapshot.id)
             if row is not None and row.scheme != scheme:
@@ -993,10 +1092,18 @@ class Store:
             self._bump(s)
         return len(rows)
 
-    def activate_snapshot(self, snapshot_id: str) -> None:
+    def activate_snapshot(self, snapshot_id: str, *, scheme: str | None = None) -> None:
         """Mark a snapshot ready and current, and drop the fingerprints of older snapshots,
-        in one transaction: readers see either the old snapshot or the new one."""
+        in one transaction: readers see either the old snapshot or the new one.
+
+        ``scheme``: the store's scheme from now on, when it changes (an upgrade): in the same
+        transaction the stored term counts, which are the old scheme's, are cleared (a
+        document whose terms are not stored has them derived from its text under the
+        store's scheme, see :meth:`put_terms`), so no reader ever mixes the two schemes."""
         with self._session.begin() as s:
+            if scheme is not None and self._meta(s, "scheme") != scheme:
+                self._set_meta(s, "scheme", scheme)
+                s.execute(update(DocumentRow).values(terms=None))
             s.execute(
                 update(SnapshotRow).where(SnapshotRow.id == snapshot_id).values(status="ready")
             )
@@ -1005,10 +1112,17 @@ class Store:
             self._bump(s)
 
     def fingerprints(
-        self, snapshot_id: str, *, after: int | None = None, only: Sequence[int] | None = None
+        self,
+        snapshot_id: str,
+        *,
+        after: int | None = None,
+        only: Sequence[int] | None = None,
+        indexed: bool = False,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], str | None]:
         """``(document ids, fingerprints, scheme)`` of a snapshot, in document id order: all of
-        them, those of documents with an id greater than ``after``, or those of ``only``."""
+        them, those of documents with an id greater than ``after``, or those of ``only``;
+        with ``indexed``, only the non-zero ones (a document whose fingerprint is 0 has no
+        weighted terms: it is left out of the indexes)."""
         ids: list[int] = []
         fps: list[int] = []
         scheme: str | None = None
@@ -1020,6 +1134,8 @@ class Store:
             for chunk in chunks:
                 q = select(FingerprintRow.document_id, FingerprintRow.fp, FingerprintRow.scheme)
                 q = q.where(FingerprintRow.snapshot_id == snapshot_id)
+                if indexed:
+                    q = q.where(FingerprintRow.fp != 0)
                 if after is not None:
                     q = q.where(FingerprintRow.document_id > after)
                 if chunk is not None:
@@ -1031,15 +1147,16 @@ class Store:
                     scheme = sch
         return np.array(ids, dtype=np.int64), np.array(fps, dtype=np.uint64), scheme
 
-    def fingerprinted_ids(self, snapshot_id: str) -> npt.NDArray[np.int64]:
-        """The ids of the documents that have a fingerprint under a snapshot, ascending."""
+    def fingerprinted_ids(
+        self, snapshot_id: str, *, indexed: bool = False
+    ) -> npt.NDArray[np.int64]:
+        """The ids of the documents that have a fingerprint under a snapshot (with
+        ``indexed``, a non-zero one), ascending."""
         with self._session() as s:
-            q = (
-                select(FingerprintRow.document_id)
-                .where(FingerprintRow.snapshot_id == snapshot_id)
-                .order_by(FingerprintRow.document_id)
-                .execution_options(yield_per=100_000)
-            )
+            q = select(FingerprintRow.document_id).where(FingerprintRow.snapshot_id == snapshot_id)
+            if indexed:
+                q = q.where(FingerprintRow.fp != 0)
+            q = q.order_by(FingerprintRow.document_id).execution_options(yield_per=100_000)
             return np.fromiter(s.execute(q).scalars(), dtype=np.int64)
 
     def fingerprint_of(self, snapshot_id: str, doc_id: int) -> int | None:
@@ -1082,10 +1199,11 @@ class Store:
             return int(count), int(total)
 
     def iter_terms(
-        self, *, batch_size: int = 2000
+        self, *, batch_size: int = 2000, texts: bool = False
     ) -> Iterator[tuple[int, dict[str, int] | None, str | None, str | None]]:
         """``(id, terms, title, text)`` of every document in id order; title and text are
-        only read (not None) for documents whose terms were never computed."""
+        only read (not None) for documents whose terms were never computed, or for all of
+        them with ``texts`` (then terms is None: a rebuild that derives them anew)."""
         last = -(1 << 62)
         while True:
             with self._session() as s:
@@ -1096,6 +1214,8 @@ class Store:
                     .limit(batch_size)
                 )
                 rows = list(s.execute(q))
+                if texts:
+                    rows = [(r[0], None) for r in rows]
                 missing = [r[0] for r in rows if r[1] is None]
                 texts: dict[int, tuple[str | None, str]] = {}
                 if missing:
@@ -1112,6 +1232,33 @@ class Store:
                 else:
                     yield doc_id, json.loads(terms), None, None
             last = rows[-1][0]
+
+    def put_terms(self, scheme: str, items: Iterable[tuple[int, dict[str, int]]]) -> int:
+        """Store the term counts of documents whose terms are not stored (after an upgrade),
+        in one transaction, if the store's scheme is still ``scheme``; a document whose terms
+        were stored meanwhile (an edit) keeps them. Returns how many were written."""
+        rows = list(items)
+        if not rows:
+            return 0
+        written = 0
+        with self._session.begin() as s:
+            if self._meta(s, "scheme") != scheme:
+                return 0
+            for doc_id, terms in rows:
+                result = s.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.id == doc_id, DocumentRow.terms.is_(None))
+                    .values(terms=_dumps(terms))
+                )
+                written += int(getattr(result, "rowcount", 0) or 0)
+            self._bump(s)
+        return written
+
+    def ids_without_terms(self) -> list[int]:
+        """Ids of the documents whose term counts are not stored, ascending."""
+        with self._session() as s:
+            q = select(DocumentRow.id).where(DocumentRow.terms.is_(None)).order_by(DocumentRow.id)
+            return list(s.scalars(q))
 
     def ids_without_fingerprint(self, snapshot_id: str) -> set[int]:
         """Ids of the documents that have no fingerprint under a snapshot."""
