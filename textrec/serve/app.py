@@ -384,8 +384,11 @@ def create_app(
         app.state.recommender = rec
         yield
         if rec.changed:  # so that the next start reads the index files instead of rebuilding
-            path = rec.save()
-            log.info("index files saved to %s", path)
+            try:
+                path = rec.save()
+                log.info("index files saved to %s", path)
+            except OSError as exc:  # a read-only folder: the next start rebuilds them
+                log.warning("index files not saved: %s", exc)
 
     app = FastAPI(
         title="textrec",
@@ -429,6 +432,9 @@ def create_app(
             log.error("%s %s: %s", request.method, request.url.path, exc.orig)
             detail = "the server's disk is full: nothing of this request was stored"
             return JSONResponse({"detail": detail}, status_code=507)
+        if "readonly" in str(exc.orig).lower():  # a store opened with ?mode=ro
+            detail = "this server's store is read-only: it answers queries, not writes"
+            return JSONResponse({"detail": detail}, status_code=503)
         return await on_error(request, exc)
 
     @app.exception_handler(Exception)

@@ -39,7 +39,8 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -181,7 +182,10 @@ def describe_database_error(exc: BaseException, url: str) -> str:
         folder = os.path.dirname(os.path.abspath(path)) if path else ""
         if folder and not os.path.isdir(folder):
             return f"{shown}: cannot open the database: the folder {folder} does not exist"
-        return f"{shown}: cannot open the database file ({first}): check its permissions"
+        return (
+            f"{shown}: cannot open the database file ({first}): check its permissions; a "
+            "database in a read-only folder opens with ?mode=ro (sqlite:///path?mode=ro)"
+        )
     if "readonly" in low or "read-only" in low:
         return f"{shown}: the database is read-only ({first})"
     if "connection refused" in low or "could not connect" in low or "connection failed" in low:
@@ -411,6 +415,62 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_read_only_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@dataclass(frozen=True)
+class _SQLiteTarget:
+    """The file of a SQLite URL, in its plain form (``sqlite:///blog.db``) or its URI form
+    (``sqlite:///file:blog.db?mode=ro&uri=true``), and whether it is to be read only
+    (``mode=ro`` or ``immutable=1``, in either form)."""
+
+    path: str | None
+    read_only: bool
+    immutable: bool
+
+    @classmethod
+    def of(cls, url: str) -> _SQLiteTarget:
+        u = make_url(url)
+        db = u.database or ""
+        if db.startswith("file:"):
+            db = db[len("file:") :]
+        query = {k: (v[-1] if isinstance(v, tuple) else v) for k, v in u.query.items()}
+        immutable = query.get("immutable") == "1"
+        read_only = immutable or query.get("mode") == "ro"
+        return cls(db if db and db != ":memory:" else None, read_only, immutable)
+
+    def connector(self) -> Callable[[], Any]:
+        """Opens the file read-only. A WAL database needs its ``-shm`` file, which cannot be
+        made in a read-only folder: when the plain read-only open fails so and no WAL holds
+        writes, the file is opened as immutable (nothing can change it there)."""
+        import sqlite3
+
+        assert self.path is not None
+        path = os.path.abspath(self.path)
+        uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+
+        def connect() -> Any:
+            if self.immutable:
+                return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                wal = path + "-wal"
+                if "unable to open" not in str(exc) or (
+                    os.path.exists(wal) and os.path.getsize(wal) > 0
+                ):
+                    raise
+            return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+
+        return connect
+
+
 class Store:
     """Documents, DF snapshots and fingerprints in a SQL database.
 
@@ -422,15 +482,25 @@ class Store:
         """Connect; with ``create``, make the tables of an empty database, and refuse a
         database whose schema revision differs (:class:`SchemaOutOfDateError`)."""
         self.url = resolve_db_url(url)
+        self._sqlite: _SQLiteTarget | None = None
         try:
-            self.engine: Engine = create_engine(self.url, future=True)
+            if self.url.startswith("sqlite"):
+                self._sqlite = _SQLiteTarget.of(self.url)
+            if self._sqlite is not None and self._sqlite.read_only and self._sqlite.path:
+                self.engine: Engine = create_engine(
+                    "sqlite://", creator=self._sqlite.connector(), future=True
+                )
+            else:
+                self.engine = create_engine(self.url, future=True)
         except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreUnavailableError(
                 f"{_shown_url(self.url)}: not a database URL textrec can open ({first}); "
                 "for example sqlite:///blog.db or postgresql+psycopg://user@host/db"
             ) from None
-        if self.engine.dialect.name == "sqlite":
+        if self._sqlite is not None and self._sqlite.read_only:
+            event.listen(self.engine, "connect", _sqlite_read_only_pragmas)
+        elif self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = threading.local()
@@ -503,10 +573,15 @@ class Store:
     @property
     def sqlite_path(self) -> str | None:
         """The database file of a file-backed SQLite store, else None."""
-        if self.engine.dialect.name != "sqlite":
+        if self.engine.dialect.name != "sqlite" or self._sqlite is None:
             return None
-        db = self.engine.url.database
-        return db if db and db != ":memory:" else None
+        return self._sqlite.path
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the URL asks for the store to be read only (SQLite ``mode=ro`` or
+        ``immutable=1``)."""
+        return self._sqlite is not None and self._sqlite.read_only
 
     # documents --------------------------------------------------------------------------------
 
