@@ -47,7 +47,7 @@ def read_only_copy(wikinews_db: Path, tmp_path: Path) -> Iterator[Path]:
         yield folder / "wiki.db"
     finally:
         if mounted:
-            subprocess.run(["umount", str(folder)], check=False)
+            subprocess.run(["umount", "--lazy", str(folder)], check=False)  # files still open
         else:
             folder.chmod(0o755)
 

@@ -39,6 +39,7 @@ from textrec.store.sql import (
     NotBuiltError,
     SchemaOutOfDateError,
     Store,
+    StoreReplacedError,
     describe_database_error,
     resolve_db_url,
 )
@@ -935,6 +936,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UnknownDocumentError,
         TokenizerUnavailableError,
         JobsError,
+        StoreReplacedError,
     ) as exc:
         print(f"textrec: error: {exc}", file=sys.stderr)
         return 1

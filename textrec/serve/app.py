@@ -47,7 +47,7 @@ from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
 from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout, TokenizerSlots
 from textrec.sources import describe_modes
-from textrec.store.sql import SnapshotChangedError, is_disk_full
+from textrec.store.sql import SnapshotChangedError, StoreReplacedError, is_disk_full
 
 
 class _AnyId(Convertor[str]):
@@ -420,6 +420,11 @@ def create_app(
     async def on_unknown(request: Request, exc: UnknownDocumentError) -> JSONResponse:
         return _not_found(exc)
 
+    @app.exception_handler(StoreReplacedError)
+    async def on_store_replaced(request: Request, exc: StoreReplacedError) -> JSONResponse:
+        log.error("%s %s refused: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"writes refused: {exc}"}, status_code=503)
+
     @app.exception_handler(SnapshotChangedError)
     async def on_snapshot_changed(request: Request, exc: SnapshotChangedError) -> JSONResponse:
         # A `textrec build` activated a new DF snapshot while this server holds the old one.
@@ -432,6 +437,13 @@ def create_app(
             log.error("%s %s: %s", request.method, request.url.path, exc.orig)
             detail = "the server's disk is full: nothing of this request was stored"
             return JSONResponse({"detail": detail}, status_code=507)
+        if "malformed" in str(exc.orig).lower():  # copied over while open, most often
+            log.error("%s %s: %s", request.method, request.url.path, exc.orig)
+            detail = (
+                "the server's database file is damaged: was it copied over while the server "
+                "ran? Restore it, then restart the server"
+            )
+            return JSONResponse({"detail": detail}, status_code=503)
         if "readonly" in str(exc.orig).lower():  # a store opened with ?mode=ro
             detail = "this server's store is read-only: it answers queries, not writes"
             return JSONResponse({"detail": detail}, status_code=503)

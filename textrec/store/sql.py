@@ -95,6 +95,7 @@ __all__ = [
     "SchemaOutOfDateError",
     "SnapshotChangedError",
     "Store",
+    "StoreReplacedError",
     "StoreStamp",
     "StoreUnavailableError",
     "StoredDocument",
@@ -145,6 +146,11 @@ class NotBuiltError(RuntimeError):
         super().__init__(
             f"{url} has no DF snapshot and no fingerprints yet: run `textrec build` first."
         )
+
+
+class StoreReplacedError(RuntimeError):
+    """The store is no longer the one this process opened: its file was moved or copied
+    over, or restored from an older copy. Writes are refused; restarting opens the new one."""
 
 
 class StoreUnavailableError(OSError):
@@ -505,17 +511,31 @@ class Store:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = threading.local()
         event.listen(self._session, "after_commit", self._committed)
+        self._file_id: tuple[int, int] | None = None
+        self._opened_stamp: StoreStamp | None = None
+        self._seen_generation = -1
         if create:
             try:
                 self._create_or_check()
+                self._remember_opened()
             except (OperationalError, DatabaseError) as exc:
                 self.engine.dispose()
                 raise StoreUnavailableError(describe_database_error(exc, self.url)) from exc
+
+    def _remember_opened(self) -> None:
+        """The file and the store this Store opened, to notice when either is replaced."""
+        path = self.sqlite_path
+        if path is not None and os.path.exists(path):
+            st = os.stat(path)
+            self._file_id = (st.st_dev, st.st_ino)
+        self._opened_stamp = self.stamp()
+        self._seen_generation = self._opened_stamp.generation
 
     def _committed(self, session: Session) -> None:
         stamp = session.info.pop("stamp", None)
         if stamp is not None:
             self._writes.last = stamp
+            self._seen_generation = max(self._seen_generation, stamp.generation)
 
     # schema -----------------------------------------------------------------------------------
 
@@ -895,14 +915,46 @@ class Store:
             row.value = value
 
     def _bump(self, s: Session) -> None:
-        """Advance the generation, inside the transaction of a write."""
+        """Advance the generation, inside the transaction of a write; refuse the write
+        (:class:`StoreReplacedError`, the transaction rolls back) when the store is no longer
+        the one opened."""
+        self._check_same_file()
         identity, generation, tag = s.execute(
             update(StateRow)
             .where(StateRow.id == 1)
             .values(generation=StateRow.generation + 1, write_tag=secrets.token_hex(8))
             .returning(StateRow.identity, StateRow.generation, StateRow.write_tag)
         ).one()
+        opened = self._opened_stamp
+        if opened is not None and identity != opened.identity:
+            raise StoreReplacedError(
+                f"{self!r} is another store than the one opened (identity {identity}, not "
+                f"{opened.identity}): its file was replaced; restart to use the new one"
+            )
+        if int(generation) <= self._seen_generation:
+            raise StoreReplacedError(
+                f"{self!r} went back to generation {int(generation) - 1} from "
+                f"{self._seen_generation}: it was restored from an older copy while open; "
+                "restart to use it"
+            )
         s.info["stamp"] = StoreStamp(identity, int(generation), tag)
+
+    def _check_same_file(self) -> None:
+        """Raise :class:`StoreReplacedError` when the SQLite file's path no longer leads to
+        the file that was opened (moved away, or another file moved there)."""
+        if self._file_id is None or self.sqlite_path is None:
+            return
+        try:
+            st = os.stat(self.sqlite_path)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        if now != self._file_id:
+            what = "is gone" if now is None else "is another file now"
+            raise StoreReplacedError(
+                f"{self.sqlite_path} {what}: the database was moved or replaced while this "
+                "process had it open, so its writes would be lost; restart to open the new one"
+            )
 
     def last_write(self) -> StoreStamp | None:
         """The stamp that this thread's last committed write (through this Store) gave the
