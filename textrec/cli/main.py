@@ -527,6 +527,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=hosts,
         max_query_chars=args.max_query_chars,
         request_timeout=args.request_timeout,
+        refresh_interval=args.refresh_interval,
     )
     print(
         f"textrec: serving {len(rec):,} documents on http://{args.host}:{args.port}/",
@@ -883,6 +884,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="an answer not started by then is replaced by 503 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--refresh-interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to look for writes by other processes (ingest from cron, other "
+        "servers, a build) and catch up with them (default: %(default)s)",
     )
     p.add_argument(
         "--allowed-hosts",

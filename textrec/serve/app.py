@@ -22,6 +22,7 @@ server's log.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -37,6 +38,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -287,6 +289,20 @@ def allowed_hosts_from(given: Sequence[str] | str | None) -> list[str]:
     return [n.strip().lower() for n in names if n.strip()]
 
 
+DEFAULT_REFRESH_INTERVAL = 2.0
+
+
+async def _follow_store(rec: Recommender, interval: float) -> None:
+    """Every ``interval`` seconds, catch up with the writes of other processes."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await run_in_threadpool(rec.refresh):
+                log.info("caught up with the store: %r", rec)
+        except Exception as exc:  # logged; the next round tries again
+            log.warning("could not catch up with the store: %s", exc)
+
+
 def _recommender(request: Request) -> Recommender:
     rec: Recommender = request.app.state.recommender
     return rec
@@ -348,6 +364,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
     request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    refresh_interval: float | None = DEFAULT_REFRESH_INTERVAL,
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
@@ -363,6 +380,8 @@ def create_app(
     ``max_query_chars``: the longest text (with its title) ``POST /similar`` reads, 422
     beyond; ``request_timeout``: seconds before a request still unanswered gets 503
     (:class:`~textrec.serve.limits.RequestTimeout`; None: no deadline).
+    ``refresh_interval``: seconds between looks at the store for writes by other processes
+    (:meth:`Recommender.refresh`; None: never).
     """
     if events_need_token is None:
         events_need_token = os.environ.get("TEXTREC_EVENTS_NEED_TOKEN") == "1"
@@ -382,7 +401,17 @@ def create_app(
         rec = open_recommender()
         log.info("textrec serving %r", rec)
         app.state.recommender = rec
+        follower = None
+        if refresh_interval is not None:
+            follower = asyncio.create_task(_follow_store(rec, refresh_interval))
         yield
+        if follower is not None:
+            follower.cancel()
+        try:  # up to date first: never write index files older than another process's
+            await run_in_threadpool(rec.refresh)
+        except Exception as exc:  # the store is gone or replaced: keep the files
+            log.warning("index files not saved: the store cannot be read (%s)", exc)
+            return
         if rec.changed:  # so that the next start reads the index files instead of rebuilding
             try:
                 path = rec.save()

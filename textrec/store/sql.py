@@ -939,6 +939,19 @@ class Store:
             )
         s.info["stamp"] = StoreStamp(identity, int(generation), tag)
 
+    def check_unchanged(self) -> StoreStamp:
+        """The store's stamp now; raises :class:`StoreReplacedError` when the store is no
+        longer the one this Store opened (its file moved or replaced, another identity)."""
+        self._check_same_file()
+        stamp = self.stamp()
+        opened = self._opened_stamp
+        if opened is not None and stamp.identity != opened.identity:
+            raise StoreReplacedError(
+                f"{self!r} is another store than the one opened (identity {stamp.identity}, "
+                f"not {opened.identity}): it was replaced; restart to use the new one"
+            )
+        return stamp
+
     def _check_same_file(self) -> None:
         """Raise :class:`StoreReplacedError` when the SQLite file's path no longer leads to
         the file that was opened (moved away, or another file moved there)."""
