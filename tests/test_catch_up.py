@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import WIKINEWS, copy_database
+from tests.helpers import copy_database
 from tests.live_server import serve
 from textrec import Store, build, ingest, read_records
 from textrec.artifacts.indexes import StoreIndexes
@@ -118,4 +118,3 @@ def test_a_stopping_server_keeps_a_fresher_build(wikinews_db: Path, tmp_path: Pa
     indexes = StoreIndexes.open(store, Recommender(store).analyzer, f"{db}.index")
     assert indexes.snapshot.id == built and not indexes.changed  # the files are the build's
     assert check(store).ok
-    assert WIKINEWS.exists()
