@@ -378,6 +378,11 @@ class Recommender:
             self._indexes.stamp = after
 
     @property
+    def generation(self) -> int:
+        """The store generation the indexes hold (every write up to it is in them)."""
+        return self._indexes.stamp.generation
+
+    @property
     def changed(self) -> bool:
         """Whether documents were added or removed since the index files were read or saved."""
         return self._indexes.changed

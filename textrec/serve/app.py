@@ -13,6 +13,7 @@ Endpoints (the OpenAPI schema is at ``/openapi.json``, interactive docs at ``/do
 - ``POST /similar``: ``{"text", "title"?, "k"?}``: the documents related to a free text
 - ``POST /documents``: ``{"documents": [{id, text, title?, ...}]}``: append; returns the ids
 - ``DELETE /documents/{id}``: remove
+- ``GET /metrics``: counters and gauges in the Prometheus text format (behind the token)
 
 Errors are JSON ``{"detail": ...}``: 400 malformed JSON, 401 missing or wrong token on a write
 endpoint, 404 unknown id, 413 body over the limit, 422 invalid input (``k`` outside 1..100,
@@ -27,6 +28,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
@@ -48,6 +50,7 @@ from textrec.pipeline.records import DuplicateKeyError, no_duplicate_keys
 from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
 from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout, TokenizerSlots
+from textrec.serve.metrics import Metrics, MetricsMiddleware
 from textrec.sources import describe_modes
 from textrec.store.sql import SnapshotChangedError, StoreReplacedError, is_disk_full
 
@@ -292,12 +295,14 @@ def allowed_hosts_from(given: Sequence[str] | str | None) -> list[str]:
 DEFAULT_REFRESH_INTERVAL = 2.0
 
 
-async def _follow_store(rec: Recommender, interval: float) -> None:
+async def _follow_store(rec: Recommender, interval: float, metrics: Metrics) -> None:
     """Every ``interval`` seconds, catch up with the writes of other processes."""
     while True:
         await asyncio.sleep(interval)
         try:
-            if await run_in_threadpool(rec.refresh):
+            changed = await run_in_threadpool(rec.refresh)
+            metrics.last_catch_up = time.monotonic()
+            if changed:
                 log.info("caught up with the store: %r", rec)
         except Exception as exc:  # logged; the next round tries again
             log.warning("could not catch up with the store: %s", exc)
@@ -390,6 +395,7 @@ def create_app(
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
     slots = TokenizerSlots()
+    metrics = Metrics()
 
     def open_recommender() -> Recommender:
         if recommender is not None:
@@ -403,7 +409,7 @@ def create_app(
         app.state.recommender = rec
         follower = None
         if refresh_interval is not None:
-            follower = asyncio.create_task(_follow_store(rec, refresh_interval))
+            follower = asyncio.create_task(_follow_store(rec, refresh_interval, metrics))
         yield
         if follower is not None:
             follower.cancel()
@@ -608,6 +614,7 @@ def create_app(
             batch.append((i, event))
         stored, refused = rec.add_events([e for _, e in batch])
         rejected += [EventRejected(index=batch[e.line - 1][0], reason=e.reason) for e in refused]
+        metrics.events(stored, len(rejected))
         response.status_code = 202
         return EventsOut(accepted=stored, rejected=sorted(rejected, key=lambda r: r.index))
 
@@ -622,6 +629,18 @@ def create_app(
         rec.remove(id)
         return Response(status_code=204)
 
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        dependencies=[Depends(require_token)],
+        response_class=PlainTextResponse,
+        responses={200: {"description": "the Prometheus text format, version 0.0.4"}},
+    )
+    def metrics_page(rec: Rec) -> PlainTextResponse:
+        return PlainTextResponse(
+            metrics.render(rec), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
@@ -633,6 +652,7 @@ def create_app(
     if request_timeout is not None:
         app.add_middleware(RequestTimeout, seconds=request_timeout)
     app.add_middleware(RequestBody, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     hosts = allowed_hosts_from(allowed_hosts)
     if hosts:  # outermost: a request for another name is refused before anything runs
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
