@@ -280,3 +280,21 @@ def test_the_page_sends_nothing_when_asked_not_to_track(wikinews_db: Path, tmp_p
         shown(driver, first or "")
         assert driver.execute_script("return localStorage.getItem('textrec-reader')") is None
     assert _events(url) == []
+
+
+def test_a_malformed_hash_is_no_script_error(base_url: str) -> None:
+    """ "#%E0%A4%A" made decodeURIComponent throw an uncaught URIError."""
+    with chromium() as driver:
+        driver.execute_cdp_cmd(
+            "Page.addScriptToEvaluateOnNewDocument",
+            {
+                "source": "window.__errors = [];"
+                "addEventListener('error', (e) => window.__errors.push(String(e.message)));"
+            },
+        )
+        driver.get(f"{base_url}/#%E0%A4%A")
+        wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#docs a")) == 20)
+        wait(driver).until(
+            ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#doc"), "Could not load")
+        )
+        assert driver.execute_script("return window.__errors") == []

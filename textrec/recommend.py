@@ -117,11 +117,7 @@ class Recommender:
         self.store = db if isinstance(db, Store) else Store(db)
         self.analyzer = analyzer_for(self.store.scheme(), analyzer, where=self.store.url)
         self.index_path = index_path if index_path is not None else default_index_path(self.store)
-        self._indexes = StoreIndexes.open(self.store, self.analyzer, self.index_path)
-        self.snapshot: DFSnapshot = self._indexes.snapshot
-        self.scheme: str = self._indexes.scheme
-        self.index = self._indexes.hamming
-        self.related = self._indexes.related
+        self._use(StoreIndexes.open(self.store, self.analyzer, self.index_path))
         buckets = open_buckets(
             readers_store, num_perm=NUM_PERM, namespace=self._indexes.stamp.identity
         )
@@ -132,6 +128,33 @@ class Recommender:
             "readers": ReadersSource(self.readers),
         }
         self._write_lock = threading.Lock()
+
+    def _use(self, indexes: StoreIndexes) -> None:
+        self._indexes = indexes
+        self.snapshot: DFSnapshot = indexes.snapshot
+        self.scheme: str = indexes.scheme
+        self.index = indexes.hamming
+        self.related = indexes.related
+
+    def refresh(self) -> bool:
+        """Catch up with the writes other processes made to the store (``textrec ingest``
+        from cron, another server, a build): their documents become visible to queries, and
+        their removals leave them. The indexes are updated in place, or opened again when a
+        build activated another DF snapshot. Returns whether anything changed. ``textrec
+        serve`` calls it every few seconds."""
+        with self._write_lock:
+            self.store.check_unchanged()  # never follow a replaced store: restart for that
+            done = self._indexes.catch_up(self.store, self.analyzer)
+            if done is None:  # another snapshot: open the indexes again (its files, if current)
+                self._use(StoreIndexes.open(self.store, self.analyzer, self.index_path))
+                self.sources = {
+                    **self.sources,
+                    "related": RelatedSource(self.related),
+                    "hamming": HammingSource(self.index),
+                }
+                done = True
+            events = self.readers.catch_up(self.store)
+            return bool(done or events)
 
     def __repr__(self) -> str:
         return f"Recommender<{len(self.index):,} documents, {self.store!r}>"
@@ -410,6 +433,11 @@ class Recommender:
             and after.generation == stamp.generation + 1
         ):
             self._indexes.stamp = after
+
+    @property
+    def generation(self) -> int:
+        """The store generation the indexes hold (every write up to it is in them)."""
+        return self._indexes.stamp.generation
 
     @property
     def changed(self) -> bool:

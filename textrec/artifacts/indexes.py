@@ -135,27 +135,50 @@ class _StoreAt:
         return self.stored
 
 
+def _catch_up_hamming(at: _StoreAt, index: HammingIndex, *, always: bool = False) -> bool:
+    """Apply the store's appends and removals since ``index`` was made; False when
+    rebuilding is cheaper (unless ``always``), or the result does not match the store."""
+    target = at.stored_ids()
+    added = np.setdiff1d(target, index.ids, assume_unique=True)
+    if len(added) > len(target) // 2 and not always:  # rebuilding costs no more then
+        return False
+    index.remove(np.setdiff1d(index.ids, target, assume_unique=True))
+    ids, codes, _ = at.store.fingerprints(at.snapshot.id, only=added.tolist())
+    index.add(ids, codes)
+    return bool(np.array_equal(index.ids, target))
+
+
+def _catch_up_related(
+    at: _StoreAt, analyzer: Analyzer, related: RelatedIndex, *, always: bool = False
+) -> bool:
+    """As :func:`_catch_up_hamming`, for the related-posts index (which only appends in id
+    order: False when the store's new ids are not all above its last)."""
+    target = at.stored_ids()
+    ids, dead = related.document_ids()
+    added = np.setdiff1d(target, ids, assume_unique=True)
+    if len(added) and len(ids) and added[0] <= ids[-1]:
+        return False  # fingerprinted out of id order: the index only appends
+    if len(added) > len(target) // 2 and not always:
+        return False
+    related.remove(np.setdiff1d(ids[~dead], target, assume_unique=True).tolist())
+    for start in range(0, len(added), 5000):
+        related.add(
+            *_weights_of(at.store, added[start : start + 5000].tolist(), at.snapshot, analyzer)
+        )
+    live_ids, live_dead = related.document_ids()
+    return bool(np.array_equal(live_ids[~live_dead], target))
+
+
 def _open_hamming(at: _StoreAt, index_path: str | None) -> tuple[HammingIndex, bool]:
     """The Hamming index from its file or the store: ``(index, whether the file matched)``."""
     store, snapshot_id = at.store, at.snapshot.id
-
-    def catch_up(index: HammingIndex) -> bool:
-        target = at.stored_ids()
-        added = np.setdiff1d(target, index.ids, assume_unique=True)
-        if len(added) > len(target) // 2:  # rebuilding costs no more then
-            return False
-        index.remove(np.setdiff1d(index.ids, target, assume_unique=True))
-        ids, codes, _ = store.fingerprints(snapshot_id, only=added.tolist())
-        index.add(ids, codes)
-        return bool(np.array_equal(index.ids, target))
-
     return open_derived(
         index_path,
         what="index file",
         read=_read_hamming,
         expect=(at.scheme, snapshot_id),
         stamp=at.stamp,
-        catch_up=catch_up,
+        catch_up=lambda index: _catch_up_hamming(at, index),
         build=lambda: index_from_store(store, snapshot_id, at.scheme),
     )
 
@@ -167,29 +190,13 @@ def _open_related(
     matched)``."""
     store, snapshot = at.store, at.snapshot
 
-    def catch_up(related: RelatedIndex) -> bool:
-        target = at.stored_ids()
-        ids, dead = related.document_ids()
-        added = np.setdiff1d(target, ids, assume_unique=True)
-        if len(added) and len(ids) and added[0] <= ids[-1]:
-            return False  # fingerprinted out of id order: the index only appends
-        if len(added) > len(target) // 2:
-            return False
-        related.remove(np.setdiff1d(ids[~dead], target, assume_unique=True).tolist())
-        for start in range(0, len(added), 5000):
-            related.add(
-                *_weights_of(store, added[start : start + 5000].tolist(), snapshot, analyzer)
-            )
-        live_ids, live_dead = related.document_ids()
-        return bool(np.array_equal(live_ids[~live_dead], target))
-
     return open_derived(
         related_path(index_path) if index_path is not None else None,
         what="related-posts index file",
         read=_read_related,
         expect=(at.scheme, snapshot.id),
         stamp=at.stamp,
-        catch_up=catch_up,
+        catch_up=lambda related: _catch_up_related(at, analyzer, related),
         build=lambda: build_related_index(store, snapshot, analyzer),
     )
 
@@ -225,6 +232,26 @@ class StoreIndexes:
             at.stored = hamming.ids
         related, same_related = _open_related(at, analyzer, index_path)
         return cls(at.snapshot, at.scheme, at.stamp, hamming, related, not (same and same_related))
+
+    def catch_up(self, store: Store, analyzer: Analyzer) -> bool | None:
+        """Apply the writes other processes made to the store since :attr:`stamp`, in place
+        (queries may run meanwhile). Returns True when something was applied, False when
+        the indexes were current, None when they cannot be caught up (the store has another
+        DF snapshot, or ids out of order): then open them again."""
+        stamp = store.stamp()
+        if stamp == self.stamp:
+            return False
+        if store.current_snapshot_id() != self.snapshot.id:
+            return None
+        at = _StoreAt(store, stamp, self.snapshot, self.scheme)
+        if not (
+            _catch_up_hamming(at, self.hamming, always=True)
+            and _catch_up_related(at, analyzer, self.related, always=True)
+        ):
+            return None
+        self.stamp = stamp
+        self.changed = True
+        return True
 
     def save(self, index_path: str) -> None:
         """Write both files (each atomically), recording the stamp they match."""

@@ -39,6 +39,7 @@ from textrec.store.sql import (
     NotBuiltError,
     SchemaOutOfDateError,
     Store,
+    StoreReplacedError,
     describe_database_error,
     resolve_db_url,
 )
@@ -541,6 +542,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=hosts,
         max_query_chars=args.max_query_chars,
         request_timeout=args.request_timeout,
+        refresh_interval=args.refresh_interval,
     )
     print(
         f"textrec: serving {len(rec):,} documents on http://{args.host}:{args.port}/",
@@ -916,6 +918,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="an answer not started by then is replaced by 503 (default: %(default)s)",
     )
     p.add_argument(
+        "--refresh-interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to look for writes by other processes (ingest from cron, other "
+        "servers, a build) and catch up with them (default: %(default)s)",
+    )
+    p.add_argument(
         "--allowed-hosts",
         metavar="NAMES",
         default=None,
@@ -967,6 +977,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UnknownDocumentError,
         TokenizerUnavailableError,
         JobsError,
+        StoreReplacedError,
     ) as exc:
         print(f"textrec: error: {exc}", file=sys.stderr)
         return 1

@@ -2,8 +2,10 @@
 
 One document per line, a JSON object with:
 
-- ``id``: a non-empty string of at most 512 characters, without control characters, unique in
-  the store;
+- ``id``: a non-empty string of at most 512 characters, unique in the store, in Unicode NFC
+  (composed) form, without control or bidirectional control characters, and with at least one
+  visible character (ids that would display as another id are refused, not normalised: the
+  error names the NFC form to use);
 - ``text``: a non-empty string (at most ``max_chars`` characters, 1,000,000 by default);
 - ``title``: a string, ``null`` or absent;
 - anything else: kept as the document's metadata, nested at most 64 levels deep.
@@ -24,6 +26,7 @@ import gzip
 import io
 import json
 import sys
+import unicodedata
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -128,6 +131,23 @@ def _too_deep(meta: dict[str, Any]) -> str | None:
     return None
 
 
+def _looks_utf16(raw: bytes) -> bool:
+    """A UTF-16 byte-order mark, or NUL in every other byte (ASCII in UTF-16)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    if len(raw) < 8 or b"\x00" not in raw:
+        return False
+    half = len(raw) // 2
+    return raw[0::2].count(0) >= half * 0.4 or raw[1::2].count(0) >= half * 0.4
+
+
+# Characters that reorder how text displays (the Unicode bidirectional controls): an id
+# holding one can show as another id ("Trojan source").
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
 def _control_character(value: str) -> int | None:
     for i, ch in enumerate(value):
         if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
@@ -146,6 +166,11 @@ def parse_record(
     # Decoded bytes hold no lone surrogate; a given str may (json.dumps(..., ensure_ascii=False)
     # of a Python string keeps one as it is).
     escapes_only = isinstance(raw, bytes)
+    if isinstance(raw, bytes) and _looks_utf16(raw):
+        return error(
+            "the line looks like UTF-16 text (NUL bytes between its characters): textrec "
+            "reads UTF-8; convert the file, for example with iconv -f UTF-16 -t UTF-8"
+        )
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -156,6 +181,11 @@ def parse_record(
     try:
         obj = json.loads(raw, object_pairs_hook=no_duplicate_keys)
     except json.JSONDecodeError as exc:
+        if "\r" in raw.strip():
+            return error(
+                f"invalid JSON: {exc.msg} at column {exc.colno}; the line holds carriage "
+                "returns (CR): if the file's lines end with CR alone, convert them to LF"
+            )
         return error(f"invalid JSON: {exc.msg} at column {exc.colno}")
     except RecursionError:
         return error("invalid JSON: nested too deeply")
@@ -195,6 +225,19 @@ def parse_record(
     if control is not None:
         return error(
             f"field 'id' holds a control character U+{ord(doc_id[control]):04X} at {control}",
+        )
+    bidi = next((i for i, ch in enumerate(doc_id) if ch in _BIDI_CONTROLS), None)
+    if bidi is not None:
+        return error(
+            f"field 'id' holds a bidirectional control character U+{ord(doc_id[bidi]):04X} "
+            f"at {bidi}, which makes an id display as another"
+        )
+    if not any(unicodedata.category(ch) != "Cf" and not ch.isspace() for ch in doc_id):
+        return error("field 'id' has no visible character (only zero-width or format ones)")
+    if not unicodedata.is_normalized("NFC", doc_id):
+        return error(
+            "field 'id' is not in Unicode NFC (composed) form, so it would look like another "
+            f"id yet differ: store it as {unicodedata.normalize('NFC', doc_id)!r}"
         )
     if "text" not in obj:
         return error("missing field 'text'", doc_id)

@@ -13,6 +13,7 @@ Endpoints (the OpenAPI schema is at ``/openapi.json``, interactive docs at ``/do
 - ``POST /similar``: ``{"text", "title"?, "k"?}``: the documents related to a free text
 - ``POST /documents``: ``{"documents": [{id, text, title?, ...}]}``: append; returns the ids
 - ``DELETE /documents/{id}``: remove
+- ``GET /metrics``: counters and gauges in the Prometheus text format (behind the token)
 
 Errors are JSON ``{"detail": ...}``: 400 malformed JSON, 401 missing or wrong token on a write
 endpoint, 404 unknown id, 413 body over the limit, 422 invalid input (``k`` outside 1..100,
@@ -22,10 +23,12 @@ server's log.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,10 +36,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -46,8 +50,9 @@ from textrec.pipeline.records import DuplicateKeyError, RecordError, no_duplicat
 from textrec.recommend import Match, Recommender, UnknownDocumentError
 from textrec.serve.guard import EventGuard
 from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout, TokenizerSlots
+from textrec.serve.metrics import Metrics, MetricsMiddleware
 from textrec.sources import describe_modes
-from textrec.store.sql import SnapshotChangedError, is_disk_full
+from textrec.store.sql import SnapshotChangedError, StoreReplacedError, is_disk_full
 
 
 class _AnyId(Convertor[str]):
@@ -301,6 +306,22 @@ def allowed_hosts_from(given: Sequence[str] | str | None) -> list[str]:
     return [n.strip().lower() for n in names if n.strip()]
 
 
+DEFAULT_REFRESH_INTERVAL = 2.0
+
+
+async def _follow_store(rec: Recommender, interval: float, metrics: Metrics) -> None:
+    """Every ``interval`` seconds, catch up with the writes of other processes."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            changed = await run_in_threadpool(rec.refresh)
+            metrics.last_catch_up = time.monotonic()
+            if changed:
+                log.info("caught up with the store: %r", rec)
+        except Exception as exc:  # logged; the next round tries again
+            log.warning("could not catch up with the store: %s", exc)
+
+
 def _recommender(request: Request) -> Recommender:
     rec: Recommender = request.app.state.recommender
     return rec
@@ -362,6 +383,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
     request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    refresh_interval: float | None = DEFAULT_REFRESH_INTERVAL,
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
@@ -379,6 +401,8 @@ def create_app(
     ``max_query_chars``: the longest text (with its title) ``POST /similar`` reads, 422
     beyond; ``request_timeout``: seconds before a request still unanswered gets 503
     (:class:`~textrec.serve.limits.RequestTimeout`; None: no deadline).
+    ``refresh_interval``: seconds between looks at the store for writes by other processes
+    (:meth:`Recommender.refresh`; None: never).
     """
     if events_need_token is None:
         events_need_token = os.environ.get("TEXTREC_EVENTS_NEED_TOKEN") == "1"
@@ -393,6 +417,7 @@ def create_app(
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
     slots = TokenizerSlots()
+    metrics = Metrics()
 
     def open_recommender() -> Recommender:
         if recommender is not None:
@@ -404,10 +429,23 @@ def create_app(
         rec = open_recommender()
         log.info("textrec serving %r", rec)
         app.state.recommender = rec
+        follower = None
+        if refresh_interval is not None:
+            follower = asyncio.create_task(_follow_store(rec, refresh_interval, metrics))
         yield
+        if follower is not None:
+            follower.cancel()
+        try:  # up to date first: never write index files older than another process's
+            await run_in_threadpool(rec.refresh)
+        except Exception as exc:  # the store is gone or replaced: keep the files
+            log.warning("index files not saved: the store cannot be read (%s)", exc)
+            return
         if rec.changed:  # so that the next start reads the index files instead of rebuilding
-            path = rec.save()
-            log.info("index files saved to %s", path)
+            try:
+                path = rec.save()
+                log.info("index files saved to %s", path)
+            except OSError as exc:  # a read-only folder: the next start rebuilds them
+                log.warning("index files not saved: %s", exc)
 
     app = FastAPI(
         title="textrec",
@@ -439,6 +477,11 @@ def create_app(
     async def on_unknown(request: Request, exc: UnknownDocumentError) -> JSONResponse:
         return _not_found(exc)
 
+    @app.exception_handler(StoreReplacedError)
+    async def on_store_replaced(request: Request, exc: StoreReplacedError) -> JSONResponse:
+        log.error("%s %s refused: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"writes refused: {exc}"}, status_code=503)
+
     @app.exception_handler(SnapshotChangedError)
     async def on_snapshot_changed(request: Request, exc: SnapshotChangedError) -> JSONResponse:
         # A `textrec build` activated a new DF snapshot while this server holds the old one.
@@ -451,6 +494,16 @@ def create_app(
             log.error("%s %s: %s", request.method, request.url.path, exc.orig)
             detail = "the server's disk is full: nothing of this request was stored"
             return JSONResponse({"detail": detail}, status_code=507)
+        if "malformed" in str(exc.orig).lower():  # copied over while open, most often
+            log.error("%s %s: %s", request.method, request.url.path, exc.orig)
+            detail = (
+                "the server's database file is damaged: was it copied over while the server "
+                "ran? Restore it, then restart the server"
+            )
+            return JSONResponse({"detail": detail}, status_code=503)
+        if "readonly" in str(exc.orig).lower():  # a store opened with ?mode=ro
+            detail = "this server's store is read-only: it answers queries, not writes"
+            return JSONResponse({"detail": detail}, status_code=503)
         return await on_error(request, exc)
 
     @app.exception_handler(Exception)
@@ -591,6 +644,7 @@ def create_app(
             batch.append((i, event))
         stored, refused = rec.add_events([e for _, e in batch])
         rejected += [EventRejected(index=batch[e.line - 1][0], reason=e.reason) for e in refused]
+        metrics.events(stored, len(rejected))
         response.status_code = 202
         return EventsOut(accepted=stored, rejected=sorted(rejected, key=lambda r: r.index))
 
@@ -628,6 +682,18 @@ def create_app(
         rec.remove(id)
         return Response(status_code=204)
 
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        dependencies=[Depends(require_token)],
+        response_class=PlainTextResponse,
+        responses={200: {"description": "the Prometheus text format, version 0.0.4"}},
+    )
+    def metrics_page(rec: Rec) -> PlainTextResponse:
+        return PlainTextResponse(
+            metrics.render(rec), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
@@ -639,6 +705,7 @@ def create_app(
     if request_timeout is not None:
         app.add_middleware(RequestTimeout, seconds=request_timeout)
     app.add_middleware(RequestBody, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     hosts = allowed_hosts_from(allowed_hosts)
     if hosts:  # outermost: a request for another name is refused before anything runs
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)

@@ -39,7 +39,8 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -95,6 +96,7 @@ __all__ = [
     "SchemaOutOfDateError",
     "SnapshotChangedError",
     "Store",
+    "StoreReplacedError",
     "StoreStamp",
     "StoreUnavailableError",
     "StoredDocument",
@@ -147,6 +149,11 @@ class NotBuiltError(RuntimeError):
         )
 
 
+class StoreReplacedError(RuntimeError):
+    """The store is no longer the one this process opened: its file was moved or copied
+    over, or restored from an older copy. Writes are refused; restarting opens the new one."""
+
+
 class StoreUnavailableError(OSError):
     """The database cannot be opened or used: the message says which and why, in one line."""
 
@@ -182,7 +189,10 @@ def describe_database_error(exc: BaseException, url: str) -> str:
         folder = os.path.dirname(os.path.abspath(path)) if path else ""
         if folder and not os.path.isdir(folder):
             return f"{shown}: cannot open the database: the folder {folder} does not exist"
-        return f"{shown}: cannot open the database file ({first}): check its permissions"
+        return (
+            f"{shown}: cannot open the database file ({first}): check its permissions; a "
+            "database in a read-only folder opens with ?mode=ro (sqlite:///path?mode=ro)"
+        )
     if "readonly" in low or "read-only" in low:
         return f"{shown}: the database is read-only ({first})"
     if "connection refused" in low or "could not connect" in low or "connection failed" in low:
@@ -438,6 +448,62 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_read_only_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@dataclass(frozen=True)
+class _SQLiteTarget:
+    """The file of a SQLite URL, in its plain form (``sqlite:///blog.db``) or its URI form
+    (``sqlite:///file:blog.db?mode=ro&uri=true``), and whether it is to be read only
+    (``mode=ro`` or ``immutable=1``, in either form)."""
+
+    path: str | None
+    read_only: bool
+    immutable: bool
+
+    @classmethod
+    def of(cls, url: str) -> _SQLiteTarget:
+        u = make_url(url)
+        db = u.database or ""
+        if db.startswith("file:"):
+            db = db[len("file:") :]
+        query = {k: (v[-1] if isinstance(v, tuple) else v) for k, v in u.query.items()}
+        immutable = query.get("immutable") == "1"
+        read_only = immutable or query.get("mode") == "ro"
+        return cls(db if db and db != ":memory:" else None, read_only, immutable)
+
+    def connector(self) -> Callable[[], Any]:
+        """Opens the file read-only. A WAL database needs its ``-shm`` file, which cannot be
+        made in a read-only folder: when the plain read-only open fails so and no WAL holds
+        writes, the file is opened as immutable (nothing can change it there)."""
+        import sqlite3
+
+        assert self.path is not None
+        path = os.path.abspath(self.path)
+        uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+
+        def connect() -> Any:
+            if self.immutable:
+                return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                wal = path + "-wal"
+                if "unable to open" not in str(exc) or (
+                    os.path.exists(wal) and os.path.getsize(wal) > 0
+                ):
+                    raise
+            return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+
+        return connect
+
+
 class Store:
     """Documents, DF snapshots and fingerprints in a SQL database.
 
@@ -449,30 +515,54 @@ class Store:
         """Connect; with ``create``, make the tables of an empty database, and refuse a
         database whose schema revision differs (:class:`SchemaOutOfDateError`)."""
         self.url = resolve_db_url(url)
+        self._sqlite: _SQLiteTarget | None = None
         try:
-            self.engine: Engine = create_engine(self.url, future=True)
+            if self.url.startswith("sqlite"):
+                self._sqlite = _SQLiteTarget.of(self.url)
+            if self._sqlite is not None and self._sqlite.read_only and self._sqlite.path:
+                self.engine: Engine = create_engine(
+                    "sqlite://", creator=self._sqlite.connector(), future=True
+                )
+            else:
+                self.engine = create_engine(self.url, future=True)
         except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreUnavailableError(
                 f"{_shown_url(self.url)}: not a database URL textrec can open ({first}); "
                 "for example sqlite:///blog.db or postgresql+psycopg://user@host/db"
             ) from None
-        if self.engine.dialect.name == "sqlite":
+        if self._sqlite is not None and self._sqlite.read_only:
+            event.listen(self.engine, "connect", _sqlite_read_only_pragmas)
+        elif self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = threading.local()
         event.listen(self._session, "after_commit", self._committed)
+        self._file_id: tuple[int, int] | None = None
+        self._opened_stamp: StoreStamp | None = None
+        self._seen_generation = -1
         if create:
             try:
                 self._create_or_check()
+                self._remember_opened()
             except (OperationalError, DatabaseError) as exc:
                 self.engine.dispose()
                 raise StoreUnavailableError(describe_database_error(exc, self.url)) from exc
+
+    def _remember_opened(self) -> None:
+        """The file and the store this Store opened, to notice when either is replaced."""
+        path = self.sqlite_path
+        if path is not None and os.path.exists(path):
+            st = os.stat(path)
+            self._file_id = (st.st_dev, st.st_ino)
+        self._opened_stamp = self.stamp()
+        self._seen_generation = self._opened_stamp.generation
 
     def _committed(self, session: Session) -> None:
         stamp = session.info.pop("stamp", None)
         if stamp is not None:
             self._writes.last = stamp
+            self._seen_generation = max(self._seen_generation, stamp.generation)
 
     # schema -----------------------------------------------------------------------------------
 
@@ -530,10 +620,15 @@ class Store:
     @property
     def sqlite_path(self) -> str | None:
         """The database file of a file-backed SQLite store, else None."""
-        if self.engine.dialect.name != "sqlite":
+        if self.engine.dialect.name != "sqlite" or self._sqlite is None:
             return None
-        db = self.engine.url.database
-        return db if db and db != ":memory:" else None
+        return self._sqlite.path
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the URL asks for the store to be read only (SQLite ``mode=ro`` or
+        ``immutable=1``)."""
+        return self._sqlite is not None and self._sqlite.read_only
 
     # documents --------------------------------------------------------------------------------
 
@@ -942,14 +1037,59 @@ class Store:
             row.value = value
 
     def _bump(self, s: Session) -> None:
-        """Advance the generation, inside the transaction of a write."""
+        """Advance the generation, inside the transaction of a write; refuse the write
+        (:class:`StoreReplacedError`, the transaction rolls back) when the store is no longer
+        the one opened."""
+        self._check_same_file()
         identity, generation, tag = s.execute(
             update(StateRow)
             .where(StateRow.id == 1)
             .values(generation=StateRow.generation + 1, write_tag=secrets.token_hex(8))
             .returning(StateRow.identity, StateRow.generation, StateRow.write_tag)
         ).one()
+        opened = self._opened_stamp
+        if opened is not None and identity != opened.identity:
+            raise StoreReplacedError(
+                f"{self!r} is another store than the one opened (identity {identity}, not "
+                f"{opened.identity}): its file was replaced; restart to use the new one"
+            )
+        if int(generation) <= self._seen_generation:
+            raise StoreReplacedError(
+                f"{self!r} went back to generation {int(generation) - 1} from "
+                f"{self._seen_generation}: it was restored from an older copy while open; "
+                "restart to use it"
+            )
         s.info["stamp"] = StoreStamp(identity, int(generation), tag)
+
+    def check_unchanged(self) -> StoreStamp:
+        """The store's stamp now; raises :class:`StoreReplacedError` when the store is no
+        longer the one this Store opened (its file moved or replaced, another identity)."""
+        self._check_same_file()
+        stamp = self.stamp()
+        opened = self._opened_stamp
+        if opened is not None and stamp.identity != opened.identity:
+            raise StoreReplacedError(
+                f"{self!r} is another store than the one opened (identity {stamp.identity}, "
+                f"not {opened.identity}): it was replaced; restart to use the new one"
+            )
+        return stamp
+
+    def _check_same_file(self) -> None:
+        """Raise :class:`StoreReplacedError` when the SQLite file's path no longer leads to
+        the file that was opened (moved away, or another file moved there)."""
+        if self._file_id is None or self.sqlite_path is None:
+            return
+        try:
+            st = os.stat(self.sqlite_path)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        if now != self._file_id:
+            what = "is gone" if now is None else "is another file now"
+            raise StoreReplacedError(
+                f"{self.sqlite_path} {what}: the database was moved or replaced while this "
+                "process had it open, so its writes would be lost; restart to open the new one"
+            )
 
     def last_write(self) -> StoreStamp | None:
         """The stamp that this thread's last committed write (through this Store) gave the

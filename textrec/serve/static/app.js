@@ -124,7 +124,12 @@ async function showDocument(id) {
 }
 
 function fromHash() {
-  const id = decodeURIComponent(location.hash.slice(1));
+  let id = location.hash.slice(1);
+  try {
+    id = decodeURIComponent(id);
+  } catch (err) {
+    // A malformed escape ("#%E0%A4%A"): look the id up as written; no document has it.
+  }
   if (id && id !== state.selected) showDocument(id);
 }
 
