@@ -81,11 +81,14 @@ def test_similar_text_finds_the_document_itself(built: str) -> None:
     rec = Recommender(built)
     doc = rec.store.find_document("wikinews-0054")
     assert doc is not None
-    [top] = rec.similar_text(doc.text, k=1, title=doc.title)
+    [top] = rec.similar_text(doc.text, k=1, title=doc.title, collapse=None)
     # The related score is the cosine with the document's top terms, quantised: near 1.
     assert top.id == "wikinews-0054" and top.distance == 0 and top.score > 0.95
-    [top] = rec.similar_text(doc.text, k=1, title=doc.title, mode="hamming")
+    [top] = rec.similar_text(doc.text, k=1, title=doc.title, mode="hamming", collapse=None)
     assert top.id == "wikinews-0054" and top.distance == 0 and top.score == 1.0
+    # By default it is a copy of the query, not a related post: the next one takes its place.
+    [top] = rec.similar_text(doc.text, k=1, title=doc.title)
+    assert top.id != "wikinews-0054" and top.distance is not None and top.distance > 4
 
 
 def test_index_file_is_used_when_it_matches(built: str) -> None:

@@ -100,10 +100,18 @@ def test_document_and_its_similar(client: TestClient) -> None:
 
 def test_similar_text(client: TestClient) -> None:
     doc = client.get("/documents/wikinews-0054").json()
-    r = client.post("/similar", json={"text": doc["text"], "title": doc["title"], "k": 3})
+    query = {"text": doc["text"], "title": doc["title"], "k": 3, "collapse": -1}
+    r = client.post("/similar", json=query)
     assert r.status_code == 200
     top = r.json()["results"][0]
     assert top["id"] == "wikinews-0054" and top["distance"] == 0 and top["score"] > 0.99
+    # By default (and with collapse=4) the document is a copy of the text, not related to it.
+    for collapse in (None, 4):
+        body = {**query, "collapse": collapse} if collapse else {**query, "collapse": None}
+        results = client.post("/similar", json=body).json()["results"]
+        assert len(results) == 3 and all(m["distance"] > 4 for m in results)
+    for bad in (65, -2, "x"):
+        assert client.post("/similar", json={**query, "collapse": bad}).status_code == 422
 
 
 @pytest.mark.parametrize("k", [0, -1, MAX_K + 1, "ten"])
@@ -201,7 +209,7 @@ def test_add_is_visible_at_once_and_remove_too(client: TestClient) -> None:
     ]
     assert client.get("/health").json()["documents"] == 645
     assert client.get("/documents/mars-1").json()["meta"] == {"source": "test"}
-    query = {"text": MARS, "title": "화성 탐사", "k": 1}
+    query = {"text": MARS, "title": "화성 탐사", "k": 1, "collapse": -1}
     top = client.post("/similar", json=query).json()["results"][0]
     assert top["id"] == "mars-1" and top["distance"] == 0
     similar = client.get("/documents/mars-1/similar?k=5").json()["results"]
@@ -306,7 +314,7 @@ def test_index_files_are_saved_at_shutdown_after_writes(db: str) -> None:
         r = c.post("/documents", json={"documents": [{"id": "mars", "text": MARS}]})
         assert r.status_code in (200, 201), r.text
     rec = Recommender(db)
-    assert "mars" in [m.id for m in rec.similar_text(MARS, k=1)]
+    assert "mars" in [m.id for m in rec.similar_text(MARS, k=1, collapse=None)]
     assert len(rec.index) == 645 and not rec.changed
     from textrec.artifacts.indexes import StoreIndexes
 

@@ -155,3 +155,19 @@ def test_an_ingest_that_meets_the_switch_takes_the_new_scheme(tmp_path: Path) ->
     late = store.find_document(str(_petitions(50, 51)[0]["id"]))
     assert late is not None and late.terms == Analyzer().term_counts(late.text, late.title)
     assert check(store, sample=1000).ok
+
+
+def test_a_runner_build_upgrades_too(tmp_path: Path) -> None:
+    """The jobs derive terms from the exported texts under the scheme they are given."""
+    from textrec.pipeline.runners import build_with_runner
+
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    _v1_store(url, tmp_path)
+    report = build_with_runner(Store(url), "inline")
+    assert report.upgraded_from == "simhash64-v1" and report.bad_records == {}
+    store = Store(url)
+    assert store.scheme() == "simhash64-v2" and not store.ids_without_terms()
+    in_process = build(Store(url))  # the same snapshot as in process: nothing to upgrade
+    assert in_process.snapshot_id == report.snapshot_id and in_process.upgraded_from is None
+    assert check(store, sample=1000).ok
+    assert Recommender(url).similar("en-1", k=1)[0].id == "mixed-1"

@@ -25,7 +25,16 @@ from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, par
 from textrec.sources import MODES, HammingSource, Query, ReadersSource, RelatedSource, Source
 from textrec.store.sql import Store, StoredDocument
 
-__all__ = ["MAX_K", "MODES", "Match", "Recommender", "UnknownDocumentError", "check_k"]
+__all__ = [
+    "DEFAULT",
+    "DEFAULT_COLLAPSE",
+    "MAX_K",
+    "MODES",
+    "Match",
+    "Recommender",
+    "UnknownDocumentError",
+    "check_k",
+]
 
 
 class UnknownDocumentError(KeyError):
@@ -87,6 +96,28 @@ def check_k(k: object) -> int:
     return k
 
 
+DEFAULT_COLLAPSE = 4
+"""Results within this many bits of the query's fingerprint, or of a higher-ranked result's,
+are copies and are left out of related lists. Chosen on the petitions' natural duplicates
+(``bench/collapse.py``): 4 bits catches 83 % of the copies in the lists, and every result it
+drops shares at least half its text (character 5-grams) with what it collides with."""
+
+
+class _Default:
+    """The type of :data:`DEFAULT`: "the Recommender's own setting"."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT = _Default()
+
+
+def _check_collapse(radius: int) -> None:
+    if not isinstance(radius, int) or isinstance(radius, bool) or not 0 <= radius <= 64:
+        raise ValueError(f"collapse must be None or a whole number of bits 0..64, got {radius!r}")
+
+
 def _check_radius(max_distance: int) -> None:
     if not isinstance(max_distance, int) or not 0 <= max_distance <= 64:
         raise ValueError(f"max_distance must be a whole number 0..64, got {max_distance!r}")
@@ -102,7 +133,8 @@ class Recommender:
     pass ``analyzer`` only for a scheme of your own tokenizer (a conflicting one is refused,
     :class:`~textrec.content.simhash.SchemeMismatchError`). ``readers_store``: a ``redis://``
     URL to keep the readers' signature index in Redis (:mod:`textrec.collab.buckets`) instead
-    of in memory. Raises
+    of in memory. ``collapse``: copies are left out of related lists (see :meth:`similar`);
+    None keeps them. Raises
     :class:`~textrec.store.sql.NotBuiltError` before the first ``textrec build``.
     """
 
@@ -113,7 +145,13 @@ class Recommender:
         index_path: str | None = None,
         analyzer: Analyzer | None = None,
         readers_store: str | None = None,
+        collapse: int | None = DEFAULT_COLLAPSE,
     ) -> None:
+        if collapse is not None:
+            _check_collapse(collapse)
+        self.collapse = collapse
+        """How many bits apart a result's fingerprint may be from the query's (or a
+        higher-ranked result's) and still count as a copy, left out; None: keep copies."""
         self.store = db if isinstance(db, Store) else Store(db)
         self.analyzer = analyzer_for(self.store.scheme(), analyzer, where=self.store.url)
         self.index_path = index_path if index_path is not None else default_index_path(self.store)
@@ -218,22 +256,29 @@ class Recommender:
         exclude: int | None,
         mode: str,
         shown: set[str] | None = None,
+        collapse: int | _Default | None = DEFAULT,
     ) -> list[Match]:
         check_k(k)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        radius = self.collapse if isinstance(collapse, _Default) else collapse
+        if radius is not None:
+            _check_collapse(radius)
         query = Query(weights, self._query_code(exclude, weights), exclude)
         # A document removed by another thread can still be in the index a search read (the
         # store is written first); such hits are dropped and the search asked for more, so a
-        # concurrent removal never shortens the result.
-        want = k
-        for _ in range(8):
+        # concurrent removal never shortens the result. Copies collapsed away are replaced
+        # the same way: the list still holds k results when the corpus has them.
+        want = k if radius is None else k + k // 2 + 2
+        for _ in range(12):
             ranked = self._ranked(query, want, exclude, mode)
             docs = self.store.get_documents([r[0] for r in ranked])
             present = [r for r in ranked if r[0] in docs]
+            if radius is not None:
+                present = self._collapsed(present, query.code, radius, k)
             if len(present) >= k or len(ranked) < want:
                 break
-            want += k + len(ranked) - len(present)
+            want = 2 * want + k
         out: list[Match] = []
         for doc_id, dist, score in present[:k]:
             doc = docs[doc_id]
@@ -242,7 +287,35 @@ class Recommender:
             out.append(Match(doc.external_id, doc.title, dist, score, shared))
         return out
 
-    def similar(self, id: str, k: int = 10, *, mode: str = "related") -> list[Match]:
+    def _collapsed(
+        self, ranked: list[tuple[int, int | None, float]], code: int, radius: int, k: int
+    ) -> list[tuple[int, int | None, float]]:
+        """``ranked`` without the results whose fingerprint is within ``radius`` bits of the
+        query's (``code``) or of a higher-ranked result kept; stops at ``k`` kept."""
+        seen = [code] if code != 0 else []
+        kept: list[tuple[int, int | None, float]] = []
+        for item in ranked:
+            if len(kept) == k:
+                break
+            try:
+                other = self.index.get(item[0])
+            except KeyError:  # removed meanwhile: nothing to compare, kept
+                kept.append(item)
+                continue
+            if any(hamming(other, s) <= radius for s in seen):
+                continue
+            seen.append(other)
+            kept.append(item)
+        return kept
+
+    def similar(
+        self,
+        id: str,
+        k: int = 10,
+        *,
+        mode: str = "related",
+        collapse: int | _Default | None = DEFAULT,
+    ) -> list[Match]:
         """The ``k`` documents (1..:data:`MAX_K`) most related to stored document ``id``
         (itself excluded).
 
@@ -252,21 +325,34 @@ class Recommender:
         and ``score`` is SimHash's estimate ``cos(π·d/64)``; ``mode="readers"`` gives the
         documents most read by this one's readers (:mod:`textrec.collab.readers`), an empty
         list while it has no readers (:meth:`readers_of` says how many it has).
+
+        ``collapse``: copies are left out. A result whose fingerprint is within this many
+        bits of the query's, or of a higher-ranked result's, is a re-post or a copy, and the
+        next result takes its place (the list still holds ``k`` when there are enough).
+        By default the Recommender's :attr:`collapse` (:data:`DEFAULT_COLLAPSE` bits); None
+        keeps every result.
         """
         check_k(k)
         doc = self._document(id)
         weights = self.analyzer.weights(self._terms(doc), self.snapshot)
         shown = self.analyzer.shown_terms(doc.text, doc.title)
-        return self._matches(weights, k, doc.id, mode, shown)
+        return self._matches(weights, k, doc.id, mode, shown, collapse)
 
     def similar_text(
-        self, text: str, k: int = 10, *, title: str | None = None, mode: str = "related"
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        title: str | None = None,
+        mode: str = "related",
+        collapse: int | _Default | None = DEFAULT,
     ) -> list[Match]:
-        """The ``k`` stored documents most related to a free text (modes as in
-        :meth:`similar`)."""
+        """The ``k`` stored documents most related to a free text (modes and ``collapse``
+        as in :meth:`similar`)."""
         check_k(k)
         weights = self.analyzer.weights(self.analyzer.term_counts(text, title), self.snapshot)
-        return self._matches(weights, k, None, mode, self.analyzer.shown_terms(text, title))
+        shown = self.analyzer.shown_terms(text, title)
+        return self._matches(weights, k, None, mode, shown, collapse)
 
     def near_duplicates(self, id: str, max_distance: int = 3) -> list[Match]:
         """Documents whose fingerprint is within ``max_distance`` bits of ``id``'s (itself

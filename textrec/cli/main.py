@@ -33,7 +33,14 @@ from textrec.pipeline.build import build, refresh_index_file
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, read_records
 from textrec.pipeline.runners import RUNNERS, JobsError
-from textrec.recommend import MAX_K, MODES, Match, Recommender, UnknownDocumentError
+from textrec.recommend import (
+    DEFAULT_COLLAPSE,
+    MAX_K,
+    MODES,
+    Match,
+    Recommender,
+    UnknownDocumentError,
+)
 from textrec.sources import CONTENT_MODES
 from textrec.store.sql import (
     NotBuiltError,
@@ -205,7 +212,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
     for doc_id in args.ids:
         try:
             doc = rec.store.find_document(doc_id)
-            matches = rec.similar(doc_id, k=args.k, mode=args.mode)
+            matches = rec.similar(doc_id, k=args.k, mode=args.mode, collapse=args.collapse)
         except UnknownDocumentError as exc:
             print(f"textrec: {exc}", file=sys.stderr)
             failed = True
@@ -286,7 +293,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     text = _read_text(args.text)
     if not text.strip():
         raise CliError("the query text is empty")
-    matches = _recommender(args).similar_text(text, k=args.k, mode=args.mode)
+    matches = _recommender(args).similar_text(
+        text, k=args.k, mode=args.mode, collapse=args.collapse
+    )
     if args.json:
         _json_line(sys.stdout, text, matches)
     else:
@@ -535,6 +544,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     # Open the store now so a missing build is a one-line error, not a failed start-up.
     rec = _recommender(args)
+    rec.collapse = args.collapse
     app = create_app(
         token=token or None,
         max_body_bytes=args.max_body,
@@ -602,7 +612,27 @@ def _add_ranking_options(p: argparse.ArgumentParser) -> None:
         default=MODES[0],
         help="related: rank by TF-IDF cosine (default); hamming: by the 64-bit fingerprints alone",
     )
+    p.add_argument(
+        "--collapse",
+        type=_collapse_bits,
+        default=DEFAULT_COLLAPSE,
+        metavar="BITS",
+        help="leave out copies: results whose fingerprint is within BITS bits of the query's "
+        f"or of a higher-ranked result's (default: {DEFAULT_COLLAPSE}; 'off' keeps them)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _collapse_bits(text: str) -> int | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected 'off' or a number of bits 0..64, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -890,6 +920,14 @@ def build_parser() -> argparse.ArgumentParser:
         "at start-up."
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument(
+        "--collapse",
+        type=_collapse_bits,
+        default=DEFAULT_COLLAPSE,
+        metavar="BITS",
+        help="the default of the 'collapse' parameter: copies within BITS bits are left out "
+        f"of related lists (default: {DEFAULT_COLLAPSE}; 'off' keeps them)",
+    )
     p.add_argument("--port", type=_positive_int, default=8000, help="port (default: %(default)s)")
     p.add_argument(
         "--token",

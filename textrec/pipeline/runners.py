@@ -422,4 +422,12 @@ def fingerprint_new_with_runner(
             )
             done = _store_fingerprints(store, lines, snapshot, scheme, removed_ok=True)
     index_path = refresh_index_file(store, index_path)
-    return JobsReport(snapshot.id, snapshot.n_docs, len(snapshot), done, index_path, runner, bad)
+    return JobsReport(
+        snapshot.id,
+        snapshot.n_docs,
+        len(snapshot),
+        done,
+        index_path,
+        runner=runner,
+        bad_records=bad,
+    )

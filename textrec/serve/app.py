@@ -47,7 +47,14 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from textrec import __version__
 from textrec.pipeline.records import DuplicateKeyError, RecordError, no_duplicate_keys
-from textrec.recommend import Match, Recommender, UnknownDocumentError
+from textrec.recommend import (
+    DEFAULT,
+    DEFAULT_COLLAPSE,
+    Match,
+    Recommender,
+    UnknownDocumentError,
+    _Default,
+)
 from textrec.serve.guard import EventGuard
 from textrec.serve.limits import DEFAULT_REQUEST_TIMEOUT, RequestTimeout, TokenizerSlots
 from textrec.serve.metrics import Metrics, MetricsMiddleware
@@ -165,6 +172,13 @@ class SimilarTextIn(BaseModel):
     text: str = Field(min_length=1, description="the free text to find related documents for")
     title: str | None = None
     k: int = Field(10, ge=1, le=MAX_K)
+    collapse: int | None = Field(
+        None,
+        ge=-1,
+        le=64,
+        description="as the query parameter of GET /documents/{id}/similar: copies within "
+        "this many bits are left out; -1 keeps them; default: the server's setting",
+    )
 
 
 class AddIn(BaseModel):
@@ -330,11 +344,29 @@ def _recommender(request: Request) -> Recommender:
 # Module level: with postponed annotations, FastAPI resolves these names in module globals.
 Rec = Annotated[Recommender, Depends(_recommender)]
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"how many, 1..{MAX_K}")]
+Collapse = Annotated[
+    int | None,
+    Query(
+        ge=-1,
+        le=64,
+        description="leave out copies: results whose 64-bit fingerprint is within this many "
+        "bits of the query's or of a higher-ranked result's (the next results take their "
+        "place); -1 keeps them; default: the server's setting "
+        f"({DEFAULT_COLLAPSE} unless configured)",
+    ),
+]
 # The modes of textrec.sources.MODES (a test checks that they agree).
 Mode = Annotated[
     Literal["related", "hamming", "readers"],
     Query(description="the retrieval mode; " + describe_modes()),
 ]
+
+
+def _collapse(value: int | None) -> int | _Default | None:
+    """The request's ``collapse``: None (not given) is the server's setting, -1 is off."""
+    if value is None:
+        return DEFAULT
+    return None if value < 0 else value
 
 
 def _match(m: Match) -> MatchOut:
@@ -387,9 +419,10 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
-    ``token`` (default ``$TEXTREC_TOKEN``): when set, ``POST /documents`` and
-    ``DELETE /documents/{id}`` require ``Authorization: Bearer <token>``. ``recommender`` is a
-    factory called once at start-up instead of ``Recommender(db, index_path=...)``.
+    ``token`` (default ``$TEXTREC_TOKEN``): when set, ``POST /documents``,
+    ``PUT /documents/{id}`` and ``DELETE /documents/{id}`` require
+    ``Authorization: Bearer <token>``. ``recommender`` is a factory called once at start-up
+    instead of ``Recommender(db, index_path=...)``.
     ``POST /events`` is anonymous unless ``events_need_token`` (default
     ``$TEXTREC_EVENTS_NEED_TOKEN=1``), bounded by ``guard`` (:class:`EventGuard`; by default
     its own, whose cap on the new readers one client brings an hour is
@@ -545,12 +578,17 @@ def create_app(
         responses={404: {"description": "no such document"}},
     )
     def similar(
-        id: str, rec: Rec, request: Request, k: K = 10, mode: Mode = "related"
+        id: str,
+        rec: Rec,
+        request: Request,
+        k: K = 10,
+        mode: Mode = "related",
+        collapse: Collapse = None,
     ) -> SimilarOut | JSONResponse:
         raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
         if not raw.endswith(b"/similar"):  # the id itself ends in "/similar"
             return JSONResponse(get_document(f"{id}/similar", rec).model_dump(mode="json"))
-        matches = rec.similar(id, k=k, mode=mode)
+        matches = rec.similar(id, k=k, mode=mode, collapse=_collapse(collapse))
         note = None
         if not matches and mode == "readers" and rec.readers_of(id) == 0:
             note = "this document has no readers yet: no events name it"
@@ -576,7 +614,9 @@ def create_app(
                 f"{max_query_chars:,}",
             )
         with slots.slot(rec.analyzer.tokenizer):
-            matches = rec.similar_text(body.text, k=body.k, title=body.title)
+            matches = rec.similar_text(
+                body.text, k=body.k, title=body.title, collapse=_collapse(body.collapse)
+            )
         return SimilarOut(id=None, results=[_match(m) for m in matches])
 
     @app.post(

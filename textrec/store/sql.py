@@ -1353,21 +1353,21 @@ class Store:
                     .order_by(DocumentRow.id)
                     .limit(batch_size)
                 )
-                rows = list(s.execute(q))
-                if texts:
-                    rows = [(r[0], None) for r in rows]
+                rows: list[tuple[int, str | None]] = [
+                    (int(i), None if texts else t) for i, t in s.execute(q)
+                ]
                 missing = [r[0] for r in rows if r[1] is None]
-                texts: dict[int, tuple[str | None, str]] = {}
+                read: dict[int, tuple[str | None, str]] = {}
                 if missing:
                     tq = select(DocumentRow.id, DocumentRow.title, DocumentRow.text).where(
                         DocumentRow.id.in_(missing)
                     )
-                    texts = {i: (t, x) for i, t, x in s.execute(tq)}
+                    read = {i: (t, x) for i, t, x in s.execute(tq)}
             if not rows:
                 return
             for doc_id, terms in rows:
                 if terms is None:
-                    title, text = texts[doc_id]
+                    title, text = read[doc_id]
                     yield doc_id, None, title, text
                 else:
                     yield doc_id, json.loads(terms), None, None
