@@ -106,7 +106,7 @@ class Recommender:
         )
         self.readers = ReadersIndex.from_store(self.store, buckets=buckets)
         self.sources: dict[str, Source] = {
-            "related": RelatedSource(self.related),
+            "related": RelatedSource(self.related, self.snapshot, self.analyzer.weighting),
             "hamming": HammingSource(self.index),
             "readers": ReadersSource(self.readers),
         }
@@ -169,7 +169,7 @@ class Recommender:
 
     def _matches(
         self,
-        weights: Mapping[str, float],
+        counts: Mapping[str, int],
         k: int,
         exclude: int | None,
         mode: str,
@@ -178,7 +178,8 @@ class Recommender:
             raise ValueError(f"k must be a whole number >= 0, got {k!r}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        query = Query(weights, self._query_code(exclude, weights), exclude)
+        weights = self.analyzer.weights(counts, self.snapshot)
+        query = Query(weights, self._query_code(exclude, weights), exclude, counts)
         # A document removed by another thread can still be in the index a search read (the
         # store is written first); such hits are dropped and the search asked for more, so a
         # concurrent removal never shortens the result.
@@ -191,34 +192,39 @@ class Recommender:
                 break
             want += k + len(ranked) - len(present)
         out: list[Match] = []
+        related = self.sources["related"]
         for doc_id, dist, score in present[:k]:
             doc = docs[doc_id]
-            doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
-            shared = _shared_terms(weights, doc_weights)
+            if mode == "related" and isinstance(related, RelatedSource):
+                shared = related.shared_terms(counts, self._terms(doc))
+            else:
+                shared = _shared_terms(
+                    weights, self.analyzer.weights(self._terms(doc), self.snapshot)
+                )
             out.append(Match(doc.external_id, doc.title, dist, score, shared))
         return out
 
     def similar(self, id: str, k: int = 10, *, mode: str = "related") -> list[Match]:
         """The ``k`` documents most related to stored document ``id`` (itself excluded).
 
-        ``mode="related"`` (the default) ranks by TF-IDF cosine through the
-        :class:`~textrec.content.related.RelatedIndex`, and ``score`` is that cosine;
+        ``mode="related"`` (the default) ranks by the pivoted BM25 score of
+        :mod:`textrec.content.ranking` through the
+        :class:`~textrec.content.related.RelatedIndex`, and ``score`` is that score (0 or
+        more, comparable within one list); ``shared_terms`` are the terms that add most to it;
         ``mode="hamming"`` ranks by the Hamming distance of the 64-bit fingerprints alone,
         and ``score`` is SimHash's estimate ``cos(π·d/64)``; ``mode="readers"`` gives the
         documents most read by this one's readers (:mod:`textrec.collab.readers`), an empty
         list while it has no readers (:meth:`readers_of` says how many it has).
         """
         doc = self._document(id)
-        weights = self.analyzer.weights(self._terms(doc), self.snapshot)
-        return self._matches(weights, k, doc.id, mode)
+        return self._matches(self._terms(doc), k, doc.id, mode)
 
     def similar_text(
         self, text: str, k: int = 10, *, title: str | None = None, mode: str = "related"
     ) -> list[Match]:
         """The ``k`` stored documents most related to a free text (modes as in
         :meth:`similar`)."""
-        weights = self.analyzer.weights(self.analyzer.term_counts(text, title), self.snapshot)
-        return self._matches(weights, k, None, mode)
+        return self._matches(self.analyzer.term_counts(text, title), k, None, mode)
 
     def near_duplicates(self, id: str, max_distance: int = 3) -> list[Match]:
         """Documents whose fingerprint is within ``max_distance`` bits of ``id``'s (itself
@@ -312,9 +318,8 @@ class Recommender:
             records.append(parse_record_obj(d, line=n, max_chars=max_chars))
 
         def index_batch(ids: list[int], fps: list[int], terms: list[dict[str, int]]) -> None:
-            weights = [self.analyzer.weights(t, self.snapshot) for t in terms]
             for source in self.sources.values():
-                source.add(ids, fps, weights)
+                source.add(ids, fps, terms)
             self._wrote()
 
         with self._write_lock:
