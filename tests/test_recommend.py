@@ -234,3 +234,29 @@ def test_a_result_missing_from_the_hamming_index_has_no_distance(copy_of_built: 
     assert [m.id for m in again] == [m.id for m in first]
     assert again[0].distance is None and again[0].score == first[0].score
     assert again[0].to_dict()["distance"] is None
+
+
+def test_a_related_index_file_of_the_cosine_format_is_rebuilt(
+    copy_of_built: str,
+    caplog,  # type: ignore[no-untyped-def]
+) -> None:
+    import json
+    import logging
+
+    import numpy as np
+
+    from textrec.artifacts.indexes import related_path
+
+    path = related_path(copy_of_built.removeprefix("sqlite:///") + ".index")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["format"] = "textrec-related/1"  # as the TF-IDF cosine index of earlier versions
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with caplog.at_level(logging.WARNING, logger="textrec.artifacts"):
+        rec = Recommender(copy_of_built)
+    assert any("rebuilding it from the store" in r.message for r in caplog.records)
+    assert len(rec.related) == 644 and rec.related.ranking["name"] == "bm25-pivot"
+    assert "wikinews-0054" in [m.id for m in rec.similar("wikinews-0001", k=3)]
