@@ -10,6 +10,7 @@ from tests.helpers import copy_database
 from textrec import NotBuiltError, Recommender, Store
 from textrec.artifacts.indexes import default_index_path
 from textrec.content.hamming import HammingIndex
+from textrec.sources import RelatedSource
 
 CORPUS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_ko.jsonl.gz"
 
@@ -32,7 +33,7 @@ def test_similar_excludes_the_query_and_is_ordered(built: str) -> None:
     assert len(matches) == 10
     assert all(m.id != "wikinews-0001" for m in matches)
     assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
-    assert all(0.0 < m.score <= 1.0 for m in matches)
+    assert all(m.score > 0.0 for m in matches)  # pivoted BM25: 0 or more, not a cosine
     assert all(m.shared_terms for m in matches)
     assert matches[0].to_dict().keys() == {"id", "title", "distance", "score", "shared_terms"}
     by_hamming = rec.similar("wikinews-0001", k=10, mode="hamming")
@@ -81,9 +82,9 @@ def test_similar_text_finds_the_document_itself(built: str) -> None:
     rec = Recommender(built)
     doc = rec.store.find_document("wikinews-0054")
     assert doc is not None
-    [top] = rec.similar_text(doc.text, k=1, title=doc.title, collapse=None)
-    # The related score is the cosine with the document's top terms, quantised: near 1.
-    assert top.id == "wikinews-0054" and top.distance == 0 and top.score > 0.95
+    top, second = rec.similar_text(doc.text, k=2, title=doc.title, collapse=None)
+    # Every term of the document is shared with itself: it outscores any other by far.
+    assert top.id == "wikinews-0054" and top.distance == 0 and top.score > 1.5 * second.score
     [top] = rec.similar_text(doc.text, k=1, title=doc.title, mode="hamming", collapse=None)
     assert top.id == "wikinews-0054" and top.distance == 0 and top.score == 1.0
     # By default it is a copy of the query, not a related post: the next one takes its place.
@@ -195,15 +196,32 @@ def test_related_index_file_catches_up_instead_of_rebuilding(
     assert len(caught_up) == 645  # 644 + 2 - 1
     monkeypatch.undo()
 
+    # The ranking's length pivot is fitted when an index is built and kept by the appends
+    # (as the DF snapshot is), so the caught-up index equals one rebuilt from the store under
+    # the same pivot.
+    source = caught_up.sources["related"]
+    assert isinstance(source, RelatedSource)
+    rebuilt = build_module.build_related_index(
+        caught_up.store, caught_up.snapshot, caught_up.analyzer, ranking=source.ranking
+    )
+    assert rebuilt.ranking == caught_up.related.ranking
+    for query in ["m-1", "m-2", "wikinews-0001", "wikinews-0100", "wikinews-0400"]:
+        doc = caught_up.store.find_document(query)
+        assert doc is not None and doc.terms is not None
+        weights = source.query_weights(doc.terms)
+        got = caught_up.related.search(weights, 10, exclude=doc.id)
+        want = rebuilt.search(weights, 10, exclude=doc.id)
+        assert got[0].tolist() == want[0].tolist() and got[1].tobytes() == want[1].tobytes()
     os.remove(related_path(db + ".index"))
     os.remove(db + ".index")
-    rebuilt = Recommender(copy_of_built)  # and the Hamming index from every fingerprint
+    from_store = Recommender(copy_of_built)  # both rebuilt, the Hamming index from every code
+    assert len(from_store.related) == 645
     for query in ["m-1", "m-2", "wikinews-0001", "wikinews-0100", "wikinews-0400"]:
-        got = [(m.id, m.score) for m in caught_up.similar(query, k=10)]
-        assert got == [(m.id, m.score) for m in rebuilt.similar(query, k=10)]
-        assert "wikinews-0003" not in {doc_id for doc_id, _ in got}
+        assert "wikinews-0003" not in {m.id for m in caught_up.similar(query, k=10)}
         hamming = [(m.id, m.distance) for m in caught_up.similar(query, k=10, mode="hamming")]
-        assert hamming == [(m.id, m.distance) for m in rebuilt.similar(query, k=10, mode="hamming")]
+        assert hamming == [
+            (m.id, m.distance) for m in from_store.similar(query, k=10, mode="hamming")
+        ]
 
 
 def test_a_result_missing_from_the_hamming_index_has_no_distance(copy_of_built: str) -> None:
@@ -219,3 +237,29 @@ def test_a_result_missing_from_the_hamming_index_has_no_distance(copy_of_built: 
     assert [m.id for m in again] == [m.id for m in first]
     assert again[0].distance is None and again[0].score == first[0].score
     assert again[0].to_dict()["distance"] is None
+
+
+def test_a_related_index_file_of_the_cosine_format_is_rebuilt(
+    copy_of_built: str,
+    caplog,  # type: ignore[no-untyped-def]
+) -> None:
+    import json
+    import logging
+
+    import numpy as np
+
+    from textrec.artifacts.indexes import related_path
+
+    path = related_path(copy_of_built.removeprefix("sqlite:///") + ".index")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["format"] = "textrec-related/1"  # as the TF-IDF cosine index of earlier versions
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with caplog.at_level(logging.WARNING, logger="textrec.artifacts"):
+        rec = Recommender(copy_of_built)
+    assert any("rebuilding it from the store" in r.message for r in caplog.records)
+    assert len(rec.related) == 644 and rec.related.ranking["name"] == "bm25-pivot"
+    assert "wikinews-0054" in [m.id for m in rec.similar("wikinews-0001", k=3)]

@@ -1,18 +1,23 @@
-"""RelatedIndex: exact top-k of cosine over truncated, quantised vectors, with appends,
-removals and concurrent queries."""
+"""RelatedIndex: exact top-k of the quantised additive score over pruned impact postings, with
+appends, removals, concurrent queries and its file; the pivoted BM25 score it serves."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import random
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import missing
+from textrec.content.ranking import Ranking
 from textrec.content.related import IMPACT_LUT, RelatedIndex, quantize_impacts
+from textrec.content.tfidf import DFSnapshot
+from textrec.sources import RelatedSource, related_index_for
 
 related_module = importlib.import_module("textrec.content.related")
 
@@ -35,19 +40,21 @@ def reference(
     top: int,
     exclude: int | None = None,
     term_ids: dict[str, int] | None = None,
+    max_impact: float = 1.0,
 ) -> list[tuple[int, float]]:
-    """The definition, in plain Python: truncate (ties: smaller term id), normalise,
-    quantise, dot, sort (ties: smaller document id)."""
+    """The definition, in plain Python: prune to the top weights (ties: smaller term id),
+    quantise relative to max_impact, dot with the query, sort (ties: smaller document id)."""
     term_ids = term_ids or {}
-    qn = math.sqrt(sum(w * w for w in query.values()))
     scored = []
     for doc_id, w in docs.items():
         if doc_id == exclude:
             continue
         kept = sorted(w.items(), key=lambda kv: (-kv[1], term_ids[kv[0]]))[:top]
-        norm = math.sqrt(sum(v * v for _, v in kept))
-        unit = {t: float(IMPACT_LUT[quantize_impacts(np.array([v / norm]))[0]]) for t, v in kept}
-        s = sum(query.get(t, 0.0) / qn * u for t, u in unit.items())
+        stored = {
+            t: float(IMPACT_LUT[quantize_impacts(np.array([v / max_impact]))[0]]) * max_impact
+            for t, v in kept
+        }
+        s = sum(query.get(t, 0.0) * u for t, u in stored.items())
         if s > 0:
             scored.append((doc_id, s))
     scored.sort(key=lambda x: (-x[1], x[0]))
@@ -59,14 +66,16 @@ def assert_same_ranking(
 ) -> None:
     ids, scores = got
     assert len(ids) == len(expected)
-    assert np.allclose(scores, [s for _, s in expected], atol=1e-5)
+    assert np.allclose(scores, [s for _, s in expected], rtol=1e-5, atol=1e-5)
     for (doc_id, s), got_id in zip(expected, ids.tolist(), strict=True):
         if doc_id != got_id:  # only a float32 near-tie may swap places
-            assert abs(s - dict(expected).get(got_id, -1)) < 1e-5
+            assert abs(s - dict(expected).get(got_id, -1)) < 1e-5 * max(1.0, abs(s))
 
 
 def build(docs: list[dict[str, float]], top: int = 8, chunks: int = 1) -> RelatedIndex:
-    index = RelatedIndex([f"t{i}" for i in range(0, 40, 2)], top_terms=top, max_segments=3)
+    index = RelatedIndex(
+        [f"t{i}" for i in range(0, 40, 2)], top_terms=top, max_segments=3, max_impact=6.0
+    )
     ids = list(range(10, 10 + 3 * len(docs), 3))
     step = max(1, math.ceil(len(docs) / chunks))
     for a in range(0, len(docs), step):
@@ -92,11 +101,13 @@ def test_search_equals_the_definition(chunks: int, kernels: str) -> None:
     by_id = dict(zip(range(10, 10 + 3 * len(docs), 3), docs, strict=True))
     term_ids = index._term_ids
     for q in random_docs(40, 60, seed=99):
-        assert_same_ranking(index.search(q, 10), reference(by_id, q, 10, 8, None, term_ids))
+        assert_same_ranking(
+            index.search(q, 10), reference(by_id, q, 10, 8, None, term_ids, max_impact=6.0)
+        )
     first = next(iter(by_id))
     assert_same_ranking(
         index.search(by_id[first], 5, exclude=first),
-        reference(by_id, by_id[first], 5, 8, first, term_ids),
+        reference(by_id, by_id[first], 5, 8, first, term_ids, max_impact=6.0),
     )
 
 
@@ -115,7 +126,7 @@ def test_edges(kernels: str) -> None:
     assert index.search({}, 5)[0].size == 0
     assert index.search({"a": 1.0}, 0)[0].size == 0
     ids, scores = index.search({"a": 2.0, "b": 2.0}, 10)  # k beyond N
-    assert ids.tolist() == [1, 2] and np.allclose(scores, [math.sqrt(0.5)] * 2, atol=0.02)
+    assert ids.tolist() == [1, 2] and np.allclose(scores, [2.0, 2.0], rtol=0.02)
     with pytest.raises(ValueError, match="k must be"):
         index.search({"a": 1.0}, -1)
     with pytest.raises(ValueError, match="increasing"):
@@ -189,3 +200,117 @@ def test_corrupt_postings_raise_instead_of_reading_out_of_bounds() -> None:
     with pytest.raises(ValueError, match="corrupt"):
         for t in range(0, 30):
             index.search({f"t{t}": 1.0}, 5)
+
+
+def test_file_round_trip_keeps_the_ranking(tmp_path: Path, kernels: str) -> None:
+    docs = random_docs(200, 40, seed=8)
+    index = build(docs, top=8, chunks=3)
+    index.ranking = {"name": "bm25-pivot", "k1": 1.2, "b": 1.0, "pivot": 12.5}
+    path = str(tmp_path / "r.related")
+    index.save(path, scheme="s", snapshot_id="x", provenance="p")
+    again, header = RelatedIndex.load(path)
+    assert header["format"] == "textrec-related/2" and header["provenance"] == "p"
+    assert again.ranking == index.ranking and again.max_impact == 6.0 and again.top_terms == 8
+    for q in random_docs(20, 40, seed=9):
+        a, b = index.search(q, 10), again.search(q, 10)
+        assert a[0].tolist() == b[0].tolist() and a[1].tobytes() == b[1].tobytes()
+
+
+def test_a_file_of_the_first_format_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.related")
+    build(random_docs(20, 10, seed=1)).save(path, scheme="s", snapshot_id="x")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["format"] = "textrec-related/1"  # the cosine index of earlier versions
+    del header["ranking"], header["max_impact"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(ValueError, match="textrec-related/1"):
+        RelatedIndex.load(path)
+
+
+# The score: pivoted BM25 (textrec.content.ranking) -----------------------------------------
+
+
+def test_ranking_weights_follow_the_formula() -> None:
+    snapshot = DFSnapshot.from_documents([{"a": 1, "b": 1}, {"a": 1}, {"c": 1}, {"b": 1}])
+    ranking = Ranking().fitted([4, 2, 2])
+    assert ranking.pivot == pytest.approx(0.5 * (16 + 4 + 4) / 8)
+    w = ranking.document_weights({"a": 3, "c": 1}, snapshot)
+    norm = 1.2 * 4 / ranking.pivot  # b = 1: |d| / pivot
+    assert w["a"] == pytest.approx(math.log(2) * 3 * 2.2 / (3 + norm))
+    assert w["c"] == pytest.approx(math.log(4) * 1 * 2.2 / (1 + norm))
+    q = ranking.query_weights({"a": 3, "zz": 1}, snapshot)
+    assert q["a"] == pytest.approx((1 + math.log(3)) * math.log(2) ** 0.1)
+    assert q["zz"] == pytest.approx(math.log(4) ** 0.1)  # unseen: df taken as 1
+    assert ranking.document_weights({}, snapshot) == {}
+    with pytest.raises(ValueError, match="not fitted"):
+        Ranking().document_weights({"a": 1}, snapshot)
+    assert Ranking.from_params(ranking.params()) == ranking
+    with pytest.raises(ValueError, match="ranking 'cosine'"):
+        Ranking.from_params({"name": "cosine"})
+
+
+def brute_force(
+    ranking: Ranking,
+    snapshot: DFSnapshot,
+    corpus: dict[int, dict[str, int]],
+    query: dict[str, int],
+    k: int,
+    exclude: int | None,
+    max_impact: float,
+) -> list[int]:
+    """The quantised pivoted-BM25 top k over every term of every document (ties by id), in
+    float32 arithmetic like the index."""
+    q = ranking.query_weights(query, snapshot)
+    scored = []
+    for doc_id, counts in corpus.items():
+        if doc_id == exclude:
+            continue
+        s = np.float32(0.0)
+        for t, w in ranking.document_weights(counts, snapshot).items():
+            if t in q:
+                code = quantize_impacts(np.array([w / max_impact]))[0]
+                stored = np.float32(np.float64(IMPACT_LUT[code]) * max_impact)
+                s = np.float32(s + np.float32(np.float32(q[t]) * stored))
+        if s > 0:
+            scored.append((-float(s), doc_id))
+    return [d for _, d in sorted(scored)[:k]]
+
+
+def test_the_served_score_is_the_quantised_score_exactly(kernels: str) -> None:
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(50)]
+    corpus = {
+        i * 2 + 1: {rng.choice(vocab): rng.randint(1, 4) for _ in range(rng.randint(1, 25))}
+        for i in range(400)
+    }
+    snapshot = DFSnapshot.from_documents(list(corpus.values())[:300])  # later ones appended
+    index = related_index_for(snapshot, (sum(c.values()) for c in corpus.values()))
+    source = RelatedSource(index, snapshot)
+    ids = list(corpus)
+    for a in range(0, len(ids), 90):
+        source.add(ids[a : a + 90], [], [corpus[i] for i in ids[a : a + 90]])
+    for n, (doc_id, counts) in enumerate(list(corpus.items())[:60]):
+        exclude = doc_id if n % 2 else None
+        got, _ = index.search(source.query_weights(counts), 10, exclude=exclude)
+        want = brute_force(source.ranking, snapshot, corpus, counts, 10, exclude, index.max_impact)
+        assert got.tolist() == want, doc_id
+
+
+def test_short_posts_do_not_crowd_out_a_related_long_one() -> None:
+    # The failure of TF-IDF cosine that the pivoted score fixes: one-liners that share one
+    # strong term with a long post outscored a long post on the same subject.
+    long_a = {"선거": 4, "투표": 3, "후보": 3, "정당": 2, "공약": 2, "유권자": 2, "개표": 1}
+    long_b = {"선거": 3, "투표": 2, "후보": 2, "정당": 2, "공약": 1, "여론": 2, "토론": 1}
+    shorts = [{"선거": 1, f"영화{i}": 1} for i in range(30)]
+    others = [{f"잡담{i}": 2, f"일상{i}": 1} for i in range(200)]
+    corpus = [long_a, long_b, *shorts, *others]
+    snapshot = DFSnapshot.from_documents(corpus)
+    index = related_index_for(snapshot, (sum(c.values()) for c in corpus))
+    source = RelatedSource(index, snapshot)
+    source.add(list(range(len(corpus))), [], corpus)
+    ids, _ = index.search(source.query_weights(long_a), 3, exclude=0)
+    assert ids[0] == 1

@@ -161,8 +161,7 @@ class Recommender:
         )
         self.readers = ReadersIndex.from_store(self.store, buckets=buckets)
         self.sources: dict[str, Source] = {
-            "related": RelatedSource(self.related),
-            "hamming": HammingSource(self.index),
+            **self._content_sources(),
             "readers": ReadersSource(self.readers),
         }
         self._write_lock = threading.Lock()
@@ -173,6 +172,13 @@ class Recommender:
         self.scheme: str = indexes.scheme
         self.index = indexes.hamming
         self.related = indexes.related
+
+    def _content_sources(self) -> dict[str, Source]:
+        """The sources over the indexes in use (:meth:`_use`)."""
+        return {
+            "related": RelatedSource(self.related, self.snapshot, self.analyzer.weighting),
+            "hamming": HammingSource(self.index),
+        }
 
     def refresh(self) -> bool:
         """Catch up with the writes other processes made to the store (``textrec ingest``
@@ -185,11 +191,7 @@ class Recommender:
             done = self._indexes.catch_up(self.store, self.analyzer)
             if done is None:  # another snapshot: open the indexes again (its files, if current)
                 self._use(StoreIndexes.open(self.store, self.analyzer, self.index_path))
-                self.sources = {
-                    **self.sources,
-                    "related": RelatedSource(self.related),
-                    "hamming": HammingSource(self.index),
-                }
+                self.sources = {**self.sources, **self._content_sources()}
                 done = True
             events = self.readers.catch_up(self.store)
             return bool(done or events)
@@ -251,7 +253,7 @@ class Recommender:
 
     def _matches(
         self,
-        weights: Mapping[str, float],
+        counts: Mapping[str, int],
         k: int,
         exclude: int | None,
         mode: str,
@@ -264,7 +266,8 @@ class Recommender:
         radius = self.collapse if isinstance(collapse, _Default) else collapse
         if radius is not None:
             _check_collapse(radius)
-        query = Query(weights, self._query_code(exclude, weights), exclude)
+        weights = self.analyzer.weights(counts, self.snapshot)
+        query = Query(weights, self._query_code(exclude, weights), exclude, counts)
         # A document removed by another thread can still be in the index a search read (the
         # store is written first); such hits are dropped and the search asked for more, so a
         # concurrent removal never shortens the result. Copies collapsed away are replaced
@@ -280,10 +283,14 @@ class Recommender:
                 break
             want = 2 * want + k
         out: list[Match] = []
+        related = self.sources["related"]
         for doc_id, dist, score in present[:k]:
             doc = docs[doc_id]
-            doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
-            shared = _shared_terms(weights, doc_weights, shown=shown)
+            if mode == "related" and isinstance(related, RelatedSource):
+                shared = related.shared_terms(counts, self._terms(doc), shown=shown)
+            else:
+                doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
+                shared = _shared_terms(weights, doc_weights, shown=shown)
             out.append(Match(doc.external_id, doc.title, dist, score, shared))
         return out
 
@@ -319,8 +326,10 @@ class Recommender:
         """The ``k`` documents (1..:data:`MAX_K`) most related to stored document ``id``
         (itself excluded).
 
-        ``mode="related"`` (the default) ranks by TF-IDF cosine through the
-        :class:`~textrec.content.related.RelatedIndex`, and ``score`` is that cosine;
+        ``mode="related"`` (the default) ranks by the pivoted BM25 score of
+        :mod:`textrec.content.ranking` through the
+        :class:`~textrec.content.related.RelatedIndex`, and ``score`` is that score (0 or
+        more, comparable within one list); ``shared_terms`` are the terms that add most to it;
         ``mode="hamming"`` ranks by the Hamming distance of the 64-bit fingerprints alone,
         and ``score`` is SimHash's estimate ``cos(π·d/64)``; ``mode="readers"`` gives the
         documents most read by this one's readers (:mod:`textrec.collab.readers`), an empty
@@ -334,9 +343,8 @@ class Recommender:
         """
         check_k(k)
         doc = self._document(id)
-        weights = self.analyzer.weights(self._terms(doc), self.snapshot)
         shown = self.analyzer.shown_terms(doc.text, doc.title)
-        return self._matches(weights, k, doc.id, mode, shown, collapse)
+        return self._matches(self._terms(doc), k, doc.id, mode, shown, collapse)
 
     def similar_text(
         self,
@@ -350,9 +358,8 @@ class Recommender:
         """The ``k`` stored documents most related to a free text (modes and ``collapse``
         as in :meth:`similar`)."""
         check_k(k)
-        weights = self.analyzer.weights(self.analyzer.term_counts(text, title), self.snapshot)
         shown = self.analyzer.shown_terms(text, title)
-        return self._matches(weights, k, None, mode, shown, collapse)
+        return self._matches(self.analyzer.term_counts(text, title), k, None, mode, shown, collapse)
 
     def near_duplicates(self, id: str, max_distance: int = 3) -> list[Match]:
         """Documents whose fingerprint is within ``max_distance`` bits of ``id``'s (itself
@@ -457,10 +464,9 @@ class Recommender:
             # A document without weighted terms (fingerprint 0) is stored but in no index.
             kept = [i for i, fp in enumerate(fps) if fp != 0]
             ids, fps = [ids[i] for i in kept], [fps[i] for i in kept]
-            weights = [self.analyzer.weights(terms[i], self.snapshot) for i in kept]
             if ids:
                 for source in self.sources.values():
-                    source.add(ids, fps, weights)
+                    source.add(ids, fps, [terms[i] for i in kept])
             self._wrote()
 
         def unindex(pairs: list[tuple[int, int]]) -> None:

@@ -1,12 +1,12 @@
 """Similarity sources: each retrieval mode behind one small protocol.
 
-A :class:`Source` ranks stored documents for a :class:`Query` (a document's TF-IDF weights and
-its 64-bit fingerprint) and takes the writes of the store as they happen. The
+A :class:`Source` ranks stored documents for a :class:`Query` (a document's term counts, TF-IDF
+weights and 64-bit fingerprint) and takes the writes of the store as they happen. The
 :class:`~textrec.recommend.Recommender` and the evaluation (:mod:`textrec.evaluation`) hold
 one source a mode and never branch on the mode:
 
-- ``related`` (:class:`RelatedSource`, the default): TF-IDF cosine over the related-posts
-  impact index; ``score`` is that cosine;
+- ``related`` (:class:`RelatedSource`, the default): the pivoted BM25 score of
+  :mod:`textrec.content.ranking` over the related-posts impact index; ``score`` is that score;
 - ``hamming`` (:class:`HammingSource`): Hamming distance of the fingerprints alone; ``score``
   is SimHash's estimate of the cosine, ``cos(π·d/64)``;
 - ``readers`` (:class:`ReadersSource`): readers also read, from the events
@@ -18,7 +18,7 @@ The factor-model sources of later versions implement the same protocol.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
@@ -26,8 +26,10 @@ import numpy.typing as npt
 
 from textrec.collab.readers import ReadersIndex
 from textrec.content.hamming import HammingIndex
+from textrec.content.ranking import DEFAULT_RANKING, Ranking
 from textrec.content.related import RelatedIndex
 from textrec.content.simhash import estimated_cosine
+from textrec.content.tfidf import DFSnapshot, Weighting
 
 __all__ = [
     "CONTENT_MODES",
@@ -38,18 +40,22 @@ __all__ = [
     "RelatedSource",
     "Source",
     "describe_modes",
+    "related_index_for",
     "sources_in_memory",
 ]
 
 
 @dataclass(frozen=True)
 class Query:
-    """What a source ranks against: the query's weights and fingerprint."""
+    """What a source ranks against: the query's TF-IDF weights, fingerprint and term
+    counts."""
 
     weights: Mapping[str, float]
     code: int
     doc_id: int | None = None
     """The stored document asked about, or None for a free text."""
+    counts: Mapping[str, int] = field(default_factory=dict)
+    """The query's term counts (what the ``related`` score weighs)."""
 
 
 class Source(Protocol):
@@ -69,9 +75,10 @@ class Source(Protocol):
         ...
 
     def add(
-        self, doc_ids: Sequence[int], codes: Sequence[int], weights: Sequence[Mapping[str, float]]
+        self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]
     ) -> None:
-        """Take documents just stored (ids ascending, past every id held)."""
+        """Take documents just stored (ids ascending, past every id held), with their
+        fingerprints and term counts."""
         ...
 
     def remove(self, doc_ids: Sequence[int]) -> None:
@@ -89,26 +96,76 @@ class _OverIndex(Generic[IndexT]):
         self.index: IndexT = index
 
 
+def related_index_for(
+    snapshot: DFSnapshot, lengths: Iterable[int], ranking: Ranking = DEFAULT_RANKING
+) -> RelatedIndex:
+    """An empty related-posts index for documents of a DF snapshot, under ``ranking`` with
+    its pivot fitted to documents of these total term counts."""
+    fitted = ranking.fitted(lengths)
+    return RelatedIndex(
+        snapshot.df.keys(), max_impact=fitted.max_impact(snapshot), ranking=fitted.params()
+    )
+
+
 class RelatedSource(_OverIndex[RelatedIndex]):
-    """``related``: TF-IDF cosine through :class:`~textrec.content.related.RelatedIndex`."""
+    """``related``: the pivoted BM25 score (:mod:`textrec.content.ranking`) through
+    :class:`~textrec.content.related.RelatedIndex`; the ranking's parameters are the ones
+    recorded with the index."""
 
     name = "related"
-    score = "the TF-IDF cosine between the query and the result (0..1)"
+    score = (
+        "the pivoted BM25 relatedness of the result to the query: the sum, over the terms "
+        "they share, of the query term's weight (1 + ln tf)·idf^0.1 times the term's BM25 "
+        "weight in the result, whose length is measured against a pivot set by the long "
+        "documents (0 or more; comparable within one list, not across queries)"
+    )
+
+    def __init__(
+        self, index: RelatedIndex, snapshot: DFSnapshot, weighting: Weighting | None = None
+    ) -> None:
+        super().__init__(index)
+        self.snapshot = snapshot
+        self.weighting = weighting
+        self.ranking = Ranking.from_params(index.ranking)
 
     @property
     def bytes_per_document(self) -> float:
         return self.index.nbytes / max(len(self.index), 1)
 
+    def query_weights(self, counts: Mapping[str, int]) -> dict[str, float]:
+        return self.ranking.query_weights(counts, self.snapshot, self.weighting)
+
+    def document_weights(self, counts: Mapping[str, int]) -> dict[str, float]:
+        return self.ranking.document_weights(counts, self.snapshot, self.weighting)
+
     def rank(
         self, query: Query, n: int, exclude: int | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        ids, scores = self.index.search(query.weights, n, exclude=exclude)
+        ids, scores = self.index.search(self.query_weights(query.counts), n, exclude=exclude)
         return ids, scores.astype(np.float64)
 
+    def shared_terms(
+        self,
+        query: Mapping[str, int],
+        document: Mapping[str, int],
+        limit: int = 5,
+        shown: set[str] | None = None,
+    ) -> list[str]:
+        """The shared terms that add most to the score, largest first (ties by term); only
+        those in ``shown`` when it is given (the query's content words, never 것 or 년)."""
+        q = self.query_weights(query)
+        d = self.document_weights(document)
+        both = q.keys() & d.keys()
+        if shown is not None:
+            both &= shown
+        common = [(q[t] * d[t], t) for t in both]
+        common.sort(key=lambda x: (-x[0], x[1]))
+        return [t for _, t in common[:limit]]
+
     def add(
-        self, doc_ids: Sequence[int], codes: Sequence[int], weights: Sequence[Mapping[str, float]]
+        self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]
     ) -> None:
-        self.index.add(list(doc_ids), list(weights))
+        self.index.add(list(doc_ids), [self.document_weights(t) for t in terms])
 
     def remove(self, doc_ids: Sequence[int]) -> None:
         self.index.remove(list(doc_ids))
@@ -136,7 +193,7 @@ class HammingSource(_OverIndex[HammingIndex]):
         return ids, np.array([estimated_cosine(int(d)) for d in dists], np.float64)
 
     def add(
-        self, doc_ids: Sequence[int], codes: Sequence[int], weights: Sequence[Mapping[str, float]]
+        self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]
     ) -> None:
         self.index.add(np.array(doc_ids, dtype=np.int64), np.array(codes, dtype=np.uint64))
 
@@ -169,7 +226,7 @@ class ReadersSource:
         return self.index.similar(query.doc_id, n, exclude=() if exclude is None else [exclude])
 
     def add(
-        self, doc_ids: Sequence[int], codes: Sequence[int], weights: Sequence[Mapping[str, float]]
+        self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]
     ) -> None:
         """A new document has no readers yet."""
 
@@ -188,20 +245,25 @@ CONTENT_MODES = ("related", "hamming")
 def sources_in_memory(
     doc_ids: Sequence[int],
     codes: Sequence[int],
-    weights: Sequence[Mapping[str, float]],
+    terms: Sequence[Mapping[str, int]],
     *,
-    vocabulary: Iterable[str],
+    snapshot: DFSnapshot,
     scheme: str,
-    snapshot_id: str,
+    weighting: Weighting | None = None,
+    ranking: Ranking = DEFAULT_RANKING,
+    top_terms: int | None = None,
     batch_size: int = 50_000,
 ) -> dict[str, Source]:
     """A source of every mode over documents held in memory (the evaluation's corpus)."""
-    hamming = HammingSource(HammingIndex(scheme=scheme, snapshot_id=snapshot_id))
-    related = RelatedSource(RelatedIndex(vocabulary))
+    hamming = HammingSource(HammingIndex(scheme=scheme, snapshot_id=snapshot.id))
+    index = related_index_for(snapshot, (sum(t.values()) for t in terms), ranking)
+    if top_terms is not None:
+        index.top_terms = top_terms
+    related = RelatedSource(index, snapshot, weighting)
     for start in range(0, len(doc_ids), batch_size):
         part = slice(start, start + batch_size)
         for source in (hamming, related):
-            source.add(doc_ids[part], codes[part], weights[part])
+            source.add(doc_ids[part], codes[part], terms[part])
     related.index.compact()
     return {source.name: source for source in (related, hamming)}
 

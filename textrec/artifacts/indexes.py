@@ -13,6 +13,7 @@ caught up with it, else from the store) and saves both with the stamp they were 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +22,10 @@ import numpy.typing as npt
 from textrec.artifacts import open_derived
 from textrec.content.analyzer import Analyzer
 from textrec.content.hamming import HammingIndex
+from textrec.content.ranking import DEFAULT_RANKING, Ranking
 from textrec.content.related import RelatedIndex
 from textrec.content.tfidf import DFSnapshot
+from textrec.sources import RelatedSource, related_index_for
 from textrec.store.sql import NotBuiltError, Store, StoreStamp
 
 __all__ = [
@@ -56,41 +59,59 @@ def index_from_store(store: Store, snapshot_id: str, scheme: str) -> HammingInde
     return index
 
 
-def _weights_of(
-    store: Store, doc_ids: list[int], snapshot: DFSnapshot, analyzer: Analyzer
-) -> tuple[list[int], list[dict[str, float]]]:
-    """The TF-IDF weights of stored documents (those still stored), from their term counts."""
+def _terms_of(
+    store: Store, doc_ids: list[int], analyzer: Analyzer
+) -> tuple[list[int], list[dict[str, int]]]:
+    """The term counts of stored documents (those still stored)."""
     docs = store.get_documents(doc_ids)
     kept = [i for i in doc_ids if i in docs]
-    weights = []
+    terms = []
     for doc_id in kept:
         doc = docs[doc_id]
-        terms = doc.terms if doc.terms is not None else analyzer.term_counts(doc.text, doc.title)
-        weights.append(analyzer.weights(terms, snapshot))
-    return kept, weights
+        terms.append(
+            doc.terms if doc.terms is not None else analyzer.term_counts(doc.text, doc.title)
+        )
+    return kept, terms
 
 
 def build_related_index(
-    store: Store, snapshot: DFSnapshot, analyzer: Analyzer, *, batch_size: int = 20_000
+    store: Store,
+    snapshot: DFSnapshot,
+    analyzer: Analyzer,
+    *,
+    ranking: Ranking | None = None,
+    batch_size: int = 20_000,
 ) -> RelatedIndex:
     """A :class:`~textrec.content.related.RelatedIndex` of every stored document under
-    ``snapshot``, from the term counts stored with each document; documents without weighted
-    terms (fingerprint 0) are left out, as from the Hamming index."""
-    related = RelatedIndex(snapshot.df.keys())
+    ``snapshot``, from the term counts stored with each document: one pass to fit the
+    ranking's length pivot (unless ``ranking`` is already fitted), one to index. Documents
+    without weighted terms (fingerprint 0) are left out, as from the Hamming index."""
+
+    def each() -> Iterator[tuple[int, dict[str, int]]]:
+        for doc_id, terms, title, text in store.iter_terms():
+            if terms is None:
+                terms = analyzer.term_counts(text or "", title)
+            if any(w > 0 for w in analyzer.weights(terms, snapshot).values()):
+                yield doc_id, terms
+
+    if ranking is not None and ranking.is_fitted:
+        related = RelatedIndex(
+            snapshot.df.keys(), max_impact=ranking.max_impact(snapshot), ranking=ranking.params()
+        )
+    else:
+        related = related_index_for(
+            snapshot, (sum(t.values()) for _, t in each()), ranking or DEFAULT_RANKING
+        )
+    source = RelatedSource(related, snapshot, analyzer.weighting)
     ids: list[int] = []
-    weights: list[dict[str, float]] = []
-    for doc_id, terms, title, text in store.iter_terms():
-        if terms is None:
-            terms = analyzer.term_counts(text or "", title)
-        doc_weights = analyzer.weights(terms, snapshot)
-        if not any(w > 0 for w in doc_weights.values()):
-            continue
+    batch: list[dict[str, int]] = []
+    for doc_id, terms in each():
         ids.append(doc_id)
-        weights.append(doc_weights)
+        batch.append(terms)
         if len(ids) >= batch_size:
-            related.add(ids, weights)
-            ids, weights = [], []
-    related.add(ids, weights)
+            source.add(ids, [], batch)
+            ids, batch = [], []
+    source.add(ids, [], batch)
     related.compact()
     return related
 
@@ -102,6 +123,8 @@ def _read_hamming(path: str) -> tuple[HammingIndex, str, str, str]:
 
 def _read_related(path: str) -> tuple[RelatedIndex, str, str, str]:
     related, header = RelatedIndex.load(path)
+    if not Ranking.from_params(related.ranking, where=path).same_scoring(DEFAULT_RANKING):
+        raise ValueError(f"{path}: made under other ranking parameters ({related.ranking})")
     return (
         related,
         str(header.get("scheme")),
@@ -161,10 +184,10 @@ def _catch_up_related(
     if len(added) > len(target) // 2 and not always:
         return False
     related.remove(np.setdiff1d(ids[~dead], target, assume_unique=True).tolist())
+    source = RelatedSource(related, at.snapshot, analyzer.weighting)
     for start in range(0, len(added), 5000):
-        related.add(
-            *_weights_of(at.store, added[start : start + 5000].tolist(), at.snapshot, analyzer)
-        )
+        kept, terms = _terms_of(at.store, added[start : start + 5000].tolist(), analyzer)
+        source.add(kept, [], terms)
     live_ids, live_dead = related.document_ids()
     return bool(np.array_equal(live_ids[~live_dead], target))
 

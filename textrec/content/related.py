@@ -1,28 +1,30 @@
-"""Related posts at near-exact TF-IDF cosine: impact postings over each document's top terms.
+"""Related posts: impact postings of each document's top-scoring terms, exact top k.
 
 Ranking by 64-bit Hamming distance finds near-duplicates, not related posts (see the README).
-:class:`RelatedIndex` answers "which documents have the highest TF-IDF cosine with this one"
-almost exactly, in a few milliseconds at a million documents:
+:class:`RelatedIndex` answers "which documents score highest with this one" under an additive
+term score, ``score(q, d) = Σ_t q(t) · w(t, d)`` — the default is the pivoted BM25 of
+:mod:`textrec.content.ranking` — in a few milliseconds at a million documents, as Lucene, PISA
+and JASS do with quantised impacts:
 
-- **Per document** (a map step, independent of every other document given the DF snapshot):
-  its TF-IDF weights ``w(t, d)``; keep the ``top_terms`` largest (ties: the smaller term id);
-  divide them by the norm of the kept weights, so each document is a unit vector of at most
-  ``top_terms`` terms; quantise each value to one byte on a log scale
-  (``LUT[c] = exp(ln(1e-4) · (1 − (c − 1)/254))``, relative error within ±1.8 %).
-- **Postings**: for every term, the documents that kept it, as (row uint32, impact uint8):
-  5 bytes per kept term, at most ``5 · top_terms`` bytes per document.
-- **Query**: the query's *full* TF-IDF vector, normalised; for every query term, add
-  ``q_t · LUT[impact]`` into a per-document accumulator over its postings, then take the top
-  k (ties: the smaller document id). This is the exact top k of the cosine between the query
-  and each document's truncated vector: there is no candidate count to tune and no second
-  stage. Cost: proportional to the postings of the query's terms.
+- **Per document** (a map step, independent of every other document given the DF snapshot
+  and the ranking): its term weights ``w(t, d)``; keep the ``top_terms`` largest (ties: the
+  smaller term id); quantise each to one byte on a log scale relative to the index's
+  ``max_impact`` (``LUT[c] = max_impact · exp(ln(1e-4) · (1 − (c − 1)/254))``, relative
+  error within ±1.8 %; weights below ``1e-4 · max_impact`` count as that).
+- **Postings**: for every term, the documents that kept it, as (row uint32, impact uint8).
+- **Query**: the query's weights ``q(t)`` over *all* its terms; for every query term, add
+  ``q(t) · LUT[impact]`` into a per-document accumulator over its postings, then take the top
+  k (ties: the smaller document id). This is the exact top k of the quantised score over the
+  stored postings: there is no candidate count to tune and no second stage. Cost:
+  proportional to the postings of the query's terms.
 - **Append** adds a new small segment (rows continue the sequence; segments are merged when
   there are more than ``max_segments``); **remove** sets a tombstone. A new DF snapshot needs
   a rebuild, which :class:`~textrec.recommend.Recommender` does from the store.
 
-Its recall of the exact cosine, its topic precision, latency and bytes per document are
-measured by ``textrec eval`` (``bench/quality.py``); the figures are in ``bench/README.md``,
-"Related-post quality".
+Its recall of the same score computed exactly (without quantisation or pruning), its topic
+precision against peer rankings, latency and bytes per document are measured by
+``textrec eval`` (``bench/quality.py``); the figures are in ``bench/README.md``, "Related-post
+quality".
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ from textrec.artifacts.atomic import atomic_write
 
 __all__ = ["DEFAULT_TOP_TERMS", "IMPACT_LUT", "RelatedIndex", "quantize_impacts"]
 
-DEFAULT_TOP_TERMS = 64
-"""Terms kept per document: chosen by measurement (T=48 missed topic precision at 303k)."""
+DEFAULT_TOP_TERMS = 512
+"""Terms kept per document at most: the score sums many small contributions of a long
+document's terms, so pruning harder loses recall of the exact score (measured in
+``bench/README.md``: 64 terms recalled 0.45 of the exact top 10 on petitions, 384 terms 0.94)."""
 
-_FILE_FORMAT = "textrec-related/1"
+_FILE_FORMAT = "textrec-related/2"
 _QMIN = 1e-4
 _LOGMIN = math.log(_QMIN)
 IMPACT_LUT: npt.NDArray[np.float32] = np.zeros(256, np.float32)
@@ -54,13 +58,14 @@ IMPACT_LUT[1:] = np.exp(_LOGMIN + (np.arange(1, 256) - 1) / 254.0 * (-_LOGMIN)).
 
 
 def quantize_impacts(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
-    """Normalised weights in (0, 1] to codes 1…255, so that ``IMPACT_LUT[code] ≈ value``."""
+    """Weights in (0, 1] (relative to the index's ``max_impact``) to codes 1…255, so that
+    ``IMPACT_LUT[code] ≈ value``."""
     x = (np.log(np.clip(values, _QMIN, 1.0)) - _LOGMIN) / (-_LOGMIN) * 254.0
     return (np.rint(x) + 1).astype(np.uint8)
 
 
 def _impact_rows(weights: sp.csr_matrix, top_terms: int) -> sp.csr_matrix:
-    """Each row's ``top_terms`` largest weights, divided by their norm (a unit vector)."""
+    """Each row's ``top_terms`` largest weights (ties: the smaller term id)."""
     w = weights.tocsr()
     w.sort_indices()
     n = w.shape[0]
@@ -73,11 +78,8 @@ def _impact_rows(weights: sp.csr_matrix, top_terms: int) -> sp.csr_matrix:
         indptr = np.zeros(n + 1, np.int64)
         indptr[1:] = np.cumsum(np.minimum(lens, top_terms))
         w = sp.csr_matrix((w.data[keep], w.indices[keep], indptr), shape=w.shape)
-    norms = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
-    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    out = (sp.diags(inv) @ w).tocsr()
-    out.eliminate_zeros()
-    return out
+    w.eliminate_zeros()
+    return w
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,11 @@ class _Segment:
     impacts: npt.NDArray[np.uint8]
 
     @classmethod
-    def build(cls, unit: sp.csr_matrix, first_row: int) -> _Segment:
-        csc = unit.tocsc()
+    def build(cls, kept: sp.csr_matrix, first_row: int, max_impact: float) -> _Segment:
+        csc = kept.tocsc()
         csc.sort_indices()
         rows = (csc.indices.astype(np.int64) + first_row).astype(np.uint32)
-        return cls(csc.indptr.astype(np.int64), rows, quantize_impacts(csc.data))
+        return cls(csc.indptr.astype(np.int64), rows, quantize_impacts(csc.data / max_impact))
 
     @classmethod
     def merge(cls, segments: Sequence[_Segment]) -> _Segment:
@@ -188,12 +190,16 @@ class _State:
 
 
 class RelatedIndex:
-    """Impact postings over each document's top TF-IDF terms (see the module docstring).
+    """Impact postings over each document's top-scoring terms (see the module docstring).
 
-    Documents are identified by the store's document ids, added in increasing order.
-    ``vocabulary`` maps terms to term ids (the DF snapshot's sorted terms); terms first seen
-    in appended documents get new ids. Queries may run in many threads while one writer
-    appends or removes: each query reads one consistent state and has its own scratch space.
+    Documents are identified by the store's document ids, added in increasing order, with
+    their term weights ``w(t, d)``; a query gives its weights ``q(t)``. ``vocabulary`` maps
+    terms to term ids (the DF snapshot's sorted terms); terms first seen in appended
+    documents get new ids. ``max_impact`` bounds the document weights (the top of the
+    quantisation scale) and ``ranking`` holds the parameters of the score that made them,
+    recorded in the file for whoever reads it back. Queries may run in many threads while one
+    writer appends or removes: each query reads one consistent state and has its own scratch
+    space.
     """
 
     def __init__(
@@ -202,13 +208,22 @@ class RelatedIndex:
         *,
         top_terms: int = DEFAULT_TOP_TERMS,
         max_segments: int = 8,
+        max_impact: float = 1.0,
+        ranking: Mapping[str, object] | None = None,
     ) -> None:
         if not isinstance(top_terms, int) or top_terms < 1:
             raise ValueError(f"top_terms must be a whole number >= 1, got {top_terms!r}")
         if max_segments < 1:
             raise ValueError(f"max_segments must be >= 1, got {max_segments}")
+        if not (
+            isinstance(max_impact, int | float) and math.isfinite(max_impact) and max_impact > 0
+        ):
+            raise ValueError(f"max_impact must be a finite number > 0, got {max_impact!r}")
         self.top_terms = top_terms
         self.max_segments = max_segments
+        self.max_impact = float(max_impact)
+        self.ranking: dict[str, object] = dict(ranking or {})
+        self._lut = (IMPACT_LUT.astype(np.float64) * self.max_impact).astype(np.float32)
         self._term_ids: dict[str, int] = {t: i for i, t in enumerate(vocabulary)}
         self._state = _State((), np.zeros(0, np.int64), np.zeros(0, np.bool_))
         self._write_lock = threading.Lock()
@@ -229,6 +244,11 @@ class RelatedIndex:
         """Bytes held for postings, row ids and tombstones (the vocabulary apart)."""
         state = self._state
         return sum(s.nbytes for s in state.segments) + state.doc_ids.nbytes + state.dead.nbytes
+
+    def impact(self, weight: float) -> float:
+        """The value a document weight is stored as (quantised)."""
+        code = quantize_impacts(np.array([weight / self.max_impact]))[0]
+        return float(self._lut[code])
 
     def postings_bytes_per_document(self) -> float:
         """Postings bytes (5 per kept term) per indexed document."""
@@ -258,7 +278,8 @@ class RelatedIndex:
         )
 
     def add(self, doc_ids: Sequence[int], weights: Sequence[Mapping[str, float]]) -> None:
-        """Index documents by their TF-IDF weights (under the index's DF snapshot).
+        """Index documents by their term weights ``w(t, d)`` (under the index's DF snapshot
+        and ranking).
 
         ``doc_ids`` must be greater than every id already added (the store's ids are).
         """
@@ -272,8 +293,9 @@ class RelatedIndex:
             last = state.doc_ids[-1] if len(state.doc_ids) else np.iinfo(np.int64).min
             if np.any(np.diff(new_ids) <= 0) or new_ids[0] <= last:
                 raise ValueError("document ids must be added in strictly increasing order")
-            unit = _impact_rows(self._matrix(weights), self.top_terms)
-            segments = (*state.segments, _Segment.build(unit, len(state.doc_ids)))
+            kept = _impact_rows(self._matrix(weights), self.top_terms)
+            segment = _Segment.build(kept, len(state.doc_ids), self.max_impact)
+            segments = (*state.segments, segment)
             if len(segments) > self.max_segments:
                 segments = (segments[0], _Segment.merge(segments[1:]))
             self._state = _State(
@@ -312,7 +334,8 @@ class RelatedIndex:
         """Write the index (compacted) to ``path`` atomically (:func:`atomic_write`: a crash
         leaves the old file or the new one). Format: an uncompressed ``.npz`` (every
         member CRC-checked on load) with the format version, scheme, DF snapshot id, top
-        terms, vocabulary, row ids, tombstones and postings."""
+        terms, the ranking's parameters and quantisation scale, vocabulary, row ids,
+        tombstones and postings."""
         self.compact()
         state = self._state
         seg = (
@@ -325,6 +348,8 @@ class RelatedIndex:
             "scheme": scheme,
             "snapshot_id": snapshot_id,
             "top_terms": self.top_terms,
+            "max_impact": self.max_impact,
+            "ranking": self.ranking,
             "provenance": provenance,
         }
         vocab = json.dumps(list(self._term_ids), ensure_ascii=False).encode("utf-8")
@@ -347,7 +372,9 @@ class RelatedIndex:
     def load(cls, path: str) -> tuple[RelatedIndex, dict[str, object]]:
         """Read an index written by :meth:`save`: ``(index, header)``; the header holds the
         scheme, DF snapshot id and provenance (what it was made from, as given to
-        :meth:`save`), for the caller to check against the store."""
+        :meth:`save`), for the caller to check against the store, and the ranking's
+        parameters. A file of another format (an earlier version's) raises ValueError: the
+        caller rebuilds it from the store."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(bytes(z["header"]).decode())
@@ -357,7 +384,15 @@ class RelatedIndex:
                 arrays = {k: z[k] for k in ("doc_ids", "dead", "ptr", "rows", "impacts")}
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable textrec related-posts index ({exc})") from exc
-        index = cls(vocab, top_terms=int(header["top_terms"]))
+        try:
+            index = cls(
+                vocab,
+                top_terms=int(header["top_terms"]),
+                max_impact=float(header["max_impact"]),
+                ranking=dict(header["ranking"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: malformed related-posts index header ({exc})") from exc
         segments: tuple[_Segment, ...] = ()
         if len(arrays["rows"]):
             segments = (_Segment(arrays["ptr"], arrays["rows"], arrays["impacts"]),)
@@ -395,9 +430,10 @@ class RelatedIndex:
     def search(
         self, weights: Mapping[str, float], k: int, *, exclude: int | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """The ``k`` documents of highest cosine with the query's full weight vector:
-        ``(document ids, cosines)``, by cosine descending then id; fewer when fewer documents
-        share a term with the query. ``exclude`` is a document id to leave out."""
+        """The ``k`` documents of highest score ``Σ_t q(t) · w(t, d)`` (quantised ``w``) for
+        the query's weights ``q``: ``(document ids, scores)``, by score descending then id;
+        fewer when fewer documents share a term with the query. ``exclude`` is a document id
+        to leave out."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 0:
             raise ValueError(f"k must be a whole number >= 0, got {k!r}")
         state = self._state
@@ -407,11 +443,10 @@ class RelatedIndex:
         pairs = [
             (self._term_ids[t], w) for t, w in weights.items() if w > 0 and t in self._term_ids
         ]
-        norm = math.sqrt(sum(w * w for w in weights.values() if w > 0))
-        if not pairs or norm == 0:
+        if not pairs:
             return empty
         q_terms = np.array([p[0] for p in pairs], np.int64)
-        q_w = np.array([p[1] / norm for p in pairs], np.float32)
+        q_w = np.array([p[1] for p in pairs], np.float32)
         if not q_w.all():  # weights lost to float32 underflow add nothing to any score
             q_terms, q_w = q_terms[q_w > 0], q_w[q_w > 0]
         exclude_row = -1
@@ -423,9 +458,9 @@ class RelatedIndex:
         nt = 0
         for seg in state.segments:
             nt = _accumulate(
-                q_terms, q_w, seg.ptr, seg.rows, seg.impacts, IMPACT_LUT, acc, touched, nt
+                q_terms, q_w, seg.ptr, seg.rows, seg.impacts, self._lut, acc, touched, nt
             )
         rows, scores = _top_k(acc, touched, nt, exclude_row, state.dead, k)
         self._give_back(acc, touched)  # top_k has reset every touched accumulator
         found = scores >= 0
-        return state.doc_ids[rows[found]], np.minimum(scores[found], np.float32(1.0))
+        return state.doc_ids[rows[found]], scores[found]

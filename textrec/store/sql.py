@@ -600,6 +600,9 @@ class Store:
                 f"{self!r} has schema revision {found or 'unknown'}; this textrec needs "
                 f"{SCHEMA_VERSION}. Back up the database, then run `textrec migrate`."
             )
+        with self._session.begin() as s:
+            if s.get(StateRow, 1) is None:  # made from sql/schema*.sql: its identity is made now
+                s.add(StateRow(id=1, identity=new_identity(), generation=0, write_tag="0" * 16))
 
     def upgrade(self) -> tuple[str | None, str]:
         """Upgrade the schema to the current revision, in one transaction where the database
