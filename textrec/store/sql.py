@@ -528,7 +528,10 @@ class Store:
         if path is not None and os.path.exists(path):
             st = os.stat(path)
             self._file_id = (st.st_dev, st.st_ino)
-        self._opened_stamp = self.stamp()
+        try:
+            self._opened_stamp = self.stamp()
+        except SchemaOutOfDateError:  # no state row (a schema applied by hand): nothing
+            return  # to compare with; `textrec migrate` adds it
         self._seen_generation = self._opened_stamp.generation
 
     def _committed(self, session: Session) -> None:
