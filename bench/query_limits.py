@@ -7,7 +7,9 @@ once, each kind ``--rounds`` times.
 
 Prints one JSON line per kind of text: the slowest answer (s), the server's CPU seconds
 for the round, its peak resident memory (VmHWM) and its resident memory afterwards (VmRSS),
-in MiB, measured from /proc (Linux). Figures are recorded in RELIABILITY.md.
+in MiB, measured from /proc (Linux); and the slowest answer as a multiple of that of an
+ordinary query (1,000 characters of news, sent the same way, last). Figures are recorded in
+RELIABILITY.md and bench/README.md.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def texts(n: int) -> dict[str, str]:
         )[:n],
         "digits and symbols": "".join(rng.choice("0123456789!?.,-") for _ in range(n)),
         "real news text": real[:n],
+        "ordinary: 1,000 characters of news": real[:1000],
     }
 
 
@@ -107,26 +110,28 @@ def main() -> int:
                     status = e.code
                 return status, time.perf_counter() - start
 
+            rows = []
             for kind, text in texts(args.chars).items():
                 for _ in range(args.rounds):
                     cpu0 = cpu_seconds(proc.pid)
                     with ThreadPoolExecutor(args.concurrent) as pool:
                         answers = list(pool.map(ask, [text] * args.concurrent))
                     time.sleep(0.5)
-                    print(
-                        json.dumps(
-                            {
-                                "kind": kind,
-                                "chars": len(text),
-                                "concurrent": args.concurrent,
-                                "statuses": sorted({s for s, _ in answers}),
-                                "slowest_s": round(max(t for _, t in answers), 2),
-                                "server_cpu_s": round(cpu_seconds(proc.pid) - cpu0, 2),
-                                **proc_status(proc.pid),
-                            },
-                            ensure_ascii=False,
-                        )
+                    rows.append(
+                        {
+                            "kind": kind,
+                            "chars": len(text),
+                            "concurrent": args.concurrent,
+                            "statuses": sorted({s for s, _ in answers}),
+                            "slowest_s": round(max(t for _, t in answers), 3),
+                            "server_cpu_s": round(cpu_seconds(proc.pid) - cpu0, 2),
+                            **proc_status(proc.pid),
+                        }
                     )
+            ordinary = rows[-1]["slowest_s"]
+            for row in rows:
+                row["x_ordinary"] = round(row["slowest_s"] / ordinary, 1)
+                print(json.dumps(row, ensure_ascii=False))
         finally:
             proc.terminate()
             proc.wait(30)

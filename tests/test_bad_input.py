@@ -452,3 +452,23 @@ def test_metadata_at_the_nesting_limit_is_stored_and_read_back(client: TestClien
         assert "nested more than 64 levels" in r.json()["rejected"][0]["reason"]
         got = c.get("/documents/deep")
         assert got.status_code == 200 and got.json()["meta"]["m"] == deep["m"]
+
+
+def test_check_names_a_document_stored_with_too_deep_metadata(tmp_path: Path) -> None:
+    """Stored before ingest refused such metadata: the API could never return it."""
+    from textrec.pipeline.records import MAX_META_DEPTH
+    from textrec.store.sql import NewDocument
+
+    db = f"sqlite:///{tmp_path / 'deep.db'}"
+    store = Store(db)
+    ingest(store, read_records(str(_write(tmp_path / "g.jsonl", _good(5)))))
+    build(store)
+    from textrec.content.analyzer import Analyzer
+
+    terms = Analyzer().term_counts(BUS)
+    store.add_documents(
+        [NewDocument("deep", BUS, None, {"m": _nested(MAX_META_DEPTH + 200)}, terms)]
+    )
+    build(store)
+    report = check(store, sample=1000)
+    assert any("'deep': metadata field 'm' is nested more than 64" in p for p in report.problems)

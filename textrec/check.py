@@ -31,6 +31,7 @@ from textrec.content.related import RelatedIndex
 from textrec.content.scheme import analyzer_for
 from textrec.content.simhash import fingerprint_hex
 from textrec.content.tfidf import DFSnapshot, DFSnapshotError
+from textrec.pipeline.records import MAX_META_DEPTH, too_deep_field
 from textrec.store.sql import Store, StoreStamp
 
 __all__ = ["CheckReport", "check"]
@@ -117,6 +118,13 @@ def check(
             doc = docs.get(int(ids[i]))
             if doc is None:
                 continue
+            deep = too_deep_field(doc.meta)
+            if deep is not None:
+                report.problems.append(
+                    f"document {doc.external_id!r}: metadata field {deep!r} is nested more "
+                    f"than {MAX_META_DEPTH} levels deep, which the HTTP API cannot return "
+                    "(stored before ingest refused it): remove it and ingest it again"
+                )
             terms = analyzer.term_counts(doc.text, doc.title)
             if doc.terms is not None and doc.terms != terms:
                 report.problems.append(

@@ -34,12 +34,14 @@ from typing import IO, Any, cast
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
+    "MAX_META_DEPTH",
     "DuplicateKeyError",
     "Record",
     "RecordError",
     "no_duplicate_keys",
     "parse_record",
     "read_records",
+    "too_deep_field",
 ]
 
 DEFAULT_MAX_CHARS = 1_000_000
@@ -112,7 +114,7 @@ metadata, and far less than what a JSON encoder or the HTTP layer can return (a 
 nested 256 levels deep was stored, then could never be read back)."""
 
 
-def _too_deep(meta: dict[str, Any]) -> str | None:
+def too_deep_field(meta: dict[str, Any]) -> str | None:
     """The first metadata field nested more than :data:`MAX_META_DEPTH` levels, else None."""
     for key, value in meta.items():
         level = [value]
@@ -256,7 +258,7 @@ def parse_record(
     if title is not None and not isinstance(title, str):
         return error(f"field 'title' must be a string or null, got {_describe(title)}", doc_id)
     meta = {k: v for k, v in obj.items() if k not in ("id", "title", "text")}
-    deep = _too_deep(meta)
+    deep = too_deep_field(meta)
     if deep is not None:
         return error(
             f"field {deep!r} is nested more than {MAX_META_DEPTH} levels deep "

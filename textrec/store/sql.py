@@ -539,6 +539,7 @@ class Store:
         self._writes = threading.local()
         event.listen(self._session, "after_commit", self._committed)
         self._file_id: tuple[int, int] | None = None
+        self._file_path = ""
         self._opened_stamp: StoreStamp | None = None
         self._seen_generation = -1
         if create:
@@ -553,9 +554,13 @@ class Store:
         """The file and the store this Store opened, to notice when either is replaced."""
         path = self.sqlite_path
         if path is not None and os.path.exists(path):
-            st = os.stat(path)
+            self._file_path = os.path.abspath(path)  # a later chdir must not matter
+            st = os.stat(self._file_path)
             self._file_id = (st.st_dev, st.st_ino)
-        self._opened_stamp = self.stamp()
+        try:
+            self._opened_stamp = self.stamp()
+        except SchemaOutOfDateError:  # no state row (a schema applied by hand): nothing
+            return  # to compare with; `textrec migrate` adds it
         self._seen_generation = self._opened_stamp.generation
 
     def _committed(self, session: Session) -> None:
@@ -1080,17 +1085,17 @@ class Store:
     def _check_same_file(self) -> None:
         """Raise :class:`StoreReplacedError` when the SQLite file's path no longer leads to
         the file that was opened (moved away, or another file moved there)."""
-        if self._file_id is None or self.sqlite_path is None:
+        if self._file_id is None:
             return
         try:
-            st = os.stat(self.sqlite_path)
+            st = os.stat(self._file_path)
             now: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             now = None
         if now != self._file_id:
             what = "is gone" if now is None else "is another file now"
             raise StoreReplacedError(
-                f"{self.sqlite_path} {what}: the database was moved or replaced while this "
+                f"{self._file_path} {what}: the database was moved or replaced while this "
                 "process had it open, so its writes would be lost; restart to open the new one"
             )
 
