@@ -33,6 +33,7 @@ Every write is one transaction: a batch of documents is stored whole or not at a
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -605,8 +606,10 @@ class Store:
                 f"{self!r} has schema revision {found or 'unknown'}; this textrec needs "
                 f"{SCHEMA_VERSION}. Back up the database, then run `textrec migrate`."
             )
-        with self._session.begin() as s:
-            if s.get(StateRow, 1) is None:  # made from sql/schema*.sql: its identity is made now
+        # A database made from sql/schema*.sql has no state row: its identity is made now
+        # (a read-only one stays without, see _remember_opened).
+        with contextlib.suppress(OperationalError), self._session.begin() as s:
+            if s.get(StateRow, 1) is None:
                 s.add(StateRow(id=1, identity=new_identity(), generation=0, write_tag="0" * 16))
 
     def upgrade(self) -> tuple[str | None, str]:
