@@ -160,7 +160,7 @@ def test_python_api_under_concurrent_writes(db: str) -> None:
                 if stored != [d["id"] for d in docs] or rejected:
                     log.error(f"add: stored {stored}, rejected {rejected}")
                 # Visible to the very next query, with no rebuild.
-                top = rec.similar_text(docs[0]["text"], k=3, title=docs[0]["title"])
+                top = rec.similar_text(docs[0]["text"], k=3, title=docs[0]["title"], collapse=None)
                 if not found_at_zero(docs[0]["id"], [m.id for m in top], [m.distance for m in top]):
                     log.error(f"{docs[0]['id']} not found right after add: {top}")
                 for d in docs[:2]:
@@ -249,7 +249,7 @@ def test_http_under_concurrent_writes(db: str) -> None:
                     if status != 201 or out["ids"] != [d["id"] for d in docs]:
                         log.error(f"POST /documents: {status} {out}")
                         continue
-                    q = {"text": docs[0]["text"], "title": docs[0]["title"], "k": 3}
+                    q = {"text": docs[0]["text"], "title": docs[0]["title"], "k": 3, "collapse": -1}
                     status, out = _call("POST", f"{base}/similar", q)
                     res = out["results"] if status == 200 else []
                     ids, dists = [m["id"] for m in res], [m["distance"] for m in res]

@@ -173,3 +173,42 @@ def test_put_document_over_http(client: TestClient) -> None:
     r = client.put(url, json={"text": "!!!"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["warnings"][0]["reason"].startswith("no terms")
     assert client.get(f"{url}/similar").json()["results"] == []
+
+
+def test_queries_during_edits_never_fail_nor_see_a_post_twice(built: str) -> None:
+    """Readers in other threads while a post is edited over and over: every answer is whole
+    (k results where there are k, the edited post at most once, never itself), and check
+    passes after."""
+    import threading
+
+    rec = Recommender(built)
+    rows = _rows(0, 60)
+    target = str(rows[0]["id"])
+    versions = [MARS, {"title": rows[1]["title"], "text": rows[1]["text"]}]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                for query in (target, str(rows[2]["id"]), str(rows[1]["id"])):
+                    ids = [m.id for m in rec.similar(query, k=10)]
+                    assert len(set(ids)) == len(ids) and query not in ids
+                    # (the Mars version of the target has few related petitions)
+                    assert len(ids) == 10 or query == target, (query, ids)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    try:
+        for n in range(8):
+            rec.update(target, versions[n % 2])
+    finally:
+        done.set()
+        for t in readers:
+            t.join()
+    assert errors == []
+    assert rec.document(target).text == versions[1]["text"]
+    assert check(rec.store, sample=1000).ok

@@ -117,7 +117,10 @@ def test_writes_without_the_exact_token_are_refused(client: TestClient, headers:
         assert c.post("/documents", json=doc, headers=headers).status_code == 401
         assert c.post(f"/documents?token={TOKEN}", json=doc, headers=headers).status_code == 401
         assert c.delete("/documents/petition-510", headers=headers).status_code == 401
+        edit = {"text": "버스 정류장 노선"}
+        assert c.put("/documents/petition-510", json=edit, headers=headers).status_code == 401
         assert c.get("/documents/petition-510").status_code == 200
+        assert c.get("/documents/petition-510").json()["text"] != edit["text"]
         assert c.get("/documents/intruder").status_code == 404
 
 

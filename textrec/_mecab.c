@@ -351,6 +351,7 @@ static int plain_surface(const unsigned char *s, size_t n) {
 typedef struct {
     const char *ptr;
     Py_ssize_t len;
+    const char *feature; /* the node's feature: its tag runs up to the first ',' */
 } span_t;
 
 /* Parse `text` and call `sink(spans)` with the surfaces of its nouns, in order.
@@ -419,6 +420,7 @@ static int walk(Tagger *self, PyObject *text, sink_fn sink, void *ctx) {
             }
             spans[count].ptr = s;
             spans[count].len = (Py_ssize_t)len;
+            spans[count].feature = node->feature;
             count++;
         }
     }
@@ -555,6 +557,67 @@ static int count_sink(void *vctx, const span_t *spans, Py_ssize_t n) {
     return 0;
 }
 
+/* tagged(): (term, tag) pairs; the tag strings of one call are shared through a dict. */
+typedef struct {
+    sink_ctx base;
+    PyObject *tags; /* dict: tag bytes -> str */
+} tagged_ctx;
+
+static int tagged_sink(void *vctx, const span_t *spans, Py_ssize_t n) {
+    tagged_ctx *ctx = (tagged_ctx *)vctx;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *term = term_of(ctx->base.tagger, &spans[i], ctx->base.normalize);
+        if (!term) return -1;
+        if (term == Py_None) {
+            Py_DECREF(term);
+            continue;
+        }
+        const char *f = spans[i].feature;
+        Py_ssize_t flen = (Py_ssize_t)strcspn(f, ",");
+        PyObject *key = PyBytes_FromStringAndSize(f, flen);
+        PyObject *tag = key ? PyDict_GetItemWithError(ctx->tags, key) : NULL; /* borrowed */
+        if (tag) {
+            Py_INCREF(tag);
+        } else if (key && !PyErr_Occurred()) {
+            tag = PyUnicode_DecodeUTF8(f, flen, "replace");
+            if (tag && PyDict_SetItem(ctx->tags, key, tag) < 0) Py_CLEAR(tag);
+        }
+        Py_XDECREF(key);
+        PyObject *pair = tag ? PyTuple_Pack(2, term, tag) : NULL;
+        Py_XDECREF(tag);
+        Py_DECREF(term);
+        int rc = pair ? PyList_Append(ctx->base.out, pair) : -1;
+        Py_XDECREF(pair);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(tagged_doc,
+             "tagged(text, normalize) -> list[tuple[str, str]] | None\n\n"
+             "The terms of text as nouns() gives them, each with the tag Mecab gave it (its\n"
+             "feature up to the first comma); None when the text must be read from MeCab's\n"
+             "printed output instead.");
+
+static PyObject *Tagger_tagged(Tagger *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "tagged(text, normalize)");
+        return NULL;
+    }
+    tagged_ctx ctx = {{self, args[1], PyList_New(0), NULL}, PyDict_New()};
+    if (!ctx.base.out || !ctx.tags) {
+        Py_XDECREF(ctx.base.out);
+        Py_XDECREF(ctx.tags);
+        return NULL;
+    }
+    int rc = walk(self, args[0], tagged_sink, &ctx);
+    Py_DECREF(ctx.tags);
+    if (rc == 1) return ctx.base.out;
+    Py_DECREF(ctx.base.out);
+    if (rc == 0) Py_RETURN_NONE;
+    return NULL;
+}
+
 PyDoc_STRVAR(nouns_doc,
              "nouns(text, normalize) -> list[str] | None\n\n"
              "The nouns of text, each normalised (normalize(surface), or the surface itself\n"
@@ -600,6 +663,7 @@ static PyObject *Tagger_version(Tagger *self, void *closure) {
 static PyMethodDef Tagger_methods[] = {
     {"nouns", (PyCFunction)(void (*)(void))Tagger_nouns, METH_FASTCALL, nouns_doc},
     {"count_nouns", (PyCFunction)(void (*)(void))Tagger_count_nouns, METH_FASTCALL, count_doc},
+    {"tagged", (PyCFunction)(void (*)(void))Tagger_tagged, METH_FASTCALL, tagged_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,3 +17,6 @@ class Tagger:
     def count_nouns(
         self, text: str, counts: dict[str, int], weight: int, normalize: Callable[[str], str]
     ) -> bool: ...
+    def tagged(
+        self, text: str, normalize: Callable[[str], str]
+    ) -> list[tuple[str, str]] | None: ...

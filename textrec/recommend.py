@@ -103,6 +103,10 @@ are copies and are left out of related lists. Chosen on the petitions' natural d
 drops shares at least half its text (character 5-grams) with what it collides with."""
 
 
+_SHOWN_CACHE = 4096
+"""Stored documents whose showable terms a Recommender keeps (the most recently tagged)."""
+
+
 class _Default:
     """The type of :data:`DEFAULT`: "the Recommender's own setting"."""
 
@@ -165,6 +169,8 @@ class Recommender:
             "readers": ReadersSource(self.readers),
         }
         self._write_lock = threading.Lock()
+        self._shown: dict[int, set[str] | None] = {}
+        self._shown_lock = threading.Lock()
 
     def _use(self, indexes: StoreIndexes) -> None:
         self._indexes = indexes
@@ -343,8 +349,22 @@ class Recommender:
         """
         check_k(k)
         doc = self._document(id)
+        return self._matches(self._terms(doc), k, doc.id, mode, self._shown_terms(doc), collapse)
+
+    def _shown_terms(self, doc: StoredDocument) -> set[str] | None:
+        """The terms of a stored document that may be shown as shared terms: Mecab tags its
+        text again (a few milliseconds for a long post), so the answer is kept per internal
+        id, which names one text for good (an edited document gets a new id)."""
+        try:
+            return self._shown[doc.id]
+        except KeyError:
+            pass
         shown = self.analyzer.shown_terms(doc.text, doc.title)
-        return self._matches(self._terms(doc), k, doc.id, mode, shown, collapse)
+        with self._shown_lock:
+            if len(self._shown) >= _SHOWN_CACHE:
+                self._shown.pop(next(iter(self._shown)))
+            self._shown[doc.id] = shown
+        return shown
 
     def similar_text(
         self,

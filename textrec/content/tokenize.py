@@ -279,8 +279,42 @@ class MecabNounTokenizer:
         never as a dependent noun, counter, pronoun or numeral (:data:`FUNCTION_TAGS`): the
         ones worth showing a reader, never 것, 년 or 우리 (수 in "할 수 있다" is hidden even
         where another sentence of the text uses 수 as a common noun)."""
-        content, function = _content_tokenizers(self.dicpath)
-        return set(content(text)).difference(function(text))
+        shown: set[str] = set()
+        hidden: set[str] = set()
+        for term, tag in _content_tokenizer(self.dicpath).tagged(text):
+            (shown if tag in CONTENT_TAGS else hidden).add(term)
+        return shown - hidden
+
+    def tagged(self, text: str) -> list[tuple[str, str]]:
+        """``(term, tag)`` of every term of ``text``: the terms of ``self(text)``, each with
+        the tag Mecab gave it there (one pass over MeCab's nodes where the compiled reader
+        serves)."""
+        prepared = self._prepare(text)
+        if prepared is None:
+            return []
+        self._tagger()
+        direct = self._local.direct
+        if direct is not None:
+            pairs: list[tuple[str, str]] | None = direct.tagged(prepared, _normalize_noun)
+            if pairs is not None:
+                return pairs
+        result = self._tagger().parse(prepared)
+        if self.tags is None:
+            lines = _NOUN_TAG_LINE
+        else:
+            lines = re.compile(rf"^([^\t\n]*)\t({'|'.join(self.tags)})(?:,|$)", re.MULTILINE)
+        if _OTHER_LINE_BREAKS.search(prepared) is None:
+            found = lines.findall(_all_lines_but_last(result))
+        else:
+            wanted = None if self.tags is None else set(self.tags)
+            found = []
+            for line in result.splitlines()[:-1]:
+                surface, tab, features = line.partition("\t")
+                tag = features.split(",", 1)[0]
+                if tab and (tag.startswith("N") if wanted is None else tag in wanted):
+                    found.append((surface, tag))
+        pairs = [(_normalize_noun(s), tag) for s, tag in found]
+        return [(t, tag) for t, tag in pairs if t]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"dicpath": self.dicpath, "direct": self.direct, "tags": self.tags}
@@ -345,6 +379,7 @@ _malloc_trim: Any = None
 
 # A line of MeCab's output whose tag (the first feature after the tab) starts with N.
 _NOUN_LINE = re.compile(r"^([^\t\n]*)\tN", re.MULTILINE)
+_NOUN_TAG_LINE = re.compile(r"^([^\t\n]*)\t(N[^,\n]*)", re.MULTILINE)
 # Line boundaries of str.splitlines other than "\n": with one of them in the output, the
 # lines are split exactly as KoNLPy splits them.
 _OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -463,19 +498,17 @@ _defaults: dict[int, MecabNounTokenizer] = {}
 _default_lock = threading.Lock()
 
 
-_content: dict[str | None, tuple[MecabNounTokenizer, MecabNounTokenizer]] = {}
+_content: dict[str | None, MecabNounTokenizer] = {}
 
 
-def _content_tokenizers(dicpath: str | None) -> tuple[MecabNounTokenizer, MecabNounTokenizer]:
-    """Tokenizers of the content words and of the function nouns, for one dictionary."""
+def _content_tokenizer(dicpath: str | None) -> MecabNounTokenizer:
+    """The tokenizer of content words and function nouns, for one dictionary."""
     with _default_lock:
-        pair = _content.get(dicpath)
-        if pair is None:
-            pair = _content[dicpath] = (
-                MecabNounTokenizer(dicpath, tags=CONTENT_TAGS),
-                MecabNounTokenizer(dicpath, tags=FUNCTION_TAGS),
-            )
-        return pair
+        tokenizer = _content.get(dicpath)
+        if tokenizer is None:
+            tags = CONTENT_TAGS + FUNCTION_TAGS
+            tokenizer = _content[dicpath] = MecabNounTokenizer(dicpath, tags=tags)
+        return tokenizer
 
 
 def term_tags(version: int) -> tuple[str, ...] | None:

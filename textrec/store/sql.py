@@ -1387,23 +1387,23 @@ class Store:
     def put_terms(self, scheme: str, items: Iterable[tuple[int, dict[str, int]]]) -> int:
         """Store the term counts of documents whose terms are not stored (after an upgrade),
         in one transaction, if the store's scheme is still ``scheme``; a document whose terms
-        were stored meanwhile (an edit) keeps them. Returns how many were written."""
-        rows = list(items)
+        were stored meanwhile (an edit) keeps them. Returns how many were offered (0 when
+        the scheme changed)."""
+        rows = [{"doc_id": doc_id, "new_terms": _dumps(terms)} for doc_id, terms in items]
         if not rows:
             return 0
-        written = 0
+        table = cast(Table, DocumentRow.__table__)
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("doc_id"), table.c.terms.is_(None))
+            .values(terms=bindparam("new_terms"))
+        )
         with self._session.begin() as s:
             if self._meta(s, "scheme") != scheme:
                 return 0
-            for doc_id, terms in rows:
-                result = s.execute(
-                    update(DocumentRow)
-                    .where(DocumentRow.id == doc_id, DocumentRow.terms.is_(None))
-                    .values(terms=_dumps(terms))
-                )
-                written += int(getattr(result, "rowcount", 0) or 0)
+            s.connection().execute(statement, rows)  # one statement, many parameter sets
             self._bump(s)
-        return written
+        return len(rows)
 
     def ids_without_terms(self) -> list[int]:
         """Ids of the documents whose term counts are not stored, ascending."""
