@@ -196,11 +196,7 @@ def test_corrupt_postings_raise_instead_of_reading_out_of_bounds() -> None:
         pytest.skip("textrec._related is not built here")
     index = build(random_docs(50, 30, seed=1), top=8)
     seg = index._state.segments[0]
-    seg.data[:3] = (
-        0xFF,
-        0xFF,
-        0x7F,
-    )  # a row beyond every accumulator, as a damaged file could hold
+    seg.rows[0] = 10**6  # a row beyond every accumulator, as a damaged file could hold
     with pytest.raises(ValueError, match="corrupt"):
         for t in range(0, 30):
             index.search({f"t{t}": 1.0}, 5)
@@ -318,30 +314,3 @@ def test_short_posts_do_not_crowd_out_a_related_long_one() -> None:
     source.add(list(range(len(corpus))), [], corpus)
     ids, _ = index.search(source.query_weights(long_a), 3, exclude=0)
     assert ids[0] == 1
-
-
-def test_row_gaps_round_trip_through_varints() -> None:
-    rng = np.random.default_rng(1)
-    for _ in range(100):
-        lens = rng.integers(0, 30, rng.integers(1, 20))
-        ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        rows = np.concatenate(
-            [
-                np.sort(rng.choice(int(rng.choice([50, 10**4, 2**31])), n, replace=False))
-                for n in lens
-            ]
-        ).astype(np.uint32)
-        bptr, data = related_module._encode_rows(ptr, rows)
-        assert related_module._decode_rows(ptr, data).tolist() == rows.tolist()
-        assert bptr[-1] == len(data) <= 5 * len(rows)
-
-
-def test_truncated_row_varints_raise() -> None:
-    if related_module._compiled is None:
-        pytest.skip("textrec._related is not built here")
-    index = build(random_docs(50, 30, seed=1), top=8)
-    seg = index._state.segments[0]
-    t = int(np.argmax(np.diff(seg.ptr)))
-    seg.data[seg.bptr[t + 1] - 1] |= 0x80  # the term's last varint now runs past its bytes
-    with pytest.raises(ValueError, match="corrupt"):
-        index.search({next(k for k, v in index._term_ids.items() if v == t): 1.0}, 5)

@@ -1,10 +1,9 @@
 /*
  * textrec._related: the two query kernels of textrec.related.RelatedIndex.
  *
- * accumulate(q_terms, q_w, ptr, bptr, data, impacts, lut, acc, touched, nt) -> nt
- *     For every query term t (int64) with weight w (float32), over its postings: impacts
- *     impacts[ptr[t]:ptr[t+1]] (uint8) and rows as LEB128 varint gaps in
- *     data[bptr[t]:bptr[t+1]] (uint8; the term's first row as it is): acc[row] += w * lut[impact]
+ * accumulate(q_terms, q_w, ptr, rows, impacts, lut, acc, touched, nt) -> nt
+ *     For every query term t (int64) with weight w (float32), over its postings
+ *     rows[ptr[t]:ptr[t+1]] (uint32) with impacts (uint8): acc[row] += w * lut[impact]
  *     (float32 multiply, then float32 add: no fused multiply-add, -ffp-contract=off), noting
  *     in touched[nt++] (int64) each row whose accumulator was 0 before. Terms beyond the
  *     postings are skipped.
@@ -39,32 +38,30 @@ static int getbuf(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writa
 
 static PyObject *accumulate(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *o[9];
+    PyObject *o[8];
     Py_ssize_t nt;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOn", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
-                          &o[7], &o[8], &nt))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOn", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+                          &o[7], &nt))
         return NULL;
-    static const Py_ssize_t sizes[9] = {8, 4, 8, 8, 1, 1, 4, 4, 8};
-    static const int writable[9] = {0, 0, 0, 0, 0, 0, 0, 1, 1};
-    static const char *names[9] = {"q_terms", "q_w", "ptr", "bptr", "data",
+    static const Py_ssize_t sizes[8] = {8, 4, 8, 4, 1, 4, 4, 8};
+    static const int writable[8] = {0, 0, 0, 0, 0, 0, 1, 1};
+    static const char *names[8] = {"q_terms", "q_w", "ptr", "rows",
                                    "impacts", "lut", "acc", "touched"};
-    Py_buffer b[9];
+    Py_buffer b[8];
     int got = 0;
-    for (; got < 9; got++)
+    for (; got < 8; got++)
         if (getbuf(o[got], &b[got], sizes[got], writable[got], names[got]) < 0) goto fail;
     const int64_t *q_terms = (const int64_t *)b[0].buf;
     const float *q_w = (const float *)b[1].buf;
     const int64_t *ptr = (const int64_t *)b[2].buf;
-    const int64_t *bptr = (const int64_t *)b[3].buf;
-    const uint8_t *data = (const uint8_t *)b[4].buf;
-    const uint8_t *impacts = (const uint8_t *)b[5].buf;
-    const float *lut = (const float *)b[6].buf;
-    float *acc = (float *)b[7].buf;
-    int64_t *touched = (int64_t *)b[8].buf;
-    Py_ssize_t nq = b[0].len / 8, nw = b[1].len / 4, nptr = b[2].len / 8, nbptr = b[3].len / 8;
-    Py_ssize_t ndata = b[4].len, nimp = b[5].len, nlut = b[6].len / 4, nacc = b[7].len / 4;
-    Py_ssize_t ntouch = b[8].len / 8;
-    if (nw != nq || nbptr != nptr || nlut != 256 || nptr < 1 || nt < 0 || nt > ntouch) {
+    const uint32_t *rows = (const uint32_t *)b[3].buf;
+    const uint8_t *impacts = (const uint8_t *)b[4].buf;
+    const float *lut = (const float *)b[5].buf;
+    float *acc = (float *)b[6].buf;
+    int64_t *touched = (int64_t *)b[7].buf;
+    Py_ssize_t nq = b[0].len / 8, nw = b[1].len / 4, nptr = b[2].len / 8, nrows = b[3].len / 4;
+    Py_ssize_t nimp = b[4].len, nlut = b[5].len / 4, nacc = b[6].len / 4, ntouch = b[7].len / 8;
+    if (nw != nq || nimp != nrows || nlut != 256 || nptr < 1 || nt < 0 || nt > ntouch) {
         PyErr_SetString(PyExc_ValueError, "accumulate: inconsistent array sizes");
         goto fail;
     }
@@ -74,46 +71,31 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < nq && !err; i++) {
         int64_t t = q_terms[i];
         if (t < 0 || t >= n_terms) continue;
-        int64_t lo = ptr[t], hi = ptr[t + 1], blo = bptr[t], bhi = bptr[t + 1];
-        if (lo < 0 || hi < lo || hi > nimp || blo < 0 || bhi < blo || bhi > ndata) {
+        int64_t lo = ptr[t], hi = ptr[t + 1];
+        if (lo < 0 || hi < lo || hi > nrows) {
             err = "postings pointers out of range";
             break;
         }
         float w = q_w[i];
-        int64_t pos = blo, row = 0;
         for (int64_t p = lo; p < hi; p++) {
-            uint64_t gap = 0;
-            int shift = 0;
-            for (;;) {
-                if (pos >= bhi || shift > 28) {
-                    err = "malformed row varint";
-                    break;
-                }
-                uint8_t byte = data[pos++];
-                gap |= (uint64_t)(byte & 0x7F) << shift;
-                shift += 7;
-                if (byte < 0x80) break;
-            }
-            if (err) break;
-            row = (p == lo) ? (int64_t)gap : row + (int64_t)gap;
-            if (row >= (int64_t)nacc) {
+            uint32_t r = rows[p];
+            if ((Py_ssize_t)r >= nacc) {
                 err = "posting row out of range";
                 break;
             }
-            if (acc[row] == 0.0f) {
+            if (acc[r] == 0.0f) {
                 if (nt >= ntouch) {
                     err = "more touched rows than accumulators";
                     break;
                 }
-                touched[nt++] = row;
+                touched[nt++] = r;
             }
             float x = w * lut[impacts[p]];
-            acc[row] = acc[row] + x;
+            acc[r] = acc[r] + x;
         }
-        if (!err && pos != bhi) err = "row varints do not match the postings count";
     }
     Py_END_ALLOW_THREADS
-    for (int j = 0; j < 9; j++) PyBuffer_Release(&b[j]);
+    for (int j = 0; j < 8; j++) PyBuffer_Release(&b[j]);
     if (err) {
         PyErr_Format(PyExc_ValueError, "related index: %s (corrupt file?)", err);
         return NULL;

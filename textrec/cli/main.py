@@ -517,7 +517,7 @@ def _add_ranking_options(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=MODES,
         default=MODES[0],
-        help="related: rank by pivoted BM25 (default); hamming: by the 64-bit fingerprints alone",
+        help="related: rank by TF-IDF cosine (default); hamming: by the 64-bit fingerprints alone",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 

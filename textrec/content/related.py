@@ -11,8 +11,7 @@ and JASS do with quantised impacts:
   smaller term id); quantise each to one byte on a log scale relative to the index's
   ``max_impact`` (``LUT[c] = max_impact · exp(ln(1e-4) · (1 − (c − 1)/254))``, relative
   error within ±1.8 %; weights below ``1e-4 · max_impact`` count as that).
-- **Postings**: for every term, the documents that kept it: their rows, ascending, as varint
-  gaps (LEB128, mostly 1–2 bytes), and their impacts, one byte each.
+- **Postings**: for every term, the documents that kept it, as (row uint32, impact uint8).
 - **Query**: the query's weights ``q(t)`` over *all* its terms; for every query term, add
   ``q(t) · LUT[impact]`` into a per-document accumulator over its postings, then take the top
   k (ties: the smaller document id). This is the exact top k of the quantised score over the
@@ -83,80 +82,20 @@ def _impact_rows(weights: sp.csr_matrix, top_terms: int) -> sp.csr_matrix:
     return w
 
 
-def _encode_rows(
-    ptr: npt.NDArray[np.int64], rows: npt.NDArray[np.uint32]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    """Each term's ascending rows as LEB128 varints of their gaps (the first row of a term
-    as it is): ``(byte offsets per term, bytes)``."""
-    r = rows.astype(np.int64)
-    gaps = r.copy()
-    gaps[1:] -= r[:-1]
-    starts = ptr[:-1][np.diff(ptr) > 0]
-    gaps[starts] = r[starts]
-    sizes = np.ones(len(gaps), np.int64)
-    for shift in (7, 14, 21, 28):
-        sizes += gaps >= (1 << shift)
-    ends = np.cumsum(sizes)
-    out = np.zeros(int(ends[-1]) if len(ends) else 0, np.uint8)
-    first = ends - sizes
-    for k in range(5):
-        has = sizes > k
-        more = sizes > k + 1
-        byte = (gaps[has] >> (7 * k)) & 0x7F
-        out[first[has] + k] = (byte | np.where(more[has], 0x80, 0)).astype(np.uint8)
-    bptr = np.zeros(len(ptr), np.int64)
-    bptr[1:] = np.concatenate([[0], ends])[ptr[1:]]
-    return bptr, out
-
-
-def _decode_rows(ptr: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
-    """The rows that :func:`_encode_rows` wrote."""
-    if not len(data):
-        return np.zeros(0, np.uint32)
-    last = data < 0x80
-    value_of = np.concatenate([[0], np.cumsum(last[:-1])])  # which value each byte is in
-    starts = np.flatnonzero(np.concatenate([[True], last[:-1]]))
-    shift = 7 * (np.arange(len(data)) - starts[value_of])
-    gaps = np.zeros(len(starts), np.int64)
-    np.add.at(gaps, value_of, (data & 0x7F).astype(np.int64) << shift)
-    total = np.cumsum(gaps)
-    # Undo the gaps within each term: subtract the running total before the term's start.
-    lens = np.diff(ptr)
-    before = np.concatenate([[0], total])[ptr[:-1]]
-    return (total - np.repeat(before, lens)).astype(np.uint32)
-
-
 @dataclass(frozen=True)
 class _Segment:
-    """Term-major postings of a range of rows. Term ``t`` has the impacts
-    ``impacts[ptr[t]:ptr[t+1]]`` and its rows, ascending, as varint gaps in
-    ``data[bptr[t]:bptr[t+1]]`` (about 1–2 bytes a row instead of 4)."""
+    """Term-major postings of a range of rows: ``ptr[t]:ptr[t+1]`` in ``rows``/``impacts``."""
 
     ptr: npt.NDArray[np.int64]
-    bptr: npt.NDArray[np.int64]
-    data: npt.NDArray[np.uint8]
+    rows: npt.NDArray[np.uint32]
     impacts: npt.NDArray[np.uint8]
-
-    @classmethod
-    def of(
-        cls,
-        ptr: npt.NDArray[np.int64],
-        rows: npt.NDArray[np.uint32],
-        impacts: npt.NDArray[np.uint8],
-    ) -> _Segment:
-        bptr, data = _encode_rows(ptr, rows)
-        return cls(ptr, bptr, data, impacts)
-
-    @property
-    def rows(self) -> npt.NDArray[np.uint32]:
-        return _decode_rows(self.ptr, self.data)
 
     @classmethod
     def build(cls, kept: sp.csr_matrix, first_row: int, max_impact: float) -> _Segment:
         csc = kept.tocsc()
         csc.sort_indices()
         rows = (csc.indices.astype(np.int64) + first_row).astype(np.uint32)
-        return cls.of(csc.indptr.astype(np.int64), rows, quantize_impacts(csc.data / max_impact))
+        return cls(csc.indptr.astype(np.int64), rows, quantize_impacts(csc.data / max_impact))
 
     @classmethod
     def merge(cls, segments: Sequence[_Segment]) -> _Segment:
@@ -170,11 +109,11 @@ class _Segment:
         order = np.lexsort((rows, terms))
         ptr = np.zeros(n_terms + 1, np.int64)
         ptr[1:] = np.cumsum(np.bincount(terms, minlength=n_terms))
-        return cls.of(ptr, rows[order], impacts[order])
+        return cls(ptr, rows[order], impacts[order])
 
     @property
     def nbytes(self) -> int:
-        return int(self.ptr.nbytes + self.bptr.nbytes + self.data.nbytes + self.impacts.nbytes)
+        return int(self.ptr.nbytes + self.rows.nbytes + self.impacts.nbytes)
 
 
 # The query kernels: compiled (textrec/_related.c, built by pip install) or, where that could
@@ -191,7 +130,9 @@ _kernels: Any = _compiled
 def _accumulate(
     q_terms: npt.NDArray[np.int64],
     q_w: npt.NDArray[np.float32],
-    seg: _Segment,
+    ptr: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.uint32],
+    impacts: npt.NDArray[np.uint8],
     lut: npt.NDArray[np.float32],
     acc: npt.NDArray[np.float32],
     touched: npt.NDArray[np.int64],
@@ -200,22 +141,16 @@ def _accumulate(
     """acc[row] += q_w · lut[impact] over each query term's postings; returns the new count
     of touched rows (each row's first touch is recorded in ``touched``)."""
     if _kernels is not None:
-        return int(
-            _kernels.accumulate(
-                q_terms, q_w, seg.ptr, seg.bptr, seg.data, seg.impacts, lut, acc, touched, nt
-            )
-        )
-    n_terms = len(seg.ptr) - 1
+        return int(_kernels.accumulate(q_terms, q_w, ptr, rows, impacts, lut, acc, touched, nt))
+    n_terms = len(ptr) - 1
     for t, w in zip(q_terms.tolist(), q_w, strict=True):
         if not 0 <= t < n_terms:
             continue
-        lo, hi = int(seg.ptr[t]), int(seg.ptr[t + 1])
-        data = seg.data[seg.bptr[t] : seg.bptr[t + 1]]
-        r = _decode_rows(np.array([0, hi - lo], np.int64), data).astype(np.int64)
-        new = r[acc[r] == 0.0]  # rows are distinct within one term
+        r = rows[ptr[t] : ptr[t + 1]].astype(np.int64)  # distinct within one term
+        new = r[acc[r] == 0.0]
         touched[nt : nt + len(new)] = new
         nt += len(new)
-        acc[r] = acc[r] + w * lut[seg.impacts[lo:hi]]
+        acc[r] = acc[r] + w * lut[impacts[ptr[t] : ptr[t + 1]]]
     return nt
 
 
@@ -316,9 +251,9 @@ class RelatedIndex:
         return float(self._lut[code])
 
     def postings_bytes_per_document(self) -> float:
-        """Postings bytes (row gaps and impacts) per indexed document."""
+        """Postings bytes (5 per kept term) per indexed document."""
         state = self._state
-        postings = sum(s.data.nbytes + s.impacts.nbytes for s in state.segments)
+        postings = sum(s.rows.nbytes + s.impacts.nbytes for s in state.segments)
         return postings / max(len(state.doc_ids), 1)
 
     # writes ----------------------------------------------------------------------------------
@@ -406,7 +341,7 @@ class RelatedIndex:
         seg = (
             state.segments[0]
             if state.segments
-            else _Segment.of(np.zeros(1, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint8))
+            else _Segment(np.zeros(1, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint8))
         )
         header = {
             "format": _FILE_FORMAT,
@@ -427,8 +362,7 @@ class RelatedIndex:
                 doc_ids=state.doc_ids,
                 dead=state.dead,
                 ptr=seg.ptr,
-                bptr=seg.bptr,
-                data=seg.data,
+                rows=seg.rows,
                 impacts=seg.impacts,
             )
 
@@ -447,7 +381,7 @@ class RelatedIndex:
                 if header.get("format") != _FILE_FORMAT:
                     raise ValueError(f"format {header.get('format')!r} is not {_FILE_FORMAT!r}")
                 vocab = json.loads(bytes(z["vocabulary"]).decode("utf-8"))
-                arrays = {k: z[k] for k in ("doc_ids", "dead", "ptr", "bptr", "data", "impacts")}
+                arrays = {k: z[k] for k in ("doc_ids", "dead", "ptr", "rows", "impacts")}
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable textrec related-posts index ({exc})") from exc
         try:
@@ -460,10 +394,8 @@ class RelatedIndex:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: malformed related-posts index header ({exc})") from exc
         segments: tuple[_Segment, ...] = ()
-        if len(arrays["impacts"]):
-            if not (len(arrays["ptr"]) == len(arrays["bptr"]) >= 1):
-                raise ValueError(f"{path}: postings offsets of different lengths")
-            segments = (_Segment(arrays["ptr"], arrays["bptr"], arrays["data"], arrays["impacts"]),)
+        if len(arrays["rows"]):
+            segments = (_Segment(arrays["ptr"], arrays["rows"], arrays["impacts"]),)
         index._state = _State(segments, arrays["doc_ids"], arrays["dead"])
         return index, header
 
@@ -518,7 +450,9 @@ class RelatedIndex:
         acc, touched = self._buffers(len(state.doc_ids))
         nt = 0
         for seg in state.segments:
-            nt = _accumulate(q_terms, q_w, seg, self._lut, acc, touched, nt)
+            nt = _accumulate(
+                q_terms, q_w, seg.ptr, seg.rows, seg.impacts, self._lut, acc, touched, nt
+            )
         rows, scores = _top_k(acc, touched, nt, exclude_row, state.dead, k)
         found = scores >= 0
         return state.doc_ids[rows[found]], scores[found]
