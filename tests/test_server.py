@@ -45,7 +45,7 @@ def test_health_and_openapi(client: TestClient) -> None:
     assert {"get", "post"} <= set(paths["/documents"]) and "delete" in paths["/documents/{id}"]
     # What the results mean is said per mode, not as one formula for every mode.
     match = schema["components"]["schemas"]["MatchOut"]["properties"]
-    assert "`related`: the pivoted BM25" in match["score"]["description"]
+    assert "`related`: the pivoted BM25 relatedness" in match["score"]["description"]
     assert "`hamming`: SimHash's estimate" in match["score"]["description"]
     assert {"type": "null"} in match["distance"]["anyOf"]
 
