@@ -116,9 +116,13 @@ def check_related_after_click(driver: WebDriver, link_text_id: str) -> list[str]
     items = driver.find_elements(By.CSS_SELECTOR, "#related li.rel")
     ids = [li.get_attribute("data-id") or "" for li in items]
     assert link_text_id not in ids
+    scores = []
     for li in items:
         score = li.find_element(By.CSS_SELECTOR, ".score").text
-        assert score.startswith("score ") and -1.0 <= float(score.split()[1]) <= 1.0
+        assert score.startswith("score ")
+        scores.append(float(score.split()[1]))
+    # The related mode's score (pivoted BM25) is positive, and the list is ranked by it.
+    assert all(s > 0 for s in scores) and scores == sorted(scores, reverse=True)
     # Related posts of a news article share key terms with it.
     assert any(li.find_elements(By.CSS_SELECTOR, ".terms .term") for li in items)
     return ids
