@@ -128,12 +128,7 @@ def ingest(
             docs.append(NewDocument(r.id, r.text, r.title, r.meta, terms))
             kept.append(r)
         if docs:
-            fps: list[int] | None = None
-            fp_arg = None
-            if current is not None:
-                snapshot, scheme = current
-                fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
-                fp_arg = (snapshot.id, scheme, fps)
+            fps, fp_arg = _fingerprints_of(analyzer, docs, current)
             try:
                 for attempt in range(_SNAPSHOT_RETRIES):
                     try:
@@ -204,6 +199,18 @@ def ingest(
     return report
 
 
+def _fingerprints_of(
+    analyzer: Analyzer, docs: list[NewDocument], current: tuple[DFSnapshot, str] | None
+) -> tuple[list[int] | None, tuple[str, str, list[int]] | None]:
+    """The documents' fingerprints under the current ``(snapshot, scheme)``, and the
+    ``fingerprints`` argument of the store's writes; ``(None, None)`` before the first build."""
+    if current is None:
+        return None, None
+    snapshot, scheme = current
+    fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
+    return fps, (snapshot.id, scheme, fps)
+
+
 def _replace_batch(
     store: Store,
     good: list[Record],
@@ -227,12 +234,7 @@ def _replace_batch(
 
     docs = documents()
     for attempt in range(_SNAPSHOT_RETRIES):
-        fps: list[int] | None = None
-        fp_arg = None
-        if current is not None:
-            snapshot, scheme = current
-            fps = analyzer.fingerprints([d.terms or {} for d in docs], snapshot)
-            fp_arg = (snapshot.id, scheme, fps)
+        fps, fp_arg = _fingerprints_of(analyzer, docs, current)
         last = attempt == _SNAPSHOT_RETRIES - 1
         try:
             pairs = store.replace_documents(

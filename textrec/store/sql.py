@@ -505,6 +505,29 @@ class _SQLiteTarget:
         return connect
 
 
+def _unique_ids(docs: Sequence[NewDocument]) -> list[str]:
+    """The external ids of a batch; :class:`DuplicateIdError` when one repeats."""
+    ext = [d.external_id for d in docs]
+    seen: set[str] = set()
+    repeated = [e for e in ext if e in seen or seen.add(e)]  # type: ignore[func-returns-value]
+    if repeated:
+        raise DuplicateIdError(repeated)
+    return ext
+
+
+def _document_row(d: NewDocument, created_at: datetime, updated_at: datetime) -> DocumentRow:
+    return DocumentRow(
+        external_id=d.external_id,
+        title=d.title,
+        text=d.text,
+        meta=_dumps(d.meta),
+        terms=_dumps(d.terms) if d.terms is not None else None,
+        content_hash=content_hash(d.text),
+        created_at=created_at,
+        updated_at=updated_at,
+    )
+
+
 class Store:
     """Documents, DF snapshots and fingerprints in a SQL database.
 
@@ -666,59 +689,17 @@ class Store:
         """
         if not docs:
             return []
-        ext = [d.external_id for d in docs]
-        seen: set[str] = set()
-        repeated = [e for e in ext if e in seen or seen.add(e)]  # type: ignore[func-returns-value]
-        if repeated:
-            raise DuplicateIdError(repeated)
+        ext = _unique_ids(docs)
         now = _now()
-        rows = [
-            DocumentRow(
-                external_id=d.external_id,
-                title=d.title,
-                text=d.text,
-                meta=_dumps(d.meta),
-                terms=_dumps(d.terms) if d.terms is not None else None,
-                content_hash=content_hash(d.text),
-                created_at=now,
-                updated_at=now,
-            )
-            for d in docs
-        ]
+        rows = [_document_row(d, now, now) for d in docs]
         try:
             with self._session.begin() as s:
                 existing = self._existing(s, ext)
                 if existing:
                     raise DuplicateIdError(sorted(existing))
-                s.add_all(rows)
-                s.flush()  # takes the write lock (SQLite) before the snapshot is read
-                current = s.execute(
-                    select(MetaRow.value)
-                    .where(MetaRow.key == "current_snapshot")
-                    .with_for_update()  # PostgreSQL: waits for an activation in progress
-                ).scalar_one_or_none()
-                expected = fingerprints[0] if fingerprints is not None else None
-                if current != expected and (fingerprints is not None or require_no_snapshot):
-                    raise SnapshotChangedError(expected, current)
-                if scheme is not None:
-                    self._claim_scheme(s, scheme)
+                self._insert_documents(s, rows, fingerprints, require_no_snapshot, scheme)
                 self._bump(s)
-                if fingerprints is not None:
-                    snapshot_id, scheme, fps = fingerprints
-                    if len(fps) != len(rows):
-                        raise ValueError(f"{len(fps)} fingerprints for {len(rows)} documents")
-                    s.execute(
-                        insert(FingerprintRow),
-                        [
-                            {
-                                "snapshot_id": snapshot_id,
-                                "document_id": r.id,
-                                "scheme": scheme,
-                                "fp": fp,
-                            }
-                            for r, fp in zip(rows, fps, strict=True)
-                        ],
-                    )
+                self._insert_fingerprints(s, rows, fingerprints)
                 return [r.id for r in rows]
         except IntegrityError as exc:  # a concurrent writer stored the same id first
             raise DuplicateIdError(sorted(self.existing_external_ids(ext))) from exc
@@ -743,11 +724,7 @@ class Store:
         """
         if not docs:
             return []
-        ext = [d.external_id for d in docs]
-        seen: set[str] = set()
-        repeated = [e for e in ext if e in seen or seen.add(e)]  # type: ignore[func-returns-value]
-        if repeated:
-            raise DuplicateIdError(repeated)
+        ext = _unique_ids(docs)
         now = _now()
         try:
             with self._session.begin() as s:
@@ -762,28 +739,12 @@ class Store:
                     row.external_id = f"\x01replaced {row.id}"
                 s.flush()
                 rows = [
-                    DocumentRow(
-                        external_id=d.external_id,
-                        title=d.title,
-                        text=d.text,
-                        meta=_dumps(d.meta),
-                        terms=_dumps(d.terms) if d.terms is not None else None,
-                        content_hash=content_hash(d.text),
-                        created_at=old[d.external_id].created_at if d.external_id in old else now,
-                        updated_at=now,
+                    _document_row(
+                        d, old[d.external_id].created_at if d.external_id in old else now, now
                     )
                     for d in docs
                 ]
-                s.add_all(rows)
-                s.flush()
-                current = s.execute(
-                    select(MetaRow.value).where(MetaRow.key == "current_snapshot").with_for_update()
-                ).scalar_one_or_none()
-                expected = fingerprints[0] if fingerprints is not None else None
-                if current != expected and (fingerprints is not None or require_no_snapshot):
-                    raise SnapshotChangedError(expected, current)
-                if scheme is not None:
-                    self._claim_scheme(s, scheme)
+                self._insert_documents(s, rows, fingerprints, require_no_snapshot, scheme)
                 pairs: list[tuple[int | None, int]] = []
                 for d, row in zip(docs, rows, strict=True):
                     before = old.get(d.external_id)
@@ -797,26 +758,54 @@ class Store:
                     )
                     s.execute(delete(FingerprintRow).where(FingerprintRow.document_id == before.id))
                     s.execute(delete(DocumentRow).where(DocumentRow.id == before.id))
-                if fingerprints is not None:
-                    snapshot_id, fp_scheme, fps = fingerprints
-                    if len(fps) != len(rows):
-                        raise ValueError(f"{len(fps)} fingerprints for {len(rows)} documents")
-                    s.execute(
-                        insert(FingerprintRow),
-                        [
-                            {
-                                "snapshot_id": snapshot_id,
-                                "document_id": r.id,
-                                "scheme": fp_scheme,
-                                "fp": fp,
-                            }
-                            for r, fp in zip(rows, fps, strict=True)
-                        ],
-                    )
+                self._insert_fingerprints(s, rows, fingerprints)
                 self._bump(s)
                 return pairs
         except IntegrityError as exc:  # a concurrent writer added one of the ids first
             raise DuplicateIdError(sorted(self.existing_external_ids(ext))) from exc
+
+    def _insert_documents(
+        self,
+        s: Session,
+        rows: list[DocumentRow],
+        fingerprints: tuple[str, str, Sequence[int]] | None,
+        require_no_snapshot: bool,
+        scheme: str | None,
+    ) -> None:
+        """Add ``rows``, then check the snapshot they are fingerprinted under (see
+        :meth:`add_documents`) and claim the store's scheme, in the caller's transaction."""
+        s.add_all(rows)
+        s.flush()  # takes the write lock (SQLite) before the snapshot is read
+        current = s.execute(
+            select(MetaRow.value)
+            .where(MetaRow.key == "current_snapshot")
+            .with_for_update()  # PostgreSQL: waits for an activation in progress
+        ).scalar_one_or_none()
+        expected = fingerprints[0] if fingerprints is not None else None
+        if current != expected and (fingerprints is not None or require_no_snapshot):
+            raise SnapshotChangedError(expected, current)
+        if scheme is not None:
+            self._claim_scheme(s, scheme)
+
+    @staticmethod
+    def _insert_fingerprints(
+        s: Session,
+        rows: list[DocumentRow],
+        fingerprints: tuple[str, str, Sequence[int]] | None,
+    ) -> None:
+        """Store each row's fingerprint under ``(snapshot_id, scheme, fps)``, if given."""
+        if fingerprints is None:
+            return
+        snapshot_id, scheme, fps = fingerprints
+        if len(fps) != len(rows):
+            raise ValueError(f"{len(fps)} fingerprints for {len(rows)} documents")
+        s.execute(
+            insert(FingerprintRow),
+            [
+                {"snapshot_id": snapshot_id, "document_id": r.id, "scheme": scheme, "fp": fp}
+                for r, fp in zip(rows, fps, strict=True)
+            ],
+        )
 
     @staticmethod
     def _internal_ids(s: Session, ext: Sequence[str]) -> dict[str, int]:
