@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-FREE_TEXT = "서울시는 내년부터 시내버스 요금을 인상한다고 발표했다. 시민들은 버스 요금 인상에 반대했다."
+FREE_TEXT = (
+    "서울시는 내년부터 시내버스 요금을 인상한다고 발표했다. 시민들은 버스 요금 인상에 반대했다."
+)
 
 # The same query as the check's psql one: "<snapshot> <external id> <fingerprint>" per document
 # of the current snapshot (fingerprints are signed 64-bit integers in both databases).
