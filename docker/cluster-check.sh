@@ -298,10 +298,15 @@ step_done "scale and build (3 workers)"
 # --- 8. a worker killed during the fingerprint job ----------------------------------------------
 driver_build textrec_fault -v > "$WORK/fault.log" 2>&1 &
 driver=$!
-# The second application of the build is the fingerprint job; kill a worker once a Python task
-# of it runs there (the pyspark daemon appears in the worker's container).
+# The second application of the build is the fingerprint job. Kill a worker while a task of it
+# runs there: its executor's log (in the worker's SPARK_WORKER_DIR) has started more tasks
+# than it finished.
 read -r app hosts < <("$PYTHON" docker/cluster_check.py wait-app "$UI" --seen "$SEEN" --nth 2) \
     || { wait "$driver" || true; tail -n 20 "$WORK/fault.log" >&2; fail "the fault build's fingerprint job never ran"; }
+running_tasks() {  # running_tasks CONTAINER APP
+    podman exec "$1" sh -c "cat \"\$SPARK_WORKER_DIR/$2\"/*/stderr 2>/dev/null" 2>/dev/null \
+        | awk '/Executor: Running task/ { n++ } /Executor: Finished task/ { n-- } END { print n + 0 }'
+}
 victim=""
 deadline=$((SECONDS + 120))
 while [ -z "$victim" ] && [ "$SECONDS" -lt "$deadline" ]; do
@@ -309,23 +314,29 @@ while [ -z "$victim" ] && [ "$SECONDS" -lt "$deadline" ]; do
         c=$(container_of spark-worker "$n")
         ip=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$c")
         case " $hosts " in *" $ip "*) ;; *) continue ;; esac
-        if podman top "$c" args 2>/dev/null | grep -q 'pyspark.daemon\|pyspark/daemon'; then
+        if [ "$(running_tasks "$c" "$app")" -gt 0 ]; then
             victim=$c
             break
         fi
     done
     [ -n "$victim" ] || sleep 0.5
 done
-[ -n "$victim" ] || fail "no Python task of application $app was seen running on a worker"
+[ -n "$victim" ] || fail "no task of application $app was seen running on a worker"
 victim_name=$(podman inspect --format '{{.Name}}' "$victim")
 podman kill --signal KILL "$victim" >/dev/null
 state=$("$PYTHON" docker/cluster_check.py app-state "$UI" "$app")
 [ "$state" = RUNNING ] || fail "application $app was $state when $victim_name was killed: too late"
-say "fault: killed $victim_name (SIGKILL) while application $app ran a task on it"
+say "fault: killed $victim_name (SIGKILL) while a task of application $app ran on it"
 if wait "$driver"; then
-    # What Spark did about it, from the driver's log.
-    grep -E 'Lost executor|Lost task|ExecutorLostFailure|Resubmitted' "$WORK/fault.log" \
-        | sed -E 's/^[A-Z]+ mrjob.logs.step: *//' | head -n 4 >&2 || true
+    # What Spark did about it, from the driver's log: the executor and its running task were
+    # lost, and a second attempt of that task (N.1) ran elsewhere.
+    retried='(Starting|Finished) task [0-9]+\.[1-9]'
+    grep -E "Lost executor|Lost task|its executor exited|$retried" "$WORK/fault.log" \
+        | sed -E 's/^[A-Z]+ mrjob.logs.step: *//; s/\. Not counting .*//' >&2
+    grep -qE "Finished task [0-9]+\.[1-9]" "$WORK/fault.log" || {
+        grep -iE 'task|executor' "$WORK/fault.log" | tail -n 30 >&2
+        fail "the driver's log shows no task of the killed worker run again"
+    }
     same_fingerprints textrec_fault "build with a killed worker"
     FAULT="completed with the same fingerprints"
 else
