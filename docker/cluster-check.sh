@@ -75,7 +75,7 @@ done
 [ "$(id -u)" -eq 0 ] || fail "run as root (podman with runc and netavark, buildah's store)"
 compose_version=$("$PODMAN_COMPOSE" --version 2>/dev/null | sed -n 's/^podman-compose version //p')
 if [ -z "$compose_version" ] || [ "$(printf '%s\n1.1.0\n' "$compose_version" | sort -V | head -n1)" != 1.1.0 ]; then
-    fail "podman-compose ${compose_version:-?} is too old (Debian's 1.0.3 mishandles this compose file); pip install podman-compose"
+    fail "podman-compose ${compose_version:-?} is older than 1.1 (this check is run with 1.6.0): pip install podman-compose"
 fi
 "$PYTHON" -c 'import textrec' 2>/dev/null || fail "$PYTHON has no textrec (pip install -e .)"
 
