@@ -30,7 +30,8 @@
 #
 # Needs root, podman and runc (Debian: apt-get install podman runc netavark aardvark-dns
 # buildah), podman-compose 1.1 or later ($PODMAN_COMPOSE, default: .venv/bin/podman-compose or
-# on PATH; pip install podman-compose), and the host's textrec in $PYTHON (default .venv/bin/python).
+# on PATH; pip install podman-compose), and the host's textrec with its `serve` extra in
+# $PYTHON (default .venv/bin/python).
 # podman gets its settings from files made here: runc, default ulimits no higher than this
 # host allows, the netavark network backend (DNS between containers), and its own overlay store
 # at $CLUSTER_STORE (default /var/lib/containers/textrec-cluster), where the images are copied
@@ -77,7 +78,9 @@ compose_version=$("$PODMAN_COMPOSE" --version 2>/dev/null | sed -n 's/^podman-co
 if [ -z "$compose_version" ] || [ "$(printf '%s\n1.1.0\n' "$compose_version" | sort -V | head -n1)" != 1.1.0 ]; then
     fail "podman-compose ${compose_version:-?} is older than 1.1 (this check is run with 1.6.0): pip install podman-compose"
 fi
-"$PYTHON" -c 'import textrec' 2>/dev/null || fail "$PYTHON has no textrec (pip install -e .)"
+# The host's reference: textrec with its API server, which the cluster's must answer like.
+"$PYTHON" -c 'import textrec, fastapi, uvicorn' 2>/dev/null \
+    || fail "$PYTHON lacks textrec or its server: pip install -e '.[serve]'"
 
 WORK=$(mktemp -d /tmp/textrec-cluster.XXXXXX)
 cat > "$WORK/containers.conf" <<'CONF'
