@@ -23,6 +23,11 @@ PARTS = {
     "compiled": "textrec's C extensions, built by pip install",
     "shared-data": "the corpora in ../shared/data beside the repository",
     "redis": "a Redis server the tests start (Debian: apt-get install redis-server)",
+    "cluster": (
+        "containers with podman, as root: apt-get install podman runc netavark aardvark-dns "
+        "buildah debootstrap, pip install podman-compose, and the images of "
+        "docker/build-local.sh (docker/cluster-check.sh starts the compose cluster)"
+    ),
 }
 
 
