@@ -254,6 +254,9 @@ def test_ranking_weights_follow_the_formula() -> None:
     assert Ranking.from_params(ranking.params()) == ranking
     with pytest.raises(ValueError, match="ranking 'cosine'"):
         Ranking.from_params({"name": "cosine"})
+    older = {k: v for k, v in ranking.params().items() if k != "min_pivot"}
+    with pytest.raises(ValueError, match="ranking parameters"):
+        Ranking.from_params(older)  # an index made under other parameters is rebuilt
 
 
 def brute_force(

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from textrec.content.tfidf import DFSnapshot, Weighting
 
@@ -167,6 +167,12 @@ class Ranking:
     def from_params(cls, params: Mapping[str, object], *, where: str = "index") -> Ranking:
         if params.get("name") != cls.name:
             raise ValueError(f"{where}: ranking {params.get('name')!r} is not {cls.name!r}")
+        expected = {f.name for f in fields(cls)}
+        if set(params) - {"name"} != expected:
+            raise ValueError(
+                f"{where}: ranking parameters {sorted(set(params) - {'name'})} are not "
+                f"{sorted(expected)}"
+            )
         try:
             return cls(**{k: float(v) for k, v in params.items() if k != "name"})  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
