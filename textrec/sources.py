@@ -117,7 +117,8 @@ class RelatedSource(_OverIndex[RelatedIndex]):
         "the pivoted BM25 relatedness of the result to the query: the sum, over the terms "
         "they share, of the query term's weight (1 + ln tf)·idf^0.1 times the term's BM25 "
         "weight in the result, whose length is measured against a pivot set by the long "
-        "documents (0 or more; comparable within one list, not across queries)"
+        "documents, so that short posts are not rewarded for being short (0 or more; "
+        "comparable within one list, not across queries)"
     )
 
     def __init__(
