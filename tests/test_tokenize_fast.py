@@ -39,14 +39,19 @@ def _expected_v2(konlpy, text: str) -> list[str]:  # type: ignore[no-untyped-def
     return [t for t in terms if t]
 
 
-@pytest.mark.slow
-def test_same_nouns_as_konlpy_on_real_petitions_and_reviews(mecab: MecabNounTokenizer) -> None:
-    konlpy = _konlpy()
+def _real_texts() -> list[str]:
+    """2,000 petitions (texts and titles) and 2,000 movie reviews of ../shared/data."""
     with open(shared_file("petitions_ko_17cat.jsonl"), encoding="utf-8") as f:
         petitions = [json.loads(line) for line in itertools.islice(f, 2000)]
     with gzip.open(shared_file("nsmc_raw_reviews.jsonl.gz"), "rt", encoding="utf-8") as g:
         reviews = [json.loads(line) for line in itertools.islice(g, 2000)]
-    texts = [r["text"] for r in petitions + reviews] + [r["title"] for r in petitions]
+    return [r["text"] for r in petitions + reviews] + [r["title"] for r in petitions]
+
+
+@pytest.mark.slow
+def test_same_nouns_as_konlpy_on_real_petitions_and_reviews(mecab: MecabNounTokenizer) -> None:
+    konlpy = _konlpy()
+    texts = _real_texts()
     assert len(texts) == 6000
     mismatches = [t[:60] for t in texts if mecab(t) != _expected(konlpy, t)]
     assert mismatches == []
@@ -55,11 +60,7 @@ def test_same_nouns_as_konlpy_on_real_petitions_and_reviews(mecab: MecabNounToke
 @pytest.mark.slow
 def test_v2_terms_are_konlpys_pos_with_v2_tags_on_real_text() -> None:
     konlpy = _konlpy()
-    with open(shared_file("petitions_ko_17cat.jsonl"), encoding="utf-8") as f:
-        petitions = [json.loads(line) for line in itertools.islice(f, 2000)]
-    with gzip.open(shared_file("nsmc_raw_reviews.jsonl.gz"), "rt", encoding="utf-8") as g:
-        reviews = [json.loads(line) for line in itertools.islice(g, 2000)]
-    texts = [r["text"] for r in petitions + reviews] + [r["title"] for r in petitions]
+    texts = _real_texts()
     v2 = default_tokenizer(2)
     mismatches = [t[:60] for t in texts if v2(t) != _expected_v2(konlpy, t)]
     assert mismatches == []
