@@ -39,6 +39,14 @@ def db(wikinews_db: Path, tmp_path: Path) -> str:
     return copy_database(wikinews_db, tmp_path)
 
 
+def assert_still_answers(port: int) -> None:
+    """The server on ``port`` still answers ``/health``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/health")
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
 def test_silent_and_trickling_clients_are_closed(db: str) -> None:
     with serve(db, "--header-timeout", "2", "--body-timeout", "3") as base:
         port = int(base.rsplit(":", 1)[1])
@@ -67,11 +75,7 @@ def test_silent_and_trickling_clients_are_closed(db: str) -> None:
         finally:
             for s in (silent, trickle, slow_body):
                 s.close()
-        # the server still answers
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("GET", "/health")
-        assert conn.getresponse().status == 200
-        conn.close()
+        assert_still_answers(port)
 
 
 def test_connections_over_the_cap_are_refused_and_the_cap_frees_up(db: str) -> None:
@@ -89,10 +93,7 @@ def test_connections_over_the_cap_are_refused_and_the_cap_frees_up(db: str) -> N
         finally:
             for s in held:
                 s.close()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("GET", "/health")
-        assert conn.getresponse().status == 200
-        conn.close()
+        assert_still_answers(port)
 
 
 def test_two_hundred_idle_connections_do_not_outlive_the_deadline(db: str) -> None:
