@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from textrec.artifacts.indexes import StoreIndexes, default_index_path
 from textrec.collab.buckets import open_buckets
@@ -20,9 +23,19 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
 from textrec.content.simhash import estimated_cosine, hamming, simhash
 from textrec.content.tfidf import DFSnapshot
+from textrec.filters import NO_FILTERS, Filters
+from textrec.personal import RECOMMEND_MODES, Recommendations, recommend
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, parse_record
-from textrec.sources import MODES, HammingSource, Query, ReadersSource, RelatedSource, Source
+from textrec.sources import (
+    MODES,
+    HammingSource,
+    HybridSource,
+    Query,
+    ReadersSource,
+    RelatedSource,
+    Source,
+)
 from textrec.store.sql import Store, StoredDocument
 
 __all__ = [
@@ -30,7 +43,9 @@ __all__ = [
     "DEFAULT_COLLAPSE",
     "MAX_K",
     "MODES",
+    "RECOMMEND_MODES",
     "Match",
+    "Recommendations",
     "Recommender",
     "UnknownDocumentError",
     "check_k",
@@ -164,13 +179,36 @@ class Recommender:
             readers_store, num_perm=NUM_PERM, namespace=self._indexes.stamp.identity
         )
         self.readers = ReadersIndex.from_store(self.store, buckets=buckets)
+        self.models: dict[str, Any] = {}
+        """The factor models in use (``als``, ``bpr``; :mod:`textrec.collab.factors`)."""
+        self.model_errors: dict[str, str] = {}
+        """Why a factor model is not in use, by model."""
         self.sources: dict[str, Source] = {
             **self._content_sources(),
             "readers": ReadersSource(self.readers),
+            "hybrid": HybridSource(lambda: self.sources, self._knows),
         }
         self._write_lock = threading.Lock()
         self._shown: dict[int, set[str] | None] = {}
         self._shown_lock = threading.Lock()
+
+    def _knows(self, mode: str) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]:
+        """Which posts a mode could rank (for the hybrid): ``readers`` the posts with readers,
+        a factor model the posts it was trained on, content every post."""
+        if mode == "readers":
+            readers = self.readers
+            return lambda ids: np.array([readers.readers(i) > 0 for i in ids.tolist()], bool)
+        model = self.models.get(mode)
+        if model is not None:
+            return lambda ids: np.array([i in model for i in ids.tolist()], bool)
+        return lambda ids: np.ones(len(ids), bool)
+
+    def model_problem(self, mode: str) -> str:
+        """Why mode ``mode``'s model is not in use, and what answered instead."""
+        why = self.model_errors.get(
+            mode, f"no {mode} model has been trained: run `textrec train --model {mode}`"
+        )
+        return f"{why}; hybrid answered without it"
 
     def _use(self, indexes: StoreIndexes) -> None:
         self._indexes = indexes
@@ -269,6 +307,8 @@ class Recommender:
         check_k(k)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode not in self.sources:  # a factor model not trained or not readable
+            mode = "hybrid"
         radius = self.collapse if isinstance(collapse, _Default) else collapse
         if radius is not None:
             _check_collapse(radius)
@@ -292,7 +332,7 @@ class Recommender:
         related = self.sources["related"]
         for doc_id, dist, score in present[:k]:
             doc = docs[doc_id]
-            if mode == "related" and isinstance(related, RelatedSource):
+            if mode in ("related", "hybrid") and isinstance(related, RelatedSource):
                 shared = related.shared_terms(counts, self._terms(doc), shown=shown)
             else:
                 doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
@@ -438,6 +478,48 @@ class Recommender:
         ]
         pairs.sort(key=lambda p: (p[2], p[0], p[1]))
         return pairs
+
+    def recommend(
+        self,
+        user: str,
+        k: int = 10,
+        *,
+        mode: str = "hybrid",
+        exclude_read: bool = True,
+        context_id: str | None = None,
+        context_text: str | None = None,
+        filters: Filters = NO_FILTERS,
+        collapse: int | _Default | None = DEFAULT,
+    ) -> Recommendations:
+        """The ``k`` posts (1..:data:`MAX_K`) to recommend to reader ``user``, from their
+        events as they are now (the next event counts at once).
+
+        ``mode``: one of :data:`~textrec.personal.RECOMMEND_MODES` (:mod:`textrec.personal`):
+        ``hybrid`` (the default) fuses content, readers-also-read and the ALS model, so a post
+        nobody has read yet is reachable through content. ``exclude_read``: leave out what
+        the reader has read. A reader with no events gets content-based posts when
+        ``context_id`` (a stored post) or ``context_text`` (a free text) is given, else the
+        popular posts; the answer's ``basis`` says which. ``filters``: only posts that pass
+        (:class:`~textrec.filters.Filters`), applied inside the top ``k``. ``collapse``: as
+        in :meth:`similar`, also against the posts the reader read.
+        """
+        check_k(k)
+        if not isinstance(user, str) or not user:
+            raise ValueError("user must be a non-empty string")
+        radius = self.collapse if isinstance(collapse, _Default) else collapse
+        if radius is not None:
+            _check_collapse(radius)
+        return recommend(
+            self,
+            user,
+            k,
+            mode=mode,
+            exclude_read=exclude_read,
+            context_id=context_id,
+            context_text=context_text,
+            filters=filters,
+            collapse=radius,
+        )
 
     def readers_of(self, id: str) -> int:
         """How many readers stored document ``id`` has (in the events)."""

@@ -10,14 +10,14 @@ one source a mode and never branch on the mode:
 - ``hamming`` (:class:`HammingSource`): Hamming distance of the fingerprints alone; ``score``
   is SimHash's estimate of the cosine, ``cos(π·d/64)``;
 - ``readers`` (:class:`ReadersSource`): readers also read, from the events
-  (:mod:`textrec.collab.readers`); ``score`` is the BM25 co-reading score.
-
-The factor-model sources of later versions implement the same protocol.
+  (:mod:`textrec.collab.readers`); ``score`` is the BM25 co-reading score;
+- ``als``, ``bpr`` (:class:`FactorSource`): nearest item factors of a trained model;
+- ``hybrid`` (:class:`HybridSource`): the fusion of the others (:mod:`textrec.hybrid`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -30,11 +30,14 @@ from textrec.content.ranking import DEFAULT_RANKING, Ranking
 from textrec.content.related import RelatedIndex
 from textrec.content.simhash import estimated_cosine
 from textrec.content.tfidf import DFSnapshot, Weighting
+from textrec.hybrid import CANDIDATES, DEFAULT_WEIGHTS, Knows, fuse
 
 __all__ = [
     "CONTENT_MODES",
     "MODES",
+    "FactorSource",
     "HammingSource",
+    "HybridSource",
     "Query",
     "ReadersSource",
     "RelatedSource",
@@ -235,8 +238,89 @@ class ReadersSource:
         self.index.remove(doc_ids)
 
 
-MODES = ("related", "hamming", "readers")
-"""The retrieval modes, the default first."""
+class FactorModelLike(Protocol):
+    """What a factor source needs of a model (:class:`textrec.collab.factors.FactorModel`)."""
+
+    def similar(
+        self, doc_id: int, n: int, exclude: Collection[int] = ()
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
+
+    def __contains__(self, doc_id: int) -> bool: ...
+
+
+class FactorSource:
+    """``als``, ``bpr``: the posts whose item factors are nearest the query post's (cosine),
+    from a model trained by ``textrec train``; nothing for a free text or a post the model
+    was not trained on."""
+
+    score = "the cosine of the two posts' item factors in the model (-1 to 1)"
+
+    def __init__(self, name: str, model: FactorModelLike) -> None:
+        self.name = name
+        self.model = model
+
+    @property
+    def bytes_per_document(self) -> float:
+        return 0.0
+
+    def rank(
+        self, query: Query, n: int, exclude: int | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        if query.doc_id is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return self.model.similar(query.doc_id, n, () if exclude is None else (exclude,))
+
+    def add(
+        self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]
+    ) -> None:
+        """A new post is not in the model until the next ``textrec train``."""
+
+    def remove(self, doc_ids: Sequence[int]) -> None:
+        remove = getattr(self.model, "remove_items", None)
+        if remove is not None:
+            remove(doc_ids)
+
+
+class HybridSource:
+    """``hybrid``: the fusion (:mod:`textrec.hybrid`) of ``related``, ``readers`` and ``als``
+    for a post; a post without readers is ranked by what knows it."""
+
+    name = "hybrid"
+    score = (
+        "the blend of the sources' scores, each scaled to its best in the list, divided by "
+        "the weights of the sources that know the result (0 to 1)"
+    )
+
+    def __init__(
+        self, parts: Callable[[], Mapping[str, Source]], knows: Callable[[str], Knows]
+    ) -> None:
+        self.parts = parts
+        self.knows = knows
+
+    @property
+    def bytes_per_document(self) -> float:
+        return 0.0
+
+    def rank(
+        self, query: Query, n: int, exclude: int | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        parts = {m: s for m, s in self.parts().items() if DEFAULT_WEIGHTS.get(m, 0.0) > 0}
+        lists = {m: s.rank(query, max(n, CANDIDATES), exclude) for m, s in parts.items()}
+        fused = fuse(lists, {m: self.knows(m) for m in parts})
+        return fused.ids[:n], fused.scores[:n]
+
+    def add(
+        self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]
+    ) -> None:
+        """The sources it fuses take the writes."""
+
+    def remove(self, doc_ids: Sequence[int]) -> None:
+        """The sources it fuses take the writes."""
+
+
+MODES = ("related", "hamming", "readers", "hybrid", "als", "bpr")
+"""The retrieval modes, the default first (``als`` and ``bpr`` once ``textrec train`` made
+their model; without it they answer as ``hybrid``)."""
 
 CONTENT_MODES = ("related", "hamming")
 """The modes that rank by content alone (``textrec eval``; ``readers`` is evaluated on events,
@@ -272,5 +356,12 @@ def sources_in_memory(
 def describe_modes() -> str:
     """What ``score`` means in each mode (one sentence a mode), for documentation."""
     return " ".join(
-        f"`{cls.name}`: {cls.score}." for cls in (RelatedSource, HammingSource, ReadersSource)
+        f"`{name}`: {cls.score}."
+        for name, cls in (
+            ("related", RelatedSource),
+            ("hamming", HammingSource),
+            ("readers", ReadersSource),
+            ("hybrid", HybridSource),
+            ("als, bpr", FactorSource),
+        )
     )

@@ -37,6 +37,7 @@ from textrec.recommend import (
     DEFAULT_COLLAPSE,
     MAX_K,
     MODES,
+    RECOMMEND_MODES,
     Match,
     Recommender,
     UnknownDocumentError,
@@ -224,6 +225,43 @@ def cmd_similar(args: argparse.Namespace) -> int:
             if not matches and args.mode == "readers" and rec.readers_of(doc_id) == 0:
                 print("  (it has no readers yet: no events name it)")
     return 1 if failed else 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    rec = _recommender(args)
+    try:
+        answer = rec.recommend(
+            args.user,
+            k=args.k,
+            mode=args.mode,
+            exclude_read=not args.include_read,
+            context_id=args.context_id,
+            context_text=args.context_text,
+            collapse=args.collapse,
+        )
+    except UnknownDocumentError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        return 0
+    print(f"{args.user}: {answer.mode}, from {answer.basis}")
+    if answer.note:
+        print(f"  ({answer.note})")
+    for n, r in enumerate(answer.results, 1):
+        why = "+".join(r.sources)
+        extra = []
+        if r.shared_terms:
+            extra.append(", ".join(r.shared_terms))
+        if r.readers:
+            extra.append(f"{r.readers} readers")
+        if r.because:
+            extra.append("because you read " + ", ".join(r.because))
+        print(f"{n:>3}. {r.score:8.4f}  {r.id}  {r.title or ''}  [{why}]")
+        if extra:
+            print(f"       {'; '.join(extra)}")
+    if not answer.results:
+        print("  (nothing to recommend)")
+    return 0
 
 
 def cmd_events_import(args: argparse.Namespace) -> int:
@@ -614,7 +652,9 @@ def _add_ranking_options(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=MODES,
         default=MODES[0],
-        help="related: rank by TF-IDF cosine (default); hamming: by the 64-bit fingerprints alone",
+        help="related: pivoted BM25 over the related-posts index (default); hamming: the 64-bit "
+        "fingerprints alone; readers: readers also read; hybrid: content, readers and ALS "
+        "fused; als, bpr: the trained models' item factors",
     )
     p.add_argument(
         "--collapse",
@@ -752,6 +792,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+", metavar="ID")
     _add_ranking_options(p)
     p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("recommend", help="posts to recommend to a reader, from their events")
+    p.description = (
+        "Posts for one reader: hybrid (default) fuses content, readers-also-read and the ALS "
+        "model (textrec train); a post nobody has read yet is reachable through content. A "
+        "reader without events gets content-based posts for --context-id or --context-text, "
+        "else the most read posts."
+    )
+    p.add_argument("user", metavar="USER")
+    p.add_argument("-k", type=_k, default=10, help=f"how many, 1..{MAX_K} (default: 10)")
+    p.add_argument("--mode", choices=RECOMMEND_MODES, default=RECOMMEND_MODES[0])
+    p.add_argument(
+        "--include-read", action="store_true", help="keep the posts the reader already read"
+    )
+    context = p.add_mutually_exclusive_group()
+    context.add_argument("--context-id", metavar="ID", help="a stored post the reader is on")
+    context.add_argument("--context-text", metavar="TEXT", help="a text the reader is on")
+    p.add_argument(
+        "--collapse",
+        type=_collapse_bits,
+        default=DEFAULT_COLLAPSE,
+        metavar="BITS",
+        help=f"leave out copies within BITS bits (default: {DEFAULT_COLLAPSE}; 'off' keeps them)",
+    )
+    p.add_argument("--json", action="store_true", help="the answer as one JSON object")
+    p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("query", help="stored documents related to a free text")
     p.add_argument("text", metavar="TEXT", help="the text, or - to read standard input")

@@ -80,6 +80,7 @@ class ReadersIndex:
         self._buckets: Buckets = buckets if buckets is not None else MemoryBuckets(NUM_PERM)
         self._buckets.clear()  # the index is derived from the events: rebuilt from them
         self._pairs = 0
+        self._popular: tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64]] | None = None
         self._lock = threading.Lock()
         self.last_event = 0
         """The id of the last stored event applied (events arrive in id order)."""
@@ -134,6 +135,7 @@ class ReadersIndex:
             readers = self._readers.setdefault(doc_id, {})
             if user not in readers:
                 self._pairs += 1
+                self._popular = None
                 new_readers.setdefault(doc_id, []).append(user)
                 self._read_by.setdefault(user, set()).add(doc_id)
             if weight > readers.get(user, 0.0):
@@ -165,6 +167,7 @@ class ReadersIndex:
                 if readers is None:
                     continue
                 self._pairs -= len(readers)
+                self._popular = None
                 for user in readers:
                     items = self._read_by.get(user)
                     if items is not None:
@@ -182,6 +185,7 @@ class ReadersIndex:
             if readers is None:
                 return
             self._readers[new] = readers
+            self._popular = None
             for user in readers:
                 items = self._read_by.setdefault(user, set())
                 items.discard(old)
@@ -193,6 +197,25 @@ class ReadersIndex:
             self._signatures[new] = sig
 
     # queries ------------------------------------------------------------------------------
+
+    def popular(
+        self, n: int, *, exclude: Sequence[int] = ()
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The ``n`` documents with the most readers, most first (ties by id), with their
+        number of readers (the list is kept until the next event)."""
+        with self._lock:
+            if self._popular is None or self._popular[0] != self._pairs:
+                ids = np.fromiter(self._readers.keys(), np.int64, len(self._readers))
+                counts = np.fromiter(
+                    (len(r) for r in self._readers.values()), np.float64, len(self._readers)
+                )
+                order = np.lexsort((ids, -counts))
+                self._popular = (self._pairs, ids[order], counts[order])
+            _, ids, counts = self._popular
+        if exclude:
+            keep = ~np.isin(ids[: n + len(exclude)], np.asarray(list(exclude), np.int64))
+            return ids[: n + len(exclude)][keep][:n], counts[: n + len(exclude)][keep][:n]
+        return ids[:n], counts[:n]
 
     def candidates(self, doc_id: int, limit: int = _CANDIDATES) -> list[tuple[int, int]]:
         """``(document id, signature values shared)`` of the documents sharing the most

@@ -30,12 +30,24 @@ def click_log(
     noise: float = 0.1,
     seed: int = 0,
     all_items: Sequence[str] | None = None,
+    popularity: float = 0.0,
 ) -> list[dict[str, str]]:
     """Events ``{"user", "item", "kind", "time"}``: ``users`` readers, each with one or two of
     the ``groups`` (interest name → its documents) and between ``reads[0]`` and ``reads[1]``
     distinct documents read, a share ``noise`` of them from anywhere (``all_items``, by default
-    every grouped document). One read in four of a document is followed by a click."""
+    every grouped document). One read in four of a document is followed by a click.
+
+    ``popularity``: 0 draws a reader's documents uniformly from their interests; above 0,
+    the ``r``-th document of an interest (in an order drawn once) is read with a chance in
+    proportion to ``1 / r ** popularity``, as real readers crowd on a few posts."""
     rng = random.Random(seed)
+    chance: dict[str, list[float]] = {}
+    if popularity > 0:
+        order = random.Random(seed + 1)
+        for name in sorted(groups):
+            ranks = list(range(1, len(groups[name]) + 1))
+            order.shuffle(ranks)
+            chance[name] = [1.0 / r**popularity for r in ranks]
     names = sorted(groups)
     everything = sorted({d for docs in groups.values() for d in docs})
     if all_items is not None:
@@ -45,12 +57,18 @@ def click_log(
     for u in range(users):
         interests = rng.sample(names, k=min(len(names), rng.choice((1, 1, 2))))
         pool = [d for name in interests for d in groups[name]]
+        weights = [w for name in interests for w in chance.get(name, [])] or None
         wanted = rng.randint(*reads)
         seen: set[str] = set()
         for _ in range(wanted * 4):
             if len(seen) >= wanted:
                 break
-            item = rng.choice(everything) if rng.random() < noise else rng.choice(pool)
+            if rng.random() < noise:
+                item = rng.choice(everything)
+            elif weights is None:
+                item = rng.choice(pool)
+            else:
+                item = rng.choices(pool, weights=weights)[0]
             if item in seen:
                 continue
             seen.add(item)

@@ -5,7 +5,10 @@ Protocols:
 - ``random-80-20``: each interaction (user, item) goes to the test set with probability 0.2,
   drawn with ``numpy.random.default_rng(seed)``;
 - ``leave-last-out``: each user's last interaction (by time, then by input order) is the test
-  set, for users with at least two.
+  set, for users with at least two;
+- cold start (``new_items``): a share of the items is held out of training entirely, and
+  the test set is every interaction with them: recall@10 then says how well a model finds
+  posts that nobody had read when it was trained.
 
 Every model ranks *all* items for each test user, the user's training items excluded, and is
 scored on the top 10: precision@10, recall@10 (hits over the user's test items, at most 10),
@@ -85,6 +88,18 @@ class Interactions:
         last[chosen[counts[self.users[chosen]] >= 2]] = True
         return ~last, last
 
+    def split_new_items(
+        self, share: float, seed: int
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """The cold-start split: ``share`` of the items, drawn with
+        ``numpy.random.default_rng(seed)``, are new: every interaction with them is a test
+        interaction, and none is in training."""
+        if not 0 < share < 1:
+            raise ValueError(f"the share of new items must be between 0 and 1, got {share!r}")
+        new = np.random.default_rng(seed).random(len(self.item_names)) < share
+        test = new[self.items]
+        return ~test, test
+
 
 @dataclass
 class ModelScore:
@@ -145,12 +160,17 @@ def evaluate_events(
     seed: int = 0,
     models: Sequence[str] = ("popular", "readers"),
     options: dict[str, dict[str, object]] | None = None,
+    new_items: float | None = None,
 ) -> list[ModelScore]:
-    """Score each model on one split (see the module docstring)."""
+    """Score each model on one split (see the module docstring). ``new_items``: the
+    cold-start protocol instead, a share of the items held out of training entirely."""
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
-    train_mask, test_mask = data.split(protocol, seed)
+    if new_items is not None:
+        train_mask, test_mask = data.split_new_items(new_items, seed)
+    else:
+        train_mask, test_mask = data.split(protocol, seed)
     shape = (len(data.user_names), len(data.item_names))
 
     def matrix(mask: npt.NDArray[np.bool_]) -> sp.csr_matrix:
@@ -198,3 +218,7 @@ def ndcg_at_k(ranked: Sequence[int], truth: set[int], k: int = K) -> float:
     dcg = sum(1 / math.log2(r + 2) for r, i in enumerate(ranked[:k]) if i in truth)
     ideal = sum(1 / math.log2(r + 2) for r in range(min(len(truth), k)))
     return dcg / ideal if ideal else 0.0
+
+
+# The content and hybrid models register themselves (they build on this module).
+from textrec.evaluation import hybrid as _hybrid  # noqa: E402, F401

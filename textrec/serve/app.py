@@ -13,6 +13,8 @@ Endpoints (the OpenAPI schema is at ``/openapi.json``, interactive docs at ``/do
 - ``POST /similar``: ``{"text", "title"?, "k"?}``: the documents related to a free text
 - ``POST /documents``: ``{"documents": [{id, text, title?, ...}]}``: append; returns the ids
 - ``DELETE /documents/{id}``: remove
+- ``GET /users/{id}/recommendations?k=&mode=&context_id=&context_text=``: posts for a
+  reader, from their events
 - ``GET /metrics``: counters and gauges in the Prometheus text format (behind the token)
 
 Errors are JSON ``{"detail": ...}``: 400 malformed JSON, 401 missing or wrong token on a write
@@ -127,6 +129,34 @@ class SimilarOut(BaseModel):
         default=None,
         description="why the list is empty, when the mode cannot say (no readers yet)",
     )
+
+
+class RecommendationOut(BaseModel):
+    id: str
+    title: str | None
+    score: float = Field(description="the score the mode ranked by (hybrid: 0 to 1)")
+    sources: list[str] = Field(
+        description="the sources that put it in the list: related (content), readers, als, "
+        "bpr, popular"
+    )
+    shared_terms: list[str] = Field(
+        description="the terms it shares with the posts the reader read (or the context)"
+    )
+    readers: int = Field(description="how many readers it has")
+    because: list[str] = Field(
+        description="ALS: the ids of the posts in the reader's history that contributed most"
+    )
+
+
+class RecommendationsOut(BaseModel):
+    user: str
+    mode: str = Field(description="the mode that answered")
+    basis: Literal["history", "context", "popular"] = Field(
+        description="history: the reader's events; context: no events, the context_id or "
+        "context_text given; popular: no events and no context, the most read posts"
+    )
+    note: str | None = Field(default=None, description="why the answer is not what was asked")
+    results: list[RecommendationOut]
 
 
 class EventsIn(BaseModel):
@@ -357,8 +387,14 @@ Collapse = Annotated[
 ]
 # The modes of textrec.sources.MODES (a test checks that they agree).
 Mode = Annotated[
-    Literal["related", "hamming", "readers"],
+    Literal["related", "hamming", "readers", "hybrid", "als", "bpr"],
     Query(description="the retrieval mode; " + describe_modes()),
+]
+
+# The modes of textrec.personal.RECOMMEND_MODES (a test checks that they agree).
+RecommendMode = Annotated[
+    Literal["hybrid", "related", "readers", "als", "bpr", "popular"],
+    Query(description="hybrid (default): content, readers and ALS fused; or one source"),
 ]
 
 
@@ -733,6 +769,37 @@ def create_app(
         return PlainTextResponse(
             metrics.render(rec), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
+
+    @app.get(
+        "/users/{user:anyid}/recommendations",
+        response_model=RecommendationsOut,
+        tags=["recommendations"],
+        responses={404: {"description": "no such context document"}},
+    )
+    def recommendations(
+        user: str,
+        rec: Rec,
+        k: K = 10,
+        mode: RecommendMode = "hybrid",
+        exclude_read: bool = True,
+        context_id: str | None = None,
+        context_text: Annotated[str | None, Query(max_length=5_000)] = None,
+        collapse: Collapse = None,
+    ) -> RecommendationsOut:
+        if context_id is not None and context_text is not None:
+            raise StarletteHTTPException(422, "give context_id or context_text, not both")
+        if context_text is not None:
+            with slots.slot(rec.analyzer.tokenizer):
+                answer = rec.recommend(
+                    user, k, mode=mode, exclude_read=exclude_read, context_text=context_text,
+                    collapse=_collapse(collapse),
+                )  # fmt: skip
+        else:
+            answer = rec.recommend(
+                user, k, mode=mode, exclude_read=exclude_read, context_id=context_id,
+                collapse=_collapse(collapse),
+            )  # fmt: skip
+        return RecommendationsOut.model_validate(answer.to_dict())
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

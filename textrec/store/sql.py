@@ -938,6 +938,20 @@ class Store:
             yield batch
             last = batch[-1].id
 
+    def user_history(self, user: str, *, limit: int = 1000) -> list[StoredEvent]:
+        """A reader's latest events (at most ``limit``), newest first."""
+        with self._session() as s:
+            q = (
+                select(
+                    EventRow.id, EventRow.user_id, EventRow.document_id, EventRow.kind,
+                    EventRow.time,
+                )
+                .where(EventRow.user_id == user)
+                .order_by(EventRow.id.desc())
+                .limit(limit)
+            )  # fmt: skip
+            return [StoredEvent(*row) for row in s.execute(q)]
+
     def count_events(self) -> int:
         with self._session() as s:
             return int(s.scalar(select(func.count()).select_from(EventRow)) or 0)
