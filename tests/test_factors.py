@@ -283,9 +283,15 @@ def test_train_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "bpr has no parameter alpha" in capsys.readouterr().err
 
 
-def test_eval_events_scores_als_and_bpr() -> None:
+def test_eval_events_scores_als_and_bpr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     groups = {f"g{g}": [f"d{g}-{i}" for i in range(15)] for g in range(5)}
     log = click_log(groups, users=300, reads=(6, 12), seed=1)
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in log), "utf-8")
+    assert main(["eval-events", str(path), "--models", "als,bpr", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["model"] for r in rows] == ["als", "bpr"]
+    assert all(0.0 < r["ndcg@10"] <= 1.0 for r in rows)
     data = Interactions.from_triples([(e["user"], e["item"], 0.0) for e in log])
     scores = {
         s.model: s

@@ -692,42 +692,52 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "again to bring the document vectors up to date. The same events and settings give "
         "the same model (fixed seed; BPR with one thread)."
     )
-    p.add_argument("--model", choices=FACTOR_MODELS, default=FACTOR_MODELS[0])
+    p.add_argument(
+        "--model", choices=FACTOR_MODELS, default=FACTOR_MODELS[0], help="default: %(default)s"
+    )
     p.add_argument(
         "--factors",
         type=_positive_int,
+        metavar="N",
         help=f"vector size (default: ALS {als['factors']}, BPR {bpr['factors']})",
     )
     p.add_argument(
         "--iterations",
         type=_positive_int,
+        metavar="N",
         help=f"passes (default: ALS {als['iterations']}, BPR {bpr['iterations']})",
     )
     p.add_argument(
         "--regularization",
         type=_positive_float,
+        metavar="X",
         help=f"default: ALS {als['regularization']}, BPR {bpr['regularization']}",
     )
     p.add_argument(
         "--alpha",
         type=_positive_float,
+        metavar="X",
         help=f"ALS: confidence per unit of event weight (default: {als['alpha']})",
     )
     p.add_argument(
         "--learning-rate",
         type=_positive_float,
+        metavar="X",
         help=f"BPR: step size (default: {bpr['learning_rate']})",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument(
         "--threads",
         type=_positive_int,
+        metavar="N",
         default=1,
         help="training threads (default: %(default)s; BPR is reproducible with 1 only)",
     )
     # Also accepted after the subcommand (textrec train --index PATH --quiet).
     p.add_argument("--index", metavar="PATH", default=argparse.SUPPRESS, help="index file path")
-    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
+    p.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar"
+    )
     p.set_defaults(func=cmd_train)
 
 
