@@ -7,7 +7,8 @@ Every rating is an interaction; random 80/20 split per interaction; three seeds;
 precision@10, recall@10 and coverage over a full ranking of all items, the user's training
 items excluded (:mod:`textrec.evaluation.events`).
 
-Peers in the same run, when installed (``pip install 'textrec[bench]'``): implicit's
+textrec's reader models (``als``, ``bpr``: :mod:`textrec.collab.factors`) run with their
+defaults and, as a reference, with implicit's own defaults. Peers in the same run: implicit's
 ``BM25Recommender`` (exact item-KNN with BM25 weights, K=200).
 
     python bench/events_ml100k.py [--seeds 0 1 2] [--cache DIR]
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from textrec.collab.factors import DEFAULTS
 from textrec.collab.readers import RERANKS
 from textrec.evaluation import events as ev
 
@@ -81,6 +83,17 @@ def main() -> None:
     models: dict[str, tuple[str, dict[str, object]]] = {"popular": ("popular", {})}
     for rerank in RERANKS:
         models[f"readers ({rerank})"] = ("readers", {"rerank": rerank})
+    als, bpr = DEFAULTS["als"], DEFAULTS["bpr"]
+    models[f"ALS, textrec defaults {dict(als)}"] = ("als", {})
+    models["ALS, implicit's defaults (100 factors, regularization 0.01)"] = (
+        "als",
+        {"factors": 100, "regularization": 0.01, "alpha": 1.0, "iterations": 15},
+    )
+    models[f"BPR, textrec defaults {dict(bpr)}"] = ("bpr", {})
+    models["BPR, implicit's defaults (100 factors, learning rate 0.01, 100 iterations)"] = (
+        "bpr",
+        {"factors": 100, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100},
+    )
     try:
         import implicit  # noqa: F401
 

@@ -327,6 +327,47 @@ def cmd_eval_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from textrec.collab.factors import FactorModel, model_path
+
+    store = _store(args)
+    index = args.index or default_index_path(store)
+    if index is None:
+        raise CliError(
+            f"{store!r} is not a SQLite file, so the model has no default place beside it: "
+            f"pass --index PATH (the model is written to PATH.{args.model})"
+        )
+    if store.count_events() == 0:
+        raise CliError(
+            f"{store!r} holds no readers' events to train on: import some first "
+            "(textrec events import FILE)"
+        )
+    started = time.perf_counter()
+    model = FactorModel.train(
+        store,
+        model=args.model,
+        factors=args.factors,
+        iterations=args.iterations,
+        regularization=args.regularization,
+        learning_rate=args.learning_rate,
+        alpha=args.alpha,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+    path = model_path(index, args.model)
+    model.save(path)
+    elapsed = time.perf_counter() - started
+    print(
+        f"{args.model}: {len(model.users):,} users, {len(model.items):,} documents, "
+        f"{model.params['events']:,} events (through event {model.last_event}), "
+        f"{model.params['factors']} factors, {model.params['iterations']} iterations, "
+        f"in {elapsed:.1f} s; written to {path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     text = _read_text(args.text)
     if not text.strip():
@@ -679,6 +720,67 @@ def _collapse_bits(text: str) -> int | None:
     return value
 
 
+def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from textrec.collab.factors import DEFAULTS, FACTOR_MODELS
+
+    p = sub.add_parser("train", help="train a reader model (ALS or BPR) from the events")
+    als, bpr = DEFAULTS["als"], DEFAULTS["bpr"]
+    p.description = (
+        "Train a matrix-factorisation model of the readers' events (implicit's ALS or BPR) and "
+        "write it beside the index: <index path>.als or .bpr. A model trained before newer "
+        "events keeps serving, with each reader's new events folded in at query time; train "
+        "again to bring the document vectors up to date. The same events and settings give "
+        "the same model (fixed seed; BPR with one thread)."
+    )
+    p.add_argument(
+        "--model", choices=FACTOR_MODELS, default=FACTOR_MODELS[0], help="default: %(default)s"
+    )
+    p.add_argument(
+        "--factors",
+        type=_positive_int,
+        metavar="N",
+        help=f"vector size (default: ALS {als['factors']}, BPR {bpr['factors']})",
+    )
+    p.add_argument(
+        "--iterations",
+        type=_positive_int,
+        metavar="N",
+        help=f"passes (default: ALS {als['iterations']}, BPR {bpr['iterations']})",
+    )
+    p.add_argument(
+        "--regularization",
+        type=_positive_float,
+        metavar="X",
+        help=f"default: ALS {als['regularization']}, BPR {bpr['regularization']}",
+    )
+    p.add_argument(
+        "--alpha",
+        type=_positive_float,
+        metavar="X",
+        help=f"ALS: confidence per unit of event weight (default: {als['alpha']})",
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        metavar="X",
+        help=f"BPR: step size (default: {bpr['learning_rate']})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        default=1,
+        help="training threads (default: %(default)s; BPR is reproducible with 1 only)",
+    )
+    # Also accepted after the subcommand (textrec train --index PATH --quiet).
+    p.add_argument("--index", metavar="PATH", default=argparse.SUPPRESS, help="index file path")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar"
+    )
+    p.set_defaults(func=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textrec",
@@ -982,6 +1084,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON object per model")
     p.set_defaults(func=cmd_eval_events)
+
+    _add_train_parser(sub)
 
     p = sub.add_parser("demo", help="build the bundled Korean Wikinews sample and query it")
     p.description = (

@@ -21,6 +21,9 @@ Models (:data:`MODELS`; the list is open):
 - ``readers``: item-to-item, :class:`~textrec.collab.readers.ReadersIndex`; a user's score for
   an item is the sum of its similarities to the items the user read (each item's top
   :data:`NEIGHBOURS` neighbours).
+- ``als`` and ``bpr``: :class:`~textrec.collab.factors.FactorModel` trained on the training
+  interactions with its defaults (options override them: ``factors``, ``regularization``, ...);
+  a user's score for an item is the dot product of their trained vectors.
 
 It needs events only: items are opaque strings.
 """
@@ -31,6 +34,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -150,7 +154,23 @@ def _fit_readers(train: sp.csr_matrix, *, rerank: str = RERANKS[0], **_: object)
     return lambda users: np.asarray((binary[users] @ similarity).todense())
 
 
-MODELS: dict[str, Callable[..., Scorer]] = {"popular": _fit_popular, "readers": _fit_readers}
+def _fit_factors(model: str) -> Callable[..., Scorer]:
+    def fit(train: sp.csr_matrix, **options: Any) -> Scorer:
+        from textrec.collab.factors import FactorModel
+
+        fitted = FactorModel.fit(train, model=model, **options)
+        users, items = fitted.user_factors, fitted.item_factors.T
+        return lambda rows: (users[rows] @ items).astype(np.float64)
+
+    return fit
+
+
+MODELS: dict[str, Callable[..., Scorer]] = {
+    "popular": _fit_popular,
+    "readers": _fit_readers,
+    "als": _fit_factors("als"),
+    "bpr": _fit_factors("bpr"),
+}
 
 
 def evaluate_events(

@@ -952,9 +952,14 @@ class Store:
             )  # fmt: skip
             return [StoredEvent(*row) for row in s.execute(q)]
 
-    def count_events(self) -> int:
+    def count_events(self, *, after: int = 0) -> int:
+        """How many events are stored, or only those with an id above ``after`` (what a model
+        trained up to that event has not seen; read through the primary key)."""
+        q = select(func.count()).select_from(EventRow)
+        if after:
+            q = q.where(EventRow.id > after)
         with self._session() as s:
-            return int(s.scalar(select(func.count()).select_from(EventRow)) or 0)
+            return int(s.scalar(q) or 0)
 
     def event_stats(self) -> dict[str, Any]:
         """Events in all and by kind, distinct users and documents, first and last time."""
