@@ -285,3 +285,56 @@ def test_eval_events_scores_content_and_hybrid_and_the_cold_start_protocol() -> 
         evaluate_events(data, models=["content"])
     with pytest.raises(ValueError, match="between 0 and 1"):
         evaluate_events(data, models=["popular"], new_items=1.5)
+
+
+def test_the_trained_models_join_the_hybrid_and_a_stale_or_broken_model_is_reported(
+    read: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from textrec.check import check
+
+    index = str(tmp_path / "i.index")
+    args = ["--db", read, "--index", index]
+    assert main([*args, "train", "--model", "als", "--quiet"]) == 0
+    assert main([*args, "train", "--model", "bpr", "--quiet"]) == 0
+    rec = _rec(read, tmp_path)
+    assert set(rec.models) == {"als", "bpr"} and not rec.model_errors
+    answer = rec.recommend("reader-0004", k=10)
+    assert answer.mode == "hybrid" and answer.note is None
+    with_als = [r for r in answer.results if "als" in r.sources]
+    assert with_als and all(r.because for r in with_als)
+    history = _history(rec, "reader-0004")
+    assert all(set(r.because) <= history for r in with_als)
+    for mode in ("als", "bpr"):
+        only = rec.recommend("reader-0004", k=5, mode=mode)
+        assert only.mode == mode and len(only.results) == 5 and only.note is None
+        assert all(r.sources == [mode] for r in only.results)
+        assert rec.similar("petition-510", k=5, mode=mode)
+    assert all(not r.because for r in rec.recommend("reader-0004", k=5, mode="bpr").results)
+
+    # New events after training: the model is stale, not wrong: it keeps serving, the
+    # reader's new read counts at once, and stats and check say how stale it is.
+    report = check(rec.store, index_path=index)
+    assert report.ok and not any("stale" in w for w in report.warnings)
+    before = [r.id for r in rec.recommend("reader-0004", k=10, mode="als").results]
+    rec.add_events([{"user": "reader-0004", "item": before[0], "kind": "like"}])
+    after = [r.id for r in rec.recommend("reader-0004", k=10, mode="als").results]
+    assert before[0] not in after and after != before
+    report = check(rec.store, index_path=index)
+    assert any("als model" in w and "1 event since" in w for w in report.warnings)
+    assert main([*args, "stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["als_events_since"] == 1 and stats["bpr_events_since"] == 1
+
+    # A retrained model is picked up by a running Recommender's refresh.
+    assert main([*args, "train", "--model", "als", "--quiet"]) == 0
+    assert rec.refresh()
+    assert not [w for w in check(rec.store, index_path=index).warnings if "als model" in w]
+
+    # A broken file: reported, and its mode answers as hybrid without it.
+    Path(f"{index}.als").write_bytes(b"TEXTREC-FACTORS\n{not json")
+    broken = _rec(read, tmp_path)
+    assert "als" not in broken.models and "cannot be used" in broken.model_errors["als"]
+    answer = broken.recommend("reader-0004", k=5, mode="als")
+    assert answer.mode == "hybrid" and "cannot be used" in (answer.note or "")
+    assert all("als" not in r.sources for r in answer.results)
+    assert not check(broken.store, index_path=index).ok

@@ -162,8 +162,54 @@ def check(
             )
             report.facts["indexed"] = len(index)
         _check_related(report, related_path(path), (scheme, sid, stamp), ids)
+        _check_models(report, path, store)
         _check_leftovers(report, path)
     return report
+
+
+def _check_models(report: CheckReport, index_path: str, store: Store) -> None:
+    """The factor models beside the index (``textrec train``): one that cannot be read or
+    was trained from another store is a problem (its mode answers as hybrid); a stale one
+    (events since its training, readers erased from it inexactly) a warning."""
+    from textrec.collab.factors import (
+        FACTOR_MODELS,
+        FactorModel,
+        ModelFileError,
+        model_path,
+        model_staleness,
+    )
+
+    for name in FACTOR_MODELS:
+        path = model_path(index_path, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            model = FactorModel.load(path)
+        except ModelFileError as exc:
+            report.problems.append(
+                f"{exc}; the {name} mode answers as hybrid until `textrec train --model {name}`"
+            )
+            continue
+        state = model_staleness(model, store)
+        report.facts[f"{name}_model"] = (
+            f"{len(model.users):,} readers, {len(model.items):,} documents, trained "
+            f"{model.trained_at} through event {model.last_event}; "
+            f"{state['events_since']:,} events since"
+        )
+        if not state["same_store"]:
+            report.problems.append(
+                f"the {name} model {path} was trained from another store; it is not used: run "
+                f"`textrec train --model {name}`"
+            )
+        elif state["events_since"] or state["forgotten"]:
+            since = int(str(state["events_since"]))
+            why = [f"{since:,} event{'s' if since != 1 else ''} since its training"]
+            if state["forgotten"]:
+                why.append(f"{state['forgotten']} erased reader(s) still in its item vectors")
+            report.warnings.append(
+                f"the {name} model {path} is stale ({'; '.join(why)}): it serves them folded "
+                f"in per reader; `textrec train --model {name}` refreshes it"
+            )
 
 
 def _check_file(

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -200,7 +200,7 @@ class _Reader:
         model = rec.models.get(mode)
         if model is None or not self.history:
             return _EMPTY
-        return cast(Ranked, model.recommend(self.user, self.history, n))
+        return model.recommend(self.user, self.history, n)
 
     def knows(self, mode: str) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]:
         rec = self.rec

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,13 @@ import numpy.typing as npt
 from textrec.artifacts.indexes import StoreIndexes, default_index_path
 from textrec.collab.buckets import open_buckets
 from textrec.collab.events import parse_event, store_events
+from textrec.collab.factors import (
+    FACTOR_MODELS,
+    FactorModel,
+    ModelFileError,
+    model_path,
+    model_staleness,
+)
 from textrec.collab.readers import NUM_PERM, ReadersIndex
 from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
@@ -29,6 +38,7 @@ from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, parse_record
 from textrec.sources import (
     MODES,
+    FactorSource,
     HammingSource,
     HybridSource,
     Query,
@@ -37,6 +47,8 @@ from textrec.sources import (
     Source,
 )
 from textrec.store.sql import Store, StoredDocument
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT",
@@ -179,7 +191,7 @@ class Recommender:
             readers_store, num_perm=NUM_PERM, namespace=self._indexes.stamp.identity
         )
         self.readers = ReadersIndex.from_store(self.store, buckets=buckets)
-        self.models: dict[str, Any] = {}
+        self.models: dict[str, FactorModel] = {}
         """The factor models in use (``als``, ``bpr``; :mod:`textrec.collab.factors`)."""
         self.model_errors: dict[str, str] = {}
         """Why a factor model is not in use, by model."""
@@ -188,6 +200,8 @@ class Recommender:
             "readers": ReadersSource(self.readers),
             "hybrid": HybridSource(lambda: self.sources, self._knows),
         }
+        self._model_files: dict[str, tuple[int, int]] = {}
+        self.load_models()
         self._write_lock = threading.Lock()
         self._shown: dict[int, set[str] | None] = {}
         self._shown_lock = threading.Lock()
@@ -202,6 +216,64 @@ class Recommender:
         if model is not None:
             return lambda ids: np.array([i in model for i in ids.tolist()], bool)
         return lambda ids: np.ones(len(ids), bool)
+
+    def load_models(self) -> bool:
+        """Open the factor models ``textrec train`` wrote beside the index files
+        (:func:`~textrec.collab.factors.model_path`), or open them again when a file changed
+        since (a new training). A model is never trained here; one trained before newer events
+        serves them folded in (:mod:`textrec.collab.factors`). A file that cannot be read, or
+        was trained from another store, is reported (:attr:`model_errors`, the log) and its
+        mode answers as ``hybrid`` without it. Returns whether a model changed."""
+        if self.index_path is None:
+            return False
+        changed = False
+        for name in FACTOR_MODELS:
+            path = model_path(self.index_path, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                if name in self.models or name in self.model_errors:
+                    self.models.pop(name, None)
+                    self.sources.pop(name, None)
+                    self.model_errors.pop(name, None)
+                    self._model_files.pop(name, None)
+                    changed = True
+                continue
+            seen = (st.st_mtime_ns, st.st_size)
+            if self._model_files.get(name) == seen:
+                continue
+            self._model_files[name] = seen
+            changed = True
+            self.models.pop(name, None)
+            self.sources.pop(name, None)
+            self.model_errors.pop(name, None)
+            try:
+                model = FactorModel.load(path)
+            except ModelFileError as exc:
+                self.model_errors[name] = f"the {name} model cannot be used: {exc}"
+                log.warning("%s; its mode answers as hybrid", self.model_errors[name])
+                continue
+            if not model_staleness(model, self.store)["same_store"]:
+                self.model_errors[name] = (
+                    f"the {name} model {path} was trained from another store: run "
+                    f"`textrec train --model {name}`"
+                )
+                log.warning("%s; its mode answers as hybrid", self.model_errors[name])
+                continue
+            self.models[name] = model
+            self.sources[name] = FactorSource(name, model)
+        return changed
+
+    def model_state(self) -> dict[str, dict[str, object]]:
+        """Each factor model's state: how stale it is (:func:`~textrec.collab.factors.
+        model_staleness`), or why it is not in use."""
+        out: dict[str, dict[str, object]] = {}
+        for name in FACTOR_MODELS:
+            if name in self.models:
+                out[name] = {"in_use": True, **model_staleness(self.models[name], self.store)}
+            elif name in self.model_errors:
+                out[name] = {"in_use": False, "problem": self.model_errors[name]}
+        return out
 
     def model_problem(self, mode: str) -> str:
         """Why mode ``mode``'s model is not in use, and what answered instead."""
@@ -238,7 +310,8 @@ class Recommender:
                 self.sources = {**self.sources, **self._content_sources()}
                 done = True
             events = self.readers.catch_up(self.store)
-            return bool(done or events)
+            models = self.load_models()
+            return bool(done or events or models)
 
     def __repr__(self) -> str:
         return f"Recommender<{len(self.index):,} documents, {self.store!r}>"

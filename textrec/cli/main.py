@@ -447,6 +447,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             related_index_bytes=related.nbytes,
             index_file=path,
         )
+        if path is not None:
+            stats.update(_model_stats(store, path))
     if args.json:
         print(json.dumps(stats, ensure_ascii=False))
     else:
@@ -457,6 +459,35 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 value = f"{value:,}"
             print(f"{key:>18}: {value if value is not None else '(none: run `textrec build`)'}")
     return 0
+
+
+def _model_stats(store: Store, index_path: str) -> dict[str, object]:
+    """How stale each trained factor model is (``<model>_events_since`` and more)."""
+    from textrec.collab.factors import (
+        FACTOR_MODELS,
+        FactorModel,
+        ModelFileError,
+        model_path,
+        model_staleness,
+    )
+
+    out: dict[str, object] = {}
+    for name in FACTOR_MODELS:
+        path = model_path(index_path, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            model = FactorModel.load(path)
+        except ModelFileError as exc:
+            out[f"{name}_model"] = f"unusable: {exc}"
+            continue
+        state = model_staleness(model, store)
+        out[f"{name}_model"] = path
+        out[f"{name}_trained_at"] = model.trained_at
+        out[f"{name}_events_since"] = state["events_since"]
+        if not state["same_store"]:
+            out[f"{name}_model"] = f"{path} (trained from another store: not used)"
+    return out
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -90,7 +90,7 @@ def fit_hybrid(
 ) -> ev.Scorer:
     """``parts``: the models fused, by default those of :data:`HYBRID_PARTS` that have a
     weight; ``options[part]``: the options of each part's model; ``shared`` (the corpus's
-    terms) go to every part that takes them."""
+    terms) go to the content part."""
     if parts is None:
         parts = [
             p for p, name in HYBRID_PARTS.items() if weights.get(name, 0.0) > 0 and p in ev.MODELS
@@ -99,7 +99,8 @@ def fit_hybrid(
     for part in parts:
         if part not in ev.MODELS:
             raise ValueError(f"the hybrid's part {part!r} is not a model here")
-        scorers[part] = ev.MODELS[part](train, **{**shared, **(options or {}).get(part, {})})
+        given = shared if part == "content" else {}
+        scorers[part] = ev.MODELS[part](train, **{**given, **(options or {}).get(part, {})})
     seen_items = np.diff(train.tocsc().indptr) > 0
     item_terms = cast(Sequence[Mapping[str, int]] | None, shared.get("item_terms"))
     has_terms = (
