@@ -5,6 +5,9 @@ see ``../shared/data/README.md`` for their source and license). The readers are 
 :func:`textrec.collab.synthetic.click_log` with a fixed seed: each reads within one or two
 categories, and now and then anywhere. Two protocols, each with three seeds:
 
+The readers follow the site's related posts now and then (``--follow``: a read is a click on
+one of the five related posts of the previous read), as on a site that shows them.
+
 - ``random-80-20``: NDCG@10 etc. of popular, readers, content, ALS, BPR and the hybrid;
 - cold start (``--new-items 0.2``): a fifth of the posts are held out of training entirely,
   and recall@10 on the reads of those posts says who finds a post nobody had read.
@@ -30,9 +33,33 @@ import numpy as np
 
 from textrec.collab.synthetic import click_log
 from textrec.content.analyzer import Analyzer
+from textrec.content.tfidf import DFSnapshot
 from textrec.evaluation import events as ev
+from textrec.sources import Query, sources_in_memory
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "petitions_ko_17cat.jsonl"
+
+
+def related_lists(terms: dict[str, dict[str, int]], analyzer: Analyzer) -> dict[str, list[str]]:
+    """Each post's five related posts (textrec's default ranking): what the site shows."""
+    names = sorted(terms)
+    counts = [terms[n] for n in names]
+    snapshot = DFSnapshot.from_documents(counts)
+    codes = analyzer.fingerprints(counts, snapshot)
+    sources = sources_in_memory(
+        list(range(len(names))),
+        codes,
+        counts,
+        snapshot=snapshot,
+        scheme=analyzer.scheme,
+        weighting=analyzer.weighting,
+    )
+    related = sources["related"]
+    out = {}
+    for i, name in enumerate(names):
+        ids, _ = related.rank(Query({}, 0, i, counts[i]), 5, i)
+        out[name] = [names[j] for j in ids.tolist()]
+    return out
 
 
 def main() -> int:
@@ -41,6 +68,9 @@ def main() -> int:
     p.add_argument("--users", type=int, default=3000)
     p.add_argument("--per-label", type=int, default=60, help="posts taken from each category")
     p.add_argument("--popularity", type=float, default=1.0, help="click_log's popularity skew")
+    p.add_argument(
+        "--follow", type=float, default=0.3, help="share of reads that click a related post"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--models", default="popular,readers,content,als,bpr,hybrid")
     p.add_argument("--rule", default=None, help="the hybrid's rule (default: textrec's)")
@@ -64,6 +94,7 @@ def main() -> int:
         f"{time.perf_counter() - started:.0f} s",
         file=sys.stderr,
     )
+    related = related_lists(terms, analyzer)
     models = [m for m in args.models.split(",") if m in ev.MODELS]
     hybrid_options: dict[str, object] = {}
     if args.rule:
@@ -73,7 +104,14 @@ def main() -> int:
     rows = []
     for protocol in ("random-80-20", "new-items 0.2"):
         for seed in args.seeds:
-            events = click_log(groups, users=args.users, seed=seed, popularity=args.popularity)
+            events = click_log(
+                groups,
+                users=args.users,
+                seed=seed,
+                popularity=args.popularity,
+                follow=args.follow,
+                related=related,
+            )
             data = ev.Interactions.from_triples(
                 [(e["user"], e["item"], float(n)) for n, e in enumerate(events)]
             )

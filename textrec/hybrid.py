@@ -32,7 +32,7 @@ __all__ = ["CANDIDATES", "DEFAULT_RULE", "DEFAULT_WEIGHTS", "RULES", "Fused", "f
 
 RULES = ("blend", "rrf")
 DEFAULT_RULE = "blend"
-DEFAULT_WEIGHTS: Mapping[str, float] = {"related": 1.0, "readers": 1.0, "als": 1.0, "bpr": 0.0}
+DEFAULT_WEIGHTS: Mapping[str, float] = {"related": 0.5, "readers": 1.0, "als": 1.0, "bpr": 0.0}
 """How much each source counts in the hybrid (``bpr`` is a mode of its own, not blended in:
 it added nothing over ALS in the measurements)."""
 CANDIDATES = 200

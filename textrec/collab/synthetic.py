@@ -31,6 +31,8 @@ def click_log(
     seed: int = 0,
     all_items: Sequence[str] | None = None,
     popularity: float = 0.0,
+    follow: float = 0.0,
+    related: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict[str, str]]:
     """Events ``{"user", "item", "kind", "time"}``: ``users`` readers, each with one or two of
     the ``groups`` (interest name → its documents) and between ``reads[0]`` and ``reads[1]``
@@ -39,7 +41,13 @@ def click_log(
 
     ``popularity``: 0 draws a reader's documents uniformly from their interests; above 0,
     the ``r``-th document of an interest (in an order drawn once) is read with a chance in
-    proportion to ``1 / r ** popularity``, as real readers crowd on a few posts."""
+    proportion to ``1 / r ** popularity``, as real readers crowd on a few posts.
+
+    ``follow``: the chance that a read is a click on the related posts of the previous one
+    (one of the first five of ``related[previous]``), as on a site that shows related posts
+    beside each one."""
+    if follow > 0 and related is None:
+        raise ValueError("follow needs the related posts of each post: related={id: [ids]}")
     rng = random.Random(seed)
     chance: dict[str, list[float]] = {}
     if popularity > 0:
@@ -60,10 +68,14 @@ def click_log(
         weights = [w for name in interests for w in chance.get(name, [])] or None
         wanted = rng.randint(*reads)
         seen: set[str] = set()
+        previous: str | None = None
         for _ in range(wanted * 4):
             if len(seen) >= wanted:
                 break
-            if rng.random() < noise:
+            nearby = related.get(previous, ())[:5] if related and previous else ()
+            if follow > 0 and nearby and rng.random() < follow:
+                item = rng.choice(list(nearby))
+            elif rng.random() < noise:
                 item = rng.choice(everything)
             elif weights is None:
                 item = rng.choice(pool)
@@ -72,6 +84,7 @@ def click_log(
             if item in seen:
                 continue
             seen.add(item)
+            previous = item
             second += 60
             stamp = (_START + timedelta(seconds=second)).isoformat()
             user = f"reader-{u:04d}"
