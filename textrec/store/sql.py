@@ -16,10 +16,13 @@ generated from these models and checked against them by the tests):
   unsigned 64-bit integer, stored in a signed BIGINT (two's complement); the conversion is
   :class:`Fingerprint64`, and nowhere else.
 - ``textrec_meta``: key/value pairs: the current snapshot, and the store's scheme (recorded
-  by the first write that names one; see :mod:`textrec.content.scheme`).
+  by the first write that names one; see :mod:`textrec.content.scheme`); ``events_erased``,
+  the count of deletions of events (:meth:`Store.erase_events`), and ``reader_secret``, which
+  signs the reader ids a server makes (:meth:`Store.reader_secret`).
 - ``events``: readers' events, append-only: ``user_id`` (an opaque string), ``document_id``,
   ``kind`` (``view``, ``click``, ...), ``source`` (the mode that recommended a clicked item),
-  ``time``. Removing a document removes its events.
+  ``time``. Removing a document removes its events; forgetting a reader and the retention
+  delete events too (:meth:`Store.erase_events`).
 - ``textrec_state``: one row: the store's identity (random, made once with the store) and its
   generation (advanced by every write, with a random tag of that write): a derived file
   records the :class:`StoreStamp` it was made at, and matches the store when they are equal
