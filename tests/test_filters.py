@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.pgserver import PostgresServer
 from textrec import Recommender, Store, build, ingest, read_records
 from textrec.cli.main import main
 from textrec.filters import NO_FILTERS, FilterError, Filters, select
@@ -61,9 +62,8 @@ def test_a_selective_filter_still_gives_k_results(petitions: str) -> None:
     _check_selective_filter(Recommender(petitions), _labels(petitions))
 
 
-def test_a_selective_filter_on_postgresql(db_url: str) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("the SQLite case is the test above")
+def test_a_selective_filter_on_postgresql(postgres: PostgresServer) -> None:
+    db_url = postgres.create_database()
     store = Store(db_url)
     ingest(store, read_records(str(FIXTURE)))
     build(store)
