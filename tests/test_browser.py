@@ -266,8 +266,23 @@ def test_the_page_logs_views_and_clicks(wikinews_db: Path, tmp_path: Path) -> No
         shown(driver, ids[0])
         found = _wait_for_events(url, 3)
         reader = driver.execute_script("return localStorage.getItem('textrec-reader')")
-    assert found == [(first, "view", None), (ids[0], "click", "related"), (ids[0], "view", None)]
-    assert reader and reader.startswith("anon-")
+        key = driver.execute_script("return localStorage.getItem('textrec-reader-key')")
+        assert found == [
+            (first, "view", None),
+            (ids[0], "click", "related"),
+            (ids[0], "view", None),
+        ]
+        assert reader and reader.startswith("anon-")
+        # The id was made by the server, which signed it: the key opens this reader's data.
+        from textrec.serve.app import reader_key
+
+        assert key == reader_key(Store(url).reader_secret(), reader)
+        # "Forget what I read" erases the reader's events and the browser's id.
+        driver.find_element(By.ID, "forget").click()
+        wait(driver).until(lambda d: d.find_elements(By.ID, "forgotten"))
+        assert "Forgotten: 3 event(s) deleted" in driver.find_element(By.ID, "forgotten").text
+        assert driver.execute_script("return localStorage.getItem('textrec-reader')") is None
+    assert _events(url) == []
 
 
 def test_the_page_sends_nothing_when_asked_not_to_track(wikinews_db: Path, tmp_path: Path) -> None:

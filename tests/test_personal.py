@@ -192,7 +192,8 @@ def test_recommendations_over_http_and_the_cli(
 ) -> None:
     rec = _rec(read, tmp_path)
     expected = [r.id for r in rec.recommend("reader-0002", k=4).results]
-    with TestClient(create_app(read, index_path=str(tmp_path / "i.index"))) as client:
+    app = create_app(read, index_path=str(tmp_path / "i.index"), token="s3cret")
+    with TestClient(app, headers={"Authorization": "Bearer s3cret"}) as client:
         r = client.get("/users/reader-0002/recommendations", params={"k": 4})
         assert r.status_code == 200, r.text
         body = r.json()
@@ -205,6 +206,15 @@ def test_recommendations_over_http_and_the_cli(
         assert client.get("/users/x/recommendations?k=0").status_code == 422
         both = client.get("/users/x/recommendations?context_id=a&context_text=b")
         assert both.status_code == 422 and "not both" in both.text
+        only = client.get("/users/reader-0002/recommendations?k=3&where=label%3D육아/교육")
+        assert only.status_code == 200 and len(only.json()["results"]) == 3
+        labels = {rec.store.find_document(x["id"]).meta["label"] for x in only.json()["results"]}  # type: ignore[union-attr]
+        assert labels == {"육아/교육"}
+        bad = client.get("/users/reader-0002/recommendations?since=yesterday")
+        assert bad.status_code == 422 and "since" in bad.text
+        # A reader's list reveals what they read: without the token, only their own key.
+        anonymous = client.get("/users/reader-0002/recommendations", headers={"Authorization": ""})
+        assert anonymous.status_code == 401
     args = ["--db", read, "--index", str(tmp_path / "i.index")]
     assert main([*args, "recommend", "reader-0002", "-k", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -214,6 +224,10 @@ def test_recommendations_over_http_and_the_cli(
     assert "from history" in text and expected[0] in text
     assert main([*args, "recommend", "nobody", "--context-id", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
+    where = ["--where", "label=육아/교육", "-k", "3", "--json"]
+    assert main([*args, "recommend", "reader-0002", *where]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["results"]) == 3
 
 
 def test_fuse_scales_each_source_and_divides_by_the_sources_that_know_an_item() -> None:
@@ -338,3 +352,52 @@ def test_the_trained_models_join_the_hybrid_and_a_stale_or_broken_model_is_repor
     assert answer.mode == "hybrid" and "cannot be used" in (answer.note or "")
     assert all("als" not in r.sources for r in answer.results)
     assert not check(broken.store, index_path=index).ok
+
+
+def test_a_readers_list_needs_their_own_key_without_a_token(read: str, tmp_path: Path) -> None:
+    with TestClient(create_app(read, index_path=str(tmp_path / "i.index"))) as client:
+        made = client.post("/readers")
+        assert made.status_code == 201
+        reader, key = made.json()["id"], made.json()["key"]
+        url = f"/users/{reader}/recommendations"
+        assert client.get(url).status_code == 403
+        assert client.get(url, headers={"X-Reader-Key": "0" * 64}).status_code == 403
+        mine = client.get(url, headers={"X-Reader-Key": key})
+        assert mine.status_code == 200 and mine.json()["basis"] == "popular"
+        other = client.get("/users/reader-0002/recommendations", headers={"X-Reader-Key": key})
+        assert other.status_code == 403
+
+
+def test_forgetting_a_reader_erases_them_from_the_models_and_their_files(
+    read: str, tmp_path: Path
+) -> None:
+    from textrec.check import check
+    from textrec.collab.factors import FactorModel
+
+    index = str(tmp_path / "i.index")
+    for model in ("als", "bpr"):
+        assert main(["--db", read, "--index", index, "train", "--model", model, "--quiet"]) == 0
+    rec = _rec(read, tmp_path)
+    als = rec.models["als"]
+    read_by = sorted(rec.readers.read_by("reader-0009"))
+    cols = [int(np.flatnonzero(als.items == d)[0]) for d in read_by]
+    vectors = als.item_factors[cols].copy()
+    assert "reader-0009" in als.users
+    assert rec.forget("reader-0009") > 0
+    assert "reader-0009" not in rec.models["als"].users
+    assert not np.allclose(rec.models["als"].item_factors[cols], vectors)
+    # The files were written again: a restart does not bring the reader back.
+    for model in ("als", "bpr"):
+        assert "reader-0009" not in FactorModel.load(f"{index}.{model}").users
+    again = _rec(read, tmp_path)
+    assert "reader-0009" not in again.models["als"].users
+    assert again.recommend("reader-0009", k=3).basis == "popular"
+    warnings = check(again.store, index_path=index).warnings
+    assert not [w for w in warnings if "als model" in w]
+    assert [w for w in warnings if "bpr model" in w and "erased reader" in w]
+    # Retention deletes events behind the models' back: both are stale until retrained.
+    from datetime import UTC, datetime
+
+    assert again.expire_events(datetime(2030, 1, 1, tzinfo=UTC)) > 0
+    warnings = check(again.store, index_path=index).warnings
+    assert [w for w in warnings if "als model" in w and "events deleted" in w]

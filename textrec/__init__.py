@@ -25,6 +25,7 @@ from textrec.content.tokenize import (
     normalize_term,
     whitespace_tokenizer,
 )
+from textrec.filters import NO_FILTERS, Filters
 from textrec.pipeline.build import build, load_index
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import Record, RecordError, read_records
@@ -37,9 +38,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "NO_FILTERS",
     "SCHEME",
     "Analyzer",
     "DFSnapshot",
+    "Filters",
     "HammingIndex",
     "IndexFileError",
     "Match",

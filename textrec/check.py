@@ -201,11 +201,16 @@ def _check_models(report: CheckReport, index_path: str, store: Store) -> None:
                 f"the {name} model {path} was trained from another store; it is not used: run "
                 f"`textrec train --model {name}`"
             )
-        elif state["events_since"] or state["forgotten"]:
+        elif state["events_since"] or state["forgotten"] or state["erasures_since"]:
             since = int(str(state["events_since"]))
             why = [f"{since:,} event{'s' if since != 1 else ''} since its training"]
             if state["forgotten"]:
                 why.append(f"{state['forgotten']} erased reader(s) still in its item vectors")
+            if state["erasures_since"]:
+                why.append(
+                    "events deleted since its training (retention, or a reader forgotten by "
+                    "another process) still count in it"
+                )
             report.warnings.append(
                 f"the {name} model {path} is stale ({'; '.join(why)}): it serves them folded "
                 f"in per reader; `textrec train --model {name}` refreshes it"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy.typing as npt
 
 from textrec.artifacts.indexes import StoreIndexes, default_index_path
 from textrec.collab.buckets import open_buckets
-from textrec.collab.events import parse_event, store_events
+from textrec.collab.events import KIND_WEIGHTS, parse_event, store_events
 from textrec.collab.factors import (
     FACTOR_MODELS,
     FactorModel,
@@ -32,7 +33,7 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
 from textrec.content.simhash import estimated_cosine, hamming, simhash
 from textrec.content.tfidf import DFSnapshot
-from textrec.filters import NO_FILTERS, Filters
+from textrec.filters import NO_FILTERS, Filterable, Filters, select
 from textrec.personal import RECOMMEND_MODES, Recommendations, recommend
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, parse_record
@@ -46,7 +47,7 @@ from textrec.sources import (
     RelatedSource,
     Source,
 )
-from textrec.store.sql import Store, StoredDocument
+from textrec.store.sql import Erasure, Store, StoredDocument
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ __all__ = [
     "DEFAULT_COLLAPSE",
     "MAX_K",
     "MODES",
+    "NO_FILTERS",
     "RECOMMEND_MODES",
+    "Filters",
     "Match",
     "Recommendations",
     "Recommender",
@@ -376,6 +379,7 @@ class Recommender:
         mode: str,
         shown: set[str] | None = None,
         collapse: int | _Default | None = DEFAULT,
+        filters: Filters = NO_FILTERS,
     ) -> list[Match]:
         check_k(k)
         if mode not in MODES:
@@ -387,24 +391,56 @@ class Recommender:
             _check_collapse(radius)
         weights = self.analyzer.weights(counts, self.snapshot)
         query = Query(weights, self._query_code(exclude, weights), exclude, counts)
-        # A document removed by another thread can still be in the index a search read (the
-        # store is written first); such hits are dropped and the search asked for more, so a
-        # concurrent removal never shortens the result. Copies collapsed away are replaced
-        # the same way: the list still holds k results when the corpus has them.
-        want = k if radius is None else k + k // 2 + 2
-        for _ in range(12):
-            ranked = self._ranked(query, want, exclude, mode)
-            docs = self.store.get_documents([r[0] for r in ranked])
-            present = [r for r in ranked if r[0] in docs]
-            if radius is not None:
-                present = self._collapsed(present, query.code, radius, k)
-            if len(present) >= k or len(ranked) < want:
+        # Filters apply inside the top k (textrec.filters.select): the mode is asked for more
+        # until k candidates pass them, or it has no more. A document removed by another
+        # thread can still be in the index a search read (the store is written first); such
+        # hits are dropped the same way, so a concurrent removal never shortens the result,
+        # and copies collapsed away are replaced likewise.
+        source = self.sources[mode]
+
+        def rank(n: int) -> list[tuple[int, float]]:
+            ids, scores = source.rank(query, n, exclude)
+            return list(zip(ids.tolist(), scores.tolist(), strict=True))
+
+        keep = None
+        if radius is not None:
+            r = radius
+
+            def keep(ranked: list[tuple[int, float]], n: int) -> list[tuple[int, float]]:
+                return self._collapsed(ranked, query.code, r, n)
+
+        # Without filters the candidates are read whole (they are the results); with filters,
+        # only what the filters look at, and the few results whole at the end.
+        reader = self.store.document_facts if filters.filters() else self.store.get_documents
+        gone: set[int] = set()
+
+        def documents(ids: Sequence[int]) -> Mapping[int, Filterable]:
+            found: Mapping[int, Filterable] = reader([i for i in ids if i not in gone])
+            return found
+
+        while True:
+            chosen = select(
+                rank,
+                k,
+                filters,
+                documents,
+                first=k if radius is None else k + k // 2 + 2,
+                keep=keep,
+            )
+            docs = {i: d for i, _, d in chosen if isinstance(d, StoredDocument)}
+            docs.update(self.store.get_documents([i for i, _, _ in chosen if i not in docs]))
+            missing = [i for i, _, _ in chosen if i not in docs]
+            if not missing:
                 break
-            want = 2 * want + k
+            gone.update(missing)  # removed since the filters read them: ask again without
         out: list[Match] = []
         related = self.sources["related"]
-        for doc_id, dist, score in present[:k]:
+        for doc_id, score, _ in chosen:
             doc = docs[doc_id]
+            try:  # not `in` then `get`: another thread may remove it in between
+                dist: int | None = hamming(query.code, self.index.get(doc_id))
+            except KeyError:
+                dist = None
             if mode in ("related", "hybrid") and isinstance(related, RelatedSource):
                 shared = related.shared_terms(counts, self._terms(doc), shown=shown)
             else:
@@ -414,12 +450,12 @@ class Recommender:
         return out
 
     def _collapsed(
-        self, ranked: list[tuple[int, int | None, float]], code: int, radius: int, k: int
-    ) -> list[tuple[int, int | None, float]]:
+        self, ranked: list[tuple[int, float]], code: int, radius: int, k: int
+    ) -> list[tuple[int, float]]:
         """``ranked`` without the results whose fingerprint is within ``radius`` bits of the
         query's (``code``) or of a higher-ranked result kept; stops at ``k`` kept."""
         seen = [code] if code != 0 else []
-        kept: list[tuple[int, int | None, float]] = []
+        kept: list[tuple[int, float]] = []
         for item in ranked:
             if len(kept) == k:
                 break
@@ -441,6 +477,7 @@ class Recommender:
         *,
         mode: str = "related",
         collapse: int | _Default | None = DEFAULT,
+        filters: Filters = NO_FILTERS,
     ) -> list[Match]:
         """The ``k`` documents (1..:data:`MAX_K`) most related to stored document ``id``
         (itself excluded).
@@ -459,10 +496,17 @@ class Recommender:
         next result takes its place (the list still holds ``k`` when there are enough).
         By default the Recommender's :attr:`collapse` (:data:`DEFAULT_COLLAPSE` bits); None
         keeps every result.
+
+        ``filters`` (:class:`~textrec.filters.Filters`): ids left out, metadata that must
+        match, a publication date, a recency boost; applied inside the top ``k``: when ``k``
+        documents pass them and the mode scores them, ``k`` come back. With a recency boost,
+        ``score`` is the mode's score times the boost's weight.
         """
         check_k(k)
         doc = self._document(id)
-        return self._matches(self._terms(doc), k, doc.id, mode, self._shown_terms(doc), collapse)
+        return self._matches(
+            self._terms(doc), k, doc.id, mode, self._shown_terms(doc), collapse, filters
+        )
 
     def _shown_terms(self, doc: StoredDocument) -> set[str] | None:
         """The terms of a stored document that may be shown as shared terms: Mecab tags its
@@ -487,12 +531,14 @@ class Recommender:
         title: str | None = None,
         mode: str = "related",
         collapse: int | _Default | None = DEFAULT,
+        filters: Filters = NO_FILTERS,
     ) -> list[Match]:
-        """The ``k`` stored documents most related to a free text (modes and ``collapse``
-        as in :meth:`similar`)."""
+        """The ``k`` stored documents most related to a free text (modes, ``collapse`` and
+        ``filters`` as in :meth:`similar`)."""
         check_k(k)
         shown = self.analyzer.shown_terms(text, title)
-        return self._matches(self.analyzer.term_counts(text, title), k, None, mode, shown, collapse)
+        counts = self.analyzer.term_counts(text, title)
+        return self._matches(counts, k, None, mode, shown, collapse, filters)
 
     def near_duplicates(self, id: str, max_distance: int = 3) -> list[Match]:
         """Documents whose fingerprint is within ``max_distance`` bits of ``id``'s (itself
@@ -610,6 +656,70 @@ class Recommender:
         if report.stored:
             self._wrote()
         return report.stored, report.rejected
+
+    # readers' privacy -------------------------------------------------------------------------
+
+    def forget(self, user: str) -> int:
+        """Erase reader ``user``: their events are deleted from the store (one transaction),
+        and what was derived from them follows at once: the readers index drops their
+        readings and makes the signatures of the documents they read again from the readers
+        left. Returns how many events were deleted (0 for a reader never seen)."""
+        with self._write_lock:
+            erasure = self.store.erase_events(user=user)
+            self._follow_erasure(erasure)
+            self._forget_in_models(user, erasure)
+        return erasure.count
+
+    def expire_events(self, before: datetime) -> int:
+        """Delete the events older than ``before`` (the retention setting), and follow as
+        :meth:`forget` does: a reading with newer events left keeps their weight. Returns how
+        many events were deleted."""
+        with self._write_lock:
+            erasure = self.store.erase_events(before=before)
+            self._follow_erasure(erasure)
+            if erasure.count:
+                self._expire_in_models(before)
+        return erasure.count
+
+    def _follow_erasure(self, erasure: Erasure) -> None:
+        if not erasure.count:
+            return
+        remaining = self.store.readings(erasure.pairs)
+        self.readers.forget(erasure, remaining)
+        self._wrote()
+
+    def _forget_in_models(self, user: str, erasure: Erasure) -> None:
+        """Erase ``user`` from the factor models in use, and write their files again, so that
+        no restart brings them back: their row goes; ALS solves the vectors of the documents
+        they read again from the readers left, exactly; BPR counts them as forgotten until
+        ``textrec train`` (``check`` says so)."""
+        if not self.models:
+            return
+        docs = sorted({d for _, d in erasure.pairs})
+        left = self.store.document_readings(docs)
+        history_left = {
+            d: {
+                u: sum(KIND_WEIGHTS.get(k, 1.0) for k in kinds)
+                for u, kinds in left.get(d, {}).items()
+            }
+            for d in docs
+        }
+        serial = self.store.erasures()
+        for name, model in self.models.items():
+            if user not in model.users:
+                continue
+            model.forget(user, history_left)
+            model.params["erasures"] = serial
+            if self.index_path is not None:
+                path = model_path(self.index_path, name)
+                model.save(path)
+                st = os.stat(path)
+                self._model_files[name] = (st.st_mtime_ns, st.st_size)
+
+    def _expire_in_models(self, before: datetime) -> None:
+        """Events before ``before`` were deleted (retention): the models trained with them are
+        stale until ``textrec train`` (``check`` and ``stats`` say so: the store counts its
+        erasures, and a model records the count it was trained at)."""
 
     def add(
         self,

@@ -29,6 +29,7 @@ from textrec.content.simhash import fingerprint_hex
 from textrec.content.tokenize import TokenizerUnavailableError
 from textrec.evaluation.events import MODELS as EVENT_MODELS
 from textrec.evaluation.events import PROTOCOLS
+from textrec.filters import FilterError, Filters
 from textrec.pipeline.build import build, refresh_index_file
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, read_records
@@ -57,6 +58,10 @@ __all__ = ["main"]
 
 class CliError(Exception):
     """An error to report to the user in one line, without a traceback."""
+
+
+class UsageError(CliError):
+    """A bad option value found after parsing: reported in one line, exit status 2."""
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -207,13 +212,31 @@ def _recommender(args: argparse.Namespace) -> Recommender:
     return Recommender(_store(args), index_path=args.index, readers_store=args.readers_store)
 
 
+def _filters(args: argparse.Namespace) -> Filters:
+    """The filters of ``--exclude``, ``--where``, ``--since`` and ``--recency-days``; a bad
+    one is a usage error naming its option."""
+    try:
+        return Filters.parse(
+            exclude=args.exclude or (),
+            where=args.where or (),
+            since=args.since,
+            recency_days=args.recency_days,
+        )
+    except FilterError as exc:
+        option = "--" + exc.argument.replace("_", "-")
+        raise UsageError(f"{option}: {str(exc).split(': ', 1)[1]}") from None
+
+
 def cmd_similar(args: argparse.Namespace) -> int:
+    filters = _filters(args)
     rec = _recommender(args)
     failed = False
     for doc_id in args.ids:
         try:
             doc = rec.store.find_document(doc_id)
-            matches = rec.similar(doc_id, k=args.k, mode=args.mode, collapse=args.collapse)
+            matches = rec.similar(
+                doc_id, k=args.k, mode=args.mode, collapse=args.collapse, filters=filters
+            )
         except UnknownDocumentError as exc:
             print(f"textrec: {exc}", file=sys.stderr)
             failed = True
@@ -238,6 +261,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             context_id=args.context_id,
             context_text=args.context_text,
             collapse=args.collapse,
+            filters=_filters(args),
         )
     except UnknownDocumentError as exc:
         raise CliError(str(exc)) from None
@@ -300,6 +324,32 @@ def cmd_events_stats(args: argparse.Namespace) -> int:
     else:
         for key, value in stats.items():
             print(f"{key:>10}: {value}")
+    return 0
+
+
+def cmd_events_forget(args: argparse.Namespace) -> int:
+    store = _store(args)
+    total = 0
+    for user in args.users:
+        n = store.forget_user(user)
+        total += n
+        print(f"{user}: {n:,} event(s) deleted", file=sys.stderr)
+    if total:
+        print(
+            "a running server follows within its refresh interval (it rebuilds its readers "
+            "index from the events left)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_events_expire(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC) - timedelta(days=args.older_than_days)
+    n = _store(args).expire_events(before)
+    when = before.isoformat(timespec="seconds")
+    print(f"{n:,} event(s) older than {when} deleted", file=sys.stderr)
     return 0
 
 
@@ -369,11 +419,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    filters = _filters(args)
     text = _read_text(args.text)
     if not text.strip():
         raise CliError("the query text is empty")
     matches = _recommender(args).similar_text(
-        text, k=args.k, mode=args.mode, collapse=args.collapse
+        text, k=args.k, mode=args.mode, collapse=args.collapse, filters=filters
     )
     if args.json:
         _json_line(sys.stdout, text, matches)
@@ -667,6 +718,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_query_chars=args.max_query_chars,
         request_timeout=args.request_timeout,
         refresh_interval=args.refresh_interval,
+        events_retention_days=args.events_retention_days,
     )
     print(
         f"textrec: serving {len(rec):,} documents on http://{args.host}:{args.port}/",
@@ -737,6 +789,33 @@ def _add_ranking_options(p: argparse.ArgumentParser) -> None:
         f"or of a higher-ranked result's (default: {DEFAULT_COLLAPSE}; 'off' keeps them)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_filter_options(p)
+
+
+def _add_filter_options(p: argparse.ArgumentParser) -> None:
+    """--exclude, --where, --since and --recency-days (textrec.filters)."""
+    f = p.add_argument_group("filters", "applied inside the top k: k results come back when k pass")
+    f.add_argument(
+        "--exclude", action="append", metavar="ID", help="never return this id (repeatable)"
+    )
+    f.add_argument(
+        "--where",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="only documents whose metadata FIELD equals VALUE, compared as text "
+        "(repeatable: all must hold)",
+    )
+    f.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only documents published at or after DATE (ISO 8601: 2026-11-01 or "
+        "2026-11-01T09:00:00+09:00): their metadata 'time', else when they were stored",
+    )
+    f.add_argument(
+        "--recency-days",
+        metavar="N",
+        help="recency boost: a score is multiplied by 0.5 ** (age in days / N)",
+    )
 
 
 def _collapse_bits(text: str) -> int | None:
@@ -950,6 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"leave out copies within BITS bits (default: {DEFAULT_COLLAPSE}; 'off' keeps them)",
     )
     p.add_argument("--json", action="store_true", help="the answer as one JSON object")
+    _add_filter_options(p)
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("query", help="stored documents related to a free text")
@@ -1096,6 +1176,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="events per transaction (default: %(default)s)",
     )
     e.set_defaults(func=cmd_events_import)
+    e = events.add_parser("forget", help="erase every event of readers")
+    e.description = (
+        "Delete every event of each USER from the store, in one transaction a reader. The "
+        "readers' signatures follow: a running server rebuilds its readers index from the "
+        "events left at its next refresh, a new one never sees them. Says how many were "
+        "deleted (0 for a reader never seen)."
+    )
+    e.add_argument("users", nargs="+", metavar="USER")
+    e.set_defaults(func=cmd_events_forget)
+    e = events.add_parser("expire", help="delete events older than some days")
+    e.description = (
+        "Delete every event whose time is more than N days ago (the retention that "
+        "`textrec serve --events-retention-days N` applies by itself)."
+    )
+    e.add_argument(
+        "--older-than-days", type=_positive_float, required=True, metavar="N", help="days"
+    )
+    e.set_defaults(func=cmd_events_expire)
     e = events.add_parser("stats", help="events by kind, readers, documents, time span")
     e.add_argument("--json", action="store_true", help="as one JSON object")
     e.set_defaults(func=cmd_events_stats)
@@ -1177,6 +1275,14 @@ def build_parser() -> argparse.ArgumentParser:
         "servers, a build) and catch up with them (default: %(default)s)",
     )
     p.add_argument(
+        "--events-retention-days",
+        type=_positive_float,
+        default=None,
+        metavar="N",
+        help="delete readers' events older than N days, at start-up and every hour "
+        "(default: $TEXTREC_EVENTS_RETENTION_DAYS, else keep them)",
+    )
+    p.add_argument(
         "--allowed-hosts",
         metavar="NAMES",
         default=None,
@@ -1221,6 +1327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("mrjob.conf").setLevel(logging.ERROR)
     try:
         return int(args.func(args))
+    except UsageError as exc:
+        print(f"textrec: error: {exc}", file=sys.stderr)
+        return 2
     except (
         CliError,
         NotBuiltError,

@@ -175,6 +175,7 @@ class FactorModel:
 
         Raises ValueError when the store holds no events."""
         provenance = store.stamp().label  # before the events: a write after it makes it stale
+        erasures = store.erasures()  # likewise: a deletion of events after it makes it stale
         users: dict[str, int] = {}
         rows: list[npt.NDArray[np.int64]] = []
         docs: list[npt.NDArray[np.int64]] = []
@@ -214,6 +215,7 @@ class FactorModel:
         fitted.__post_init__()
         fitted.params["events"] = len(row)
         fitted.last_event = int(last_event)
+        fitted.params["erasures"] = erasures
         fitted.provenance = provenance
         return fitted
 
@@ -675,4 +677,12 @@ def model_staleness(model: FactorModel, store: Store) -> dict[str, object]:
         "events_since": store.count_events(after=model.last_event),
         "same_store": made is not None and made.identity == store.stamp().identity,
         "forgotten": int(cast(int, model.params.get("forgotten", 0))),
+        "erasures_since": max(
+            store.erasures() - int(cast(int, model.params.get("erasures", 0))), 0
+        ),
     }
+
+
+def _erasures_since(model: FactorModel, store: Store) -> int:
+    """Deletions of events (retention, forgetting) the store saw after the model's training."""
+    return max(store.erasures() - int(cast(int, model.params.get("erasures", 0))), 0)

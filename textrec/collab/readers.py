@@ -34,7 +34,7 @@ from datasketch.hashfunc import sha1_hash32
 
 from textrec.collab.buckets import Buckets, MemoryBuckets
 from textrec.collab.events import KIND_WEIGHTS
-from textrec.store.sql import Store
+from textrec.store.sql import Erasure, Store
 
 __all__ = ["NUM_PERM", "READERS_SCHEME", "RERANKS", "ReadersIndex"]
 
@@ -84,6 +84,8 @@ class ReadersIndex:
         self._lock = threading.Lock()
         self.last_event = 0
         """The id of the last stored event applied (events arrive in id order)."""
+        self.erasures = 0
+        """The store's count of erasures of events this index has followed."""
 
     def __len__(self) -> int:
         return len(self._readers)
@@ -95,21 +97,105 @@ class ReadersIndex:
     def from_store(cls, store: Store, *, buckets: Buckets | None = None) -> ReadersIndex:
         """The index of every event stored (read in id order, applied in bulk)."""
         index = cls(buckets=buckets)
+        index.erasures = store.erasures()
         index.catch_up(store)
         return index
 
     def catch_up(self, store: Store) -> int:
-        """Apply the events stored after :attr:`last_event`; returns how many."""
+        """Apply the events stored after :attr:`last_event`; returns how many.
+
+        Event ids only grow, and a deletion is not a new event: when the store's count of
+        erasures (:meth:`~textrec.store.sql.Store.erasures`) is not the one this index last
+        followed, another process deleted events (``textrec events forget``, an expiry), and
+        the index is built again from the events that remain."""
+        erased = store.erasures()
+        with self._lock:
+            if erased != self.erasures:
+                self._reset()
+                self.erasures = erased
+            return self._catch_up(store)
+
+    def _catch_up(self, store: Store) -> int:
         done = 0
         pending: dict[int, list[str]] = {}
-        with self._lock:
-            for batch in store.iter_events(after=self.last_event):
-                self._add_readers(((e.user, e.document_id, e.kind) for e in batch), pending)
-                self.last_event = batch[-1].id
-                done += len(batch)
-            for doc_id, users in pending.items():  # each signature once, from all its readers
-                self._update_signature(doc_id, users)
+        for batch in store.iter_events(after=self.last_event):
+            self._add_readers(((e.user, e.document_id, e.kind) for e in batch), pending)
+            self.last_event = batch[-1].id
+            done += len(batch)
+        for doc_id, users in pending.items():  # each signature once, from all its readers
+            self._update_signature(doc_id, users)
         return done
+
+    def _reset(self) -> None:
+        self._readers.clear()
+        self._read_by.clear()
+        self._signatures.clear()
+        self._buckets.clear()
+        self._pairs = 0
+        self.last_event = 0
+
+    def forget(self, erasure: Erasure, remaining: Mapping[tuple[str, int], Iterable[str]]) -> None:
+        """Follow a deletion of events (:meth:`~textrec.store.sql.Store.erase_events`): each
+        (reader, document) pair that lost events keeps the weight of the events it has left
+        in ``remaining`` (its kinds), or is gone; the signature of every document touched is
+        made again from the readers it has left (a MinHash cannot take a reader away), and
+        the buckets follow. Another process's deletion in between is caught by the count of
+        erasures: the next :meth:`catch_up` rebuilds the index."""
+        weights = self.kind_weights
+        with self._lock:
+            touched: set[int] = set()
+            for user, doc_id in erasure.pairs:
+                readers = self._readers.get(doc_id)
+                if readers is None or user not in readers:
+                    continue
+                kinds = list(remaining.get((user, doc_id), ()))
+                if kinds:
+                    readers[user] = max(weights.get(kind, 1.0) for kind in kinds)
+                    continue
+                del readers[user]
+                self._pairs -= 1
+                self._popular = None
+                items = self._read_by.get(user)
+                if items is not None:
+                    items.discard(doc_id)
+                    if not items:
+                        del self._read_by[user]
+                touched.add(doc_id)
+            for doc_id in sorted(touched):
+                self._resign(doc_id)
+            if erasure.serial == self.erasures + 1:  # no other process erased in between
+                self.erasures = erasure.serial
+
+    def _resign(self, doc_id: int) -> None:
+        """Make a document's signature again from its readers (none left: it goes)."""
+        old = self._signatures.pop(doc_id, None)
+        readers = self._readers.get(doc_id)
+        if not readers:
+            self._readers.pop(doc_id, None)
+            if old is not None:
+                self._buckets.move(doc_id, [(i, int(v), None) for i, v in enumerate(old.tolist())])
+            return
+        mh = MinHash(
+            NUM_PERM,
+            seed=SEED,
+            hashfunc=sha1_hash32,
+            scheme="affine32",
+            permutations=self._template.permutations,
+        )
+        mh.update_batch([u.encode("utf-8") for u in readers])
+        new = mh.hashvalues.astype(np.uint64)
+        changes: list[tuple[int, int | None, int | None]]
+        if old is None:
+            changes = [(i, None, int(v)) for i, v in enumerate(new.tolist())]
+        else:
+            changes = [(i, int(old[i]), int(new[i])) for i in np.flatnonzero(new != old).tolist()]
+        self._buckets.move(doc_id, changes)
+        self._signatures[doc_id] = new
+
+    def read_by(self, user: str) -> set[int]:
+        """The documents ``user`` has read (a copy)."""
+        with self._lock:
+            return set(self._read_by.get(user, ()))
 
     def readers(self, doc_id: int) -> int:
         """How many readers a document has."""

@@ -9,8 +9,12 @@ Endpoints (the OpenAPI schema is at ``/openapi.json``, interactive docs at ``/do
 - ``GET /health``: ``{"status": "ok", "documents": n}``
 - ``GET /documents?offset=&limit=&q=``: a page of ``{id, title}``, ``q`` searches titles
 - ``GET /documents/{id}``: ``{id, title, text, meta}``
-- ``GET /documents/{id}/similar?k=``: its related documents
-- ``POST /similar``: ``{"text", "title"?, "k"?}``: the documents related to a free text
+- ``GET /documents/{id}/similar?k=&mode=&exclude=&where=&since=&recency_days=``: its related
+  documents, filtered inside the top k (:mod:`textrec.filters`)
+- ``POST /similar``: ``{"text", "title"?, "k"?, "exclude"?, "where"?, "since"?,
+  "recency_days"?}``: the documents related to a free text
+- ``POST /events``: readers' events; ``POST /readers``: a new reader id and its key
+- ``DELETE /users/{id}``: erase a reader's events (the token when set, or the reader's key)
 - ``POST /documents``: ``{"documents": [{id, text, title?, ...}]}``: append; returns the ids
 - ``DELETE /documents/{id}``: remove
 - ``GET /users/{id}/recommendations?k=&mode=&context_id=&context_text=``: posts for a
@@ -26,13 +30,23 @@ server's log.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import os
+import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,6 +62,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from textrec import __version__
+from textrec.filters import FilterError, Filters
 from textrec.pipeline.records import DuplicateKeyError, RecordError, no_duplicate_keys
 from textrec.recommend import (
     DEFAULT,
@@ -88,6 +103,8 @@ __all__ = [
     "STATIC_DIR",
     "allowed_hosts_from",
     "create_app",
+    "reader_key",
+    "retention_days_from",
 ]
 
 log = logging.getLogger(__name__)
@@ -127,7 +144,8 @@ class SimilarOut(BaseModel):
     results: list[MatchOut]
     note: str | None = Field(
         default=None,
-        description="why the list is empty, when the mode cannot say (no readers yet)",
+        description="why the list is empty (no readers yet), or why another mode answered (a "
+        "factor model not trained or not readable: hybrid answers)",
     )
 
 
@@ -209,6 +227,33 @@ class SimilarTextIn(BaseModel):
         description="as the query parameter of GET /documents/{id}/similar: copies within "
         "this many bits are left out; -1 keeps them; default: the server's setting",
     )
+    exclude: list[str] = Field(default_factory=list, description="ids never returned")
+    where: list[str] | dict[str, str | int | float | bool] = Field(
+        default_factory=list,
+        description='metadata that must match: ["section=정치"] or {"section": "정치"}; all '
+        "must hold; values are compared as text",
+    )
+    since: str | None = Field(
+        None,
+        description="only documents published at or after this ISO 8601 date or time: their "
+        "metadata 'time', else when they were stored",
+    )
+    recency_days: float | None = Field(
+        None, description="recency boost: a score is multiplied by 0.5 ** (age in days / this)"
+    )
+
+
+class ReaderOut(BaseModel):
+    id: str = Field(description="a new anonymous reader id, made by this server")
+    key: str = Field(
+        description="HMAC-SHA256 of the id under the server's secret (hex): the proof, sent "
+        "as X-Reader-Key, that the id was made here for this browser"
+    )
+
+
+class ForgetOut(BaseModel):
+    user: str
+    forgotten: int = Field(description="events deleted (0 for a reader never seen)")
 
 
 class AddIn(BaseModel):
@@ -366,6 +411,51 @@ async def _follow_store(rec: Recommender, interval: float, metrics: Metrics) -> 
             log.warning("could not catch up with the store: %s", exc)
 
 
+DEFAULT_RETENTION_INTERVAL = 3600.0
+
+
+def retention_days_from(given: float | None) -> float | None:
+    """The events' retention in days: ``given``, else ``$TEXTREC_EVENTS_RETENTION_DAYS``,
+    else None (events are kept)."""
+    if given is not None:
+        if not 0 < given < float("inf"):
+            raise ValueError(f"the events' retention must be a number of days > 0, got {given}")
+        return float(given)
+    raw = os.environ.get("TEXTREC_EVENTS_RETENTION_DAYS", "").strip()
+    if not raw:
+        return None
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1.0
+    if not 0 < days < float("inf"):
+        raise ValueError(f"TEXTREC_EVENTS_RETENTION_DAYS must be a number of days > 0, got {raw!r}")
+    return days
+
+
+def _expire_once(rec: Recommender, days: float) -> int:
+    before = datetime.now(UTC) - timedelta(days=days)
+    n = rec.expire_events(before)
+    if n:
+        log.info("deleted %d event(s) older than %s (retention %g days)", n, before, days)
+    return n
+
+
+async def _expire_events(rec: Recommender, days: float, interval: float) -> None:
+    """Every ``interval`` seconds, delete the events older than the retention."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(_expire_once, rec, days)
+        except Exception as exc:  # logged; the next round tries again
+            log.warning("could not expire old events: %s", exc)
+
+
+def reader_key(secret: str, user: str) -> str:
+    """The key of a reader id: HMAC-SHA256 of the id (UTF-8) under the server's secret, hex."""
+    return hmac.new(secret.encode(), user.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def _recommender(request: Request) -> Recommender:
     rec: Recommender = request.app.state.recommender
     return rec
@@ -396,6 +486,49 @@ RecommendMode = Annotated[
     Literal["hybrid", "related", "readers", "als", "bpr", "popular"],
     Query(description="hybrid (default): content, readers and ALS fused; or one source"),
 ]
+
+
+Exclude = Annotated[list[str] | None, Query(description="an id never returned (repeatable)")]
+Where = Annotated[
+    list[str] | None,
+    Query(
+        description="FIELD=VALUE: only documents whose metadata FIELD equals VALUE, compared "
+        "as text (repeatable: all must hold), e.g. where=section%3D정치"
+    ),
+]
+Since = Annotated[
+    str | None,
+    Query(
+        description="only documents published at or after this ISO 8601 date or time "
+        "(2026-11-01, 2026-11-01T09:00:00+09:00): their metadata 'time', else when stored"
+    ),
+]
+RecencyDays = Annotated[
+    str | None,
+    Query(description="recency boost: a score is multiplied by 0.5 ** (age in days / this)"),
+]
+
+
+def _filters(
+    where_from: str,
+    exclude: Sequence[str] | None,
+    where: Sequence[str] | Mapping[str, object] | None,
+    since: str | None,
+    recency_days: str | float | None,
+) -> Filters:
+    """The request's filters; a bad one is a 422 naming the parameter (``where_from``:
+    ``query`` or ``body``)."""
+    try:
+        return Filters.parse(
+            exclude=exclude or (),
+            where=where or (),
+            since=since,
+            recency_days=recency_days,
+        )
+    except FilterError as exc:
+        msg = str(exc).split(": ", 1)[1]
+        detail = [{"loc": [where_from, exc.argument], "msg": msg, "type": "value_error"}]
+        raise RequestValidationError(detail) from None
 
 
 def _collapse(value: int | None) -> int | _Default | None:
@@ -452,6 +585,9 @@ def create_app(
     max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
     request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     refresh_interval: float | None = DEFAULT_REFRESH_INTERVAL,
+    events_retention_days: float | None = None,
+    retention_interval: float = DEFAULT_RETENTION_INTERVAL,
+    reader_secret: str | None = None,
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
@@ -472,6 +608,13 @@ def create_app(
     (:class:`~textrec.serve.limits.RequestTimeout`; None: no deadline).
     ``refresh_interval``: seconds between looks at the store for writes by other processes
     (:meth:`Recommender.refresh`; None: never).
+    ``events_retention_days`` (default ``$TEXTREC_EVENTS_RETENTION_DAYS``; None: keep them):
+    readers' events older than that many days are deleted at start-up and every
+    ``retention_interval`` seconds (:meth:`Recommender.expire_events`).
+    ``reader_secret`` (default ``$TEXTREC_READER_SECRET``, else a random one made once and
+    kept in the store): signs the reader ids ``POST /readers`` makes, so that
+    ``GET /users/{id}/...`` can tell a reader's own browser (``X-Reader-Key``) from anyone
+    else (:func:`reader_key`).
     """
     if events_need_token is None:
         events_need_token = os.environ.get("TEXTREC_EVENTS_NEED_TOKEN") == "1"
@@ -485,6 +628,9 @@ def create_app(
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
+    retention = retention_days_from(events_retention_days)
+    secret_given = reader_secret or os.environ.get("TEXTREC_READER_SECRET") or None
+    secrets_made: list[str] = []
     slots = TokenizerSlots()
     metrics = Metrics()
 
@@ -501,7 +647,13 @@ def create_app(
         follower = None
         if refresh_interval is not None:
             follower = asyncio.create_task(_follow_store(rec, refresh_interval, metrics))
+        expirer = None
+        if retention is not None:  # once now, before the first request, then periodically
+            await run_in_threadpool(_expire_once, rec, retention)
+            expirer = asyncio.create_task(_expire_events(rec, retention, retention_interval))
         yield
+        if expirer is not None:
+            expirer.cancel()
         if follower is not None:
             follower.cancel()
         try:  # up to date first: never write index files older than another process's
@@ -536,6 +688,68 @@ def create_app(
                 "this endpoint needs the server's token: Authorization: Bearer <token>",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+
+    def secret() -> str:
+        """The secret that signs reader ids: given, else the store's (made once)."""
+        if secret_given is not None:
+            return secret_given
+        if not secrets_made:
+            rec: Recommender = app.state.recommender
+            try:
+                made = rec.store.reader_secret()
+            except DBAPIError as exc:  # a read-only store: this process's own, until restart
+                log.warning(
+                    "no reader secret can be kept in the store (%s): the reader keys this "
+                    "server gives stop working when it restarts; set TEXTREC_READER_SECRET",
+                    exc.orig,
+                )
+                made = secrets.token_hex(32)
+            secrets_made.append(made)
+        return secrets_made[0]
+
+    def has_token(request: Request) -> bool:
+        if token is None:
+            return False
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        )
+
+    def require_reader(request: Request) -> None:
+        """The access rule of a reader's own data (``/users/{id}/...``): the server's token
+        when one is set, or the reader's key (``X-Reader-Key``), which only the browser that
+        ``POST /readers`` made the id for holds. The route's path parameter is ``id``."""
+        user = str(request.path_params.get("id", request.path_params.get("user_id", "")))
+        if has_token(request):
+            return
+        given = request.headers.get("x-reader-key")
+        if given is not None:
+            expected = reader_key(secret(), user).encode()
+            if hmac.compare_digest(given.strip().lower().encode(), expected):
+                return
+            raise StarletteHTTPException(
+                403, "X-Reader-Key is not this reader's key: it was made for another reader id"
+            )
+        if token is not None:
+            raise StarletteHTTPException(
+                401,
+                "a reader's data needs the server's token (Authorization: Bearer <token>) or "
+                "the reader's own key (X-Reader-Key, as POST /readers gave it)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        raise StarletteHTTPException(
+            403,
+            "a reader's data needs the reader's own key: X-Reader-Key, as POST /readers gave "
+            "it to the browser that reader uses",
+        )
+
+    app.state.require_reader = require_reader
+
+    def may_forget(request: Request) -> None:
+        """``DELETE /users/{id}``: open when the server has no token, as other writes are;
+        else the token, or the reader's own key (a reader may erase themselves)."""
+        if token is not None:
+            require_reader(request)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -620,14 +834,21 @@ def create_app(
         k: K = 10,
         mode: Mode = "related",
         collapse: Collapse = None,
+        exclude: Exclude = None,
+        where: Where = None,
+        since: Since = None,
+        recency_days: RecencyDays = None,
     ) -> SimilarOut | JSONResponse:
         raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
         if not raw.endswith(b"/similar"):  # the id itself ends in "/similar"
             return JSONResponse(get_document(f"{id}/similar", rec).model_dump(mode="json"))
-        matches = rec.similar(id, k=k, mode=mode, collapse=_collapse(collapse))
+        filters = _filters("query", exclude, where, since, recency_days)
+        matches = rec.similar(id, k=k, mode=mode, collapse=_collapse(collapse), filters=filters)
         note = None
         if not matches and mode == "readers" and rec.readers_of(id) == 0:
             note = "this document has no readers yet: no events name it"
+        elif mode in ("als", "bpr") and mode not in rec.models:
+            note = rec.model_problem(mode)
         return SimilarOut(id=id, results=[_match(m) for m in matches], note=note)
 
     @app.get(
@@ -649,9 +870,14 @@ def create_app(
                 f"the query is {size:,} characters long (text and title); the limit is "
                 f"{max_query_chars:,}",
             )
+        filters = _filters("body", body.exclude, body.where, body.since, body.recency_days)
         with slots.slot(rec.analyzer.tokenizer):
             matches = rec.similar_text(
-                body.text, k=body.k, title=body.title, collapse=_collapse(body.collapse)
+                body.text,
+                k=body.k,
+                title=body.title,
+                collapse=_collapse(body.collapse),
+                filters=filters,
             )
         return SimilarOut(id=None, results=[_match(m) for m in matches])
 
@@ -758,6 +984,31 @@ def create_app(
         rec.remove(id)
         return Response(status_code=204)
 
+    @app.post("/readers", response_model=ReaderOut, status_code=201, tags=["readers"])
+    def new_reader() -> ReaderOut:
+        """A new anonymous reader id and its key: the page keeps both in the browser, logs
+        events under the id and shows the key (``X-Reader-Key``) to read that reader's own
+        recommendations. Nothing is stored."""
+        user = "anon-" + secrets.token_hex(16)
+        return ReaderOut(id=user, key=reader_key(secret(), user))
+
+    @app.delete(
+        "/users/{id:anyid}",
+        response_model=ForgetOut,
+        tags=["readers"],
+        dependencies=[Depends(may_forget)],
+        responses={
+            200: {
+                "description": "the reader's events are deleted; 'forgotten' says how many "
+                "(0 for a reader never seen: the answer does not tell who has events)"
+            },
+        },
+    )
+    def forget_reader(id: str, rec: Rec) -> ForgetOut:
+        """Erase a reader: every event of theirs is deleted, and the readers' signatures (and
+        the models) no longer reflect them."""
+        return ForgetOut(user=id, forgotten=rec.forget(id))
+
     @app.get(
         "/metrics",
         tags=["service"],
@@ -771,13 +1022,18 @@ def create_app(
         )
 
     @app.get(
-        "/users/{user:anyid}/recommendations",
+        "/users/{id:anyid}/recommendations",
         response_model=RecommendationsOut,
         tags=["recommendations"],
-        responses={404: {"description": "no such context document"}},
+        dependencies=[Depends(require_reader)],
+        responses={
+            401: {"description": "the server has a token, and neither it nor the key was sent"},
+            403: {"description": "not this reader's key (X-Reader-Key), or no key"},
+            404: {"description": "no such context document"},
+        },
     )
     def recommendations(
-        user: str,
+        id: str,
         rec: Rec,
         k: K = 10,
         mode: RecommendMode = "hybrid",
@@ -785,20 +1041,24 @@ def create_app(
         context_id: str | None = None,
         context_text: Annotated[str | None, Query(max_length=5_000)] = None,
         collapse: Collapse = None,
+        exclude: Exclude = None,
+        where: Where = None,
+        since: Since = None,
+        recency_days: RecencyDays = None,
     ) -> RecommendationsOut:
+        """Posts for reader ``id``, from their events as they are now (a reader's list reveals
+        what they read: it needs the reader's key, or the server's token)."""
         if context_id is not None and context_text is not None:
             raise StarletteHTTPException(422, "give context_id or context_text, not both")
+        filters = _filters("query", exclude, where, since, recency_days)
+        options: dict[str, Any] = dict(
+            mode=mode, exclude_read=exclude_read, collapse=_collapse(collapse), filters=filters
+        )
         if context_text is not None:
             with slots.slot(rec.analyzer.tokenizer):
-                answer = rec.recommend(
-                    user, k, mode=mode, exclude_read=exclude_read, context_text=context_text,
-                    collapse=_collapse(collapse),
-                )  # fmt: skip
+                answer = rec.recommend(id, k, context_text=context_text, **options)
         else:
-            answer = rec.recommend(
-                user, k, mode=mode, exclude_read=exclude_read, context_id=context_id,
-                collapse=_collapse(collapse),
-            )  # fmt: skip
+            answer = rec.recommend(id, k, context_id=context_id, **options)
         return RecommendationsOut.model_validate(answer.to_dict())
 
     @app.get("/", include_in_schema=False)

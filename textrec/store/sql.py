@@ -16,10 +16,13 @@ generated from these models and checked against them by the tests):
   unsigned 64-bit integer, stored in a signed BIGINT (two's complement); the conversion is
   :class:`Fingerprint64`, and nowhere else.
 - ``textrec_meta``: key/value pairs: the current snapshot, and the store's scheme (recorded
-  by the first write that names one; see :mod:`textrec.content.scheme`).
+  by the first write that names one; see :mod:`textrec.content.scheme`); ``events_erased``,
+  the count of deletions of events (:meth:`Store.erase_events`), and ``reader_secret``, which
+  signs the reader ids a server makes (:meth:`Store.reader_secret`).
 - ``events``: readers' events, append-only: ``user_id`` (an opaque string), ``document_id``,
   ``kind`` (``view``, ``click``, ...), ``source`` (the mode that recommended a clicked item),
-  ``time``. Removing a document removes its events.
+  ``time``. Removing a document removes its events; forgetting a reader and the retention
+  delete events too (:meth:`Store.erase_events`).
 - ``textrec_state``: one row: the store's identity (random, made once with the store) and its
   generation (advanced by every write, with a random tag of that write): a derived file
   records the :class:`StoreStamp` it was made at, and matches the store when they are equal
@@ -89,7 +92,9 @@ from textrec.content.tfidf import DFSnapshot
 __all__ = [
     "DEFAULT_DB_URL",
     "SCHEMA_VERSION",
+    "DocumentFacts",
     "DuplicateIdError",
+    "Erasure",
     "Fingerprint64",
     "NewDocument",
     "NewEvent",
@@ -352,6 +357,16 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
+class Erasure:
+    """Events deleted: how many, the (reader, document id) pairs that lost events, and the
+    store's count of erasures after this one (:meth:`Store.erasures`)."""
+
+    count: int
+    pairs: frozenset[tuple[str, int]]
+    serial: int
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     """An event as stored, with its id (ascending in the order events were stored)."""
 
@@ -421,6 +436,16 @@ class StoredDocument:
     text: str
     meta: dict[str, Any]
     terms: dict[str, int] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DocumentFacts:
+    """The fields of a stored document that filters read (:mod:`textrec.filters`)."""
+
+    id: int
+    external_id: str
+    meta: dict[str, Any]
     created_at: datetime
 
 
@@ -842,6 +867,20 @@ class Store:
             row = s.get(DocumentRow, doc_id)
             return _to_stored(row) if row is not None else None
 
+    def document_facts(self, doc_ids: Sequence[int]) -> dict[int, DocumentFacts]:
+        """What filters look at (external id, metadata, creation time) of the stored ones among
+        ``doc_ids``, without their texts and terms: a filtered query reads many candidates."""
+        out: dict[int, DocumentFacts] = {}
+        with self._session() as s:
+            for i in range(0, len(doc_ids), 500):
+                row = DocumentRow
+                q = select(row.id, row.external_id, row.meta, row.created_at).where(
+                    row.id.in_(list(doc_ids[i : i + 500]))
+                )
+                for d, e, m, c in s.execute(q):
+                    out[int(d)] = DocumentFacts(int(d), e, json.loads(m), c)
+        return out
+
     def get_documents(self, doc_ids: Sequence[int]) -> dict[int, StoredDocument]:
         out: dict[int, StoredDocument] = {}
         with self._session() as s:
@@ -984,6 +1023,98 @@ class Store:
             "first": first.isoformat() if first is not None else None,
             "last": last.isoformat() if last is not None else None,
         }
+
+    # readers' privacy: erasing events ------------------------------------------------------
+
+    def forget_user(self, user: str) -> int:
+        """Delete every event of reader ``user``, in one transaction; returns how many."""
+        return self.erase_events(user=user).count
+
+    def expire_events(self, before: datetime) -> int:
+        """Delete every event whose time is before ``before``, in one transaction; returns
+        how many."""
+        return self.erase_events(before=before).count
+
+    def erase_events(self, *, user: str | None = None, before: datetime | None = None) -> Erasure:
+        """Delete the events of ``user``, or those before ``before`` (or those of ``user``
+        before ``before``), in one transaction, and say which (reader, document) pairs lost
+        events, so that what was derived from them can follow (:class:`Erasure`). A deletion
+        advances the generation as other writes do, and the count of erasures
+        (:meth:`erasures`), by which other processes notice it."""
+        if user is None and before is None:
+            raise ValueError("erase_events needs a user or a time")
+        conditions: list[ColumnElement[bool]] = []
+        if user is not None:
+            if "\x00" in user:  # never stored (events refuse it); PostgreSQL refuses it
+                return Erasure(0, frozenset(), self.erasures())
+            conditions.append(EventRow.user_id == user)
+        if before is not None:
+            conditions.append(EventRow.time < before)
+        with self._session.begin() as s:
+            pairs = frozenset(
+                (str(u), int(d))
+                for u, d in s.execute(
+                    select(EventRow.user_id, EventRow.document_id).where(*conditions).distinct()
+                )
+            )
+            if not pairs:
+                return Erasure(0, pairs, int(self._meta(s, "events_erased") or 0))
+            result = s.execute(delete(EventRow).where(*conditions))
+            serial = int(self._meta(s, "events_erased") or 0) + 1
+            self._set_meta(s, "events_erased", str(serial))
+            self._bump(s)
+            return Erasure(int(getattr(result, "rowcount", 0) or 0), pairs, serial)
+
+    def erasures(self) -> int:
+        """How many deletions of events (:meth:`erase_events`) the store has seen: a holder of
+        state derived from the events compares it with the count it last followed."""
+        with self._session() as s:
+            return int(self._meta(s, "events_erased") or 0)
+
+    def document_readings(self, doc_ids: Sequence[int]) -> dict[int, dict[str, list[str]]]:
+        """For each document asked about, its readers and the kinds of their events."""
+        out: dict[int, dict[str, list[str]]] = {}
+        with self._session() as s:
+            for i in range(0, len(doc_ids), 500):
+                q = select(EventRow.document_id, EventRow.user_id, EventRow.kind).where(
+                    EventRow.document_id.in_(list(doc_ids[i : i + 500]))
+                )
+                for d, u, kind in s.execute(q):
+                    out.setdefault(int(d), {}).setdefault(str(u), []).append(str(kind))
+        return out
+
+    def readings(self, pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+        """The kinds of the stored events of each (reader, document) pair asked about; pairs
+        without events are left out."""
+        wanted = set(pairs)
+        users = sorted({u for u, _ in wanted})
+        out: dict[tuple[str, int], list[str]] = {}
+        with self._session() as s:
+            for i in range(0, len(users), 500):
+                q = select(EventRow.user_id, EventRow.document_id, EventRow.kind).where(
+                    EventRow.user_id.in_(users[i : i + 500])
+                )
+                for u, d, kind in s.execute(q):
+                    key = (str(u), int(d))
+                    if key in wanted:
+                        out.setdefault(key, []).append(str(kind))
+        return out
+
+    def reader_secret(self) -> str:
+        """The secret that signs reader ids (``POST /readers``): made at random by the first
+        server that asks, then kept in the store so that every server of it agrees."""
+        with self._session() as s:
+            found = self._meta(s, "reader_secret")
+        if found is not None:
+            return found
+        try:
+            with self._session.begin() as s:
+                if self._meta(s, "reader_secret") is None:
+                    self._set_meta(s, "reader_secret", secrets.token_hex(32))
+        except IntegrityError:  # another server made it first: theirs is kept
+            pass
+        with self._session() as s:
+            return str(self._meta(s, "reader_secret"))
 
     def list_documents(
         self, *, offset: int = 0, limit: int = 50, title_contains: str | None = None

@@ -11,26 +11,60 @@ const $ = (id) => document.getElementById(id);
 const tracking = !(navigator.doNotTrack === "1" || window.doNotTrack === "1"
   || navigator.globalPrivacyControl === true);
 
-function readerId() {
-  const key = "textrec-reader";
-  let id = localStorage.getItem(key);
-  if (!id) {
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    id = "anon-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-    localStorage.setItem(key, id);
+// The reader's anonymous id and its key: made by the server (POST /readers) the first time
+// this browser logs something, and kept in localStorage. The key proves to the server that the
+// id is this browser's (X-Reader-Key): it opens the reader's own data, and nobody else's. An id
+// kept by an older page has no key; its events are still logged under it.
+const READER = "textrec-reader";
+const READER_KEY = "textrec-reader-key";
+let readerMade = null;
+
+function reader() {
+  const id = localStorage.getItem(READER);
+  if (id) return Promise.resolve({ id, key: localStorage.getItem(READER_KEY) });
+  if (!readerMade) {
+    readerMade = fetch("/readers", { method: "POST" })
+      .then((res) => {
+        if (!res.ok) throw new Error(`${res.status}`);
+        return res.json();
+      })
+      .then((made) => {
+        localStorage.setItem(READER, made.id);
+        localStorage.setItem(READER_KEY, made.key);
+        return { id: made.id, key: made.key };
+      })
+      .catch((err) => {
+        readerMade = null; // try again with the next event
+        throw err;
+      });
   }
-  return id;
+  return readerMade;
 }
 
 function logEvents(events) {
   if (!tracking || !events.length) return;
-  const user = readerId();
-  fetch("/events", {
+  reader().then(({ id }) => fetch("/events", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ events: events.map((e) => ({ user, ...e })) }),
+    body: JSON.stringify({ events: events.map((e) => ({ user: id, ...e })) }),
     keepalive: true,
-  }).catch(() => {}); // a lost event is not the reader's problem
+  })).catch(() => {}); // a lost event is not the reader's problem
+}
+
+// "Forget what I read": the server deletes this reader's events, the browser its id and key.
+async function forgetMe() {
+  const id = localStorage.getItem(READER);
+  if (!id) return "Nothing to forget: this browser has no reader id.";
+  const key = localStorage.getItem(READER_KEY);
+  const res = await fetch(`/users/${encodeURIComponent(id)}`, {
+    method: "DELETE",
+    headers: key ? { "X-Reader-Key": key } : {},
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) return `Could not forget (${res.status}: ${body.detail || res.statusText}).`;
+  localStorage.removeItem(READER);
+  localStorage.removeItem(READER_KEY);
+  return `Forgotten: ${body.forgotten} event(s) deleted; a new anonymous id starts afresh.`;
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -151,8 +185,16 @@ function init() {
   });
   $("tracking").textContent = tracking
     ? "This page records which posts you open, under an anonymous id kept in this browser, "
-      + "to learn which posts readers read together."
+      + "to learn which posts readers read together. "
     : "Your browser asks not to be tracked: this page records nothing.";
+  if (tracking) {
+    const forget = el("button", { type: "button", id: "forget" }, "Forget what I read");
+    forget.addEventListener("click", async () => {
+      forget.disabled = true;
+      $("tracking").append(el("span", { id: "forgotten" }, " ", await forgetMe()));
+    });
+    $("tracking").append(forget);
+  }
   window.addEventListener("hashchange", fromHash);
   loadList();
   fromHash();
