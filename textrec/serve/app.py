@@ -1049,7 +1049,14 @@ def create_app(
         """Posts for reader ``id``, from their events as they are now (a reader's list reveals
         what they read: it needs the reader's key, or the server's token)."""
         if context_id is not None and context_text is not None:
-            raise StarletteHTTPException(422, "give context_id or context_text, not both")
+            detail = [
+                {
+                    "loc": ["query", "context_text"],
+                    "msg": "give context_id or context_text, not both",
+                    "type": "value_error",
+                }
+            ]
+            raise RequestValidationError(detail)
         filters = _filters("query", exclude, where, since, recency_days)
         options: dict[str, Any] = dict(
             mode=mode, exclude_read=exclude_read, collapse=_collapse(collapse), filters=filters
