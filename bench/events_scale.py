@@ -1,5 +1,7 @@
-"""Events at scale: import rate into SQLite, an event's effect on the next query, and the
-latency of ``similar(mode="readers")``.
+"""Events at scale: import rate into SQLite, an event's effect on the next query, the latency
+of ``similar(mode="readers")``, and (unless ``--no-recommend``) ALS trained as ``textrec train``
+does, the latency of ``recommend`` for readers in each mode, and the time from a reader's new
+event to their changed list.
 
 Documents are stored with the whitespace tokenizer (the terms do not matter here, and Mecab
 would dominate the set-up); events are drawn with a fixed seed: readers have a home topic of
@@ -32,6 +34,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--topics", type=int, default=500)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument(
+        "--no-recommend",
+        action="store_true",
+        help="skip training ALS and timing per-reader recommendations",
+    )
     args = parser.parse_args()
     print(
         f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
@@ -96,6 +103,49 @@ def main() -> None:
         "readers_p99_ms": round(times[int(0.99 * (len(times) - 1))], 2),
         "event_to_next_query_p50_ms": round(statistics.median(visible), 2),
     }))  # fmt: skip
+    if not args.no_recommend:
+        recommend(rec, args, rng, home)
+
+
+def recommend(
+    rec: Recommender, args: argparse.Namespace, rng: np.random.Generator, home: np.ndarray
+) -> None:
+    """Train ALS as ``textrec train`` does, then time ``recommend`` for readers (hybrid and
+    ALS), and the time from a reader's new event to their changed list."""
+    from textrec.collab.factors import FactorModel, model_path
+
+    assert rec.index_path is not None
+    started = time.perf_counter()
+    model = FactorModel.train(rec.store, model="als", threads=os.cpu_count() or 1)
+    model.save(model_path(rec.index_path, "als"))
+    train_s = time.perf_counter() - started
+    rec.load_models()
+    print(json.dumps({"train_als_s": round(train_s, 1), "factors": model.params["factors"],
+                      "iterations": model.params["iterations"]}))  # fmt: skip
+    readers = rng.choice(args.users, args.queries, replace=False)
+    out: dict[str, float] = {}
+    for mode in ("hybrid", "als", "readers", "related"):
+        times = []
+        for u in readers.tolist():
+            t = time.perf_counter()
+            rec.recommend(f"u{u}", k=10, mode=mode)
+            times.append((time.perf_counter() - t) * 1e3)
+        times.sort()
+        out[f"recommend_{mode}_p50_ms"] = round(statistics.median(times), 2)
+        out[f"recommend_{mode}_p99_ms"] = round(times[int(0.99 * (len(times) - 1))], 2)
+    print(json.dumps(out))
+    visible, changed = [], 0
+    for u in readers[:50].tolist():
+        before = [r.id for r in rec.recommend(f"u{u}", k=10).results]
+        far = (int(home[u]) + args.topics // 2) % args.topics  # another topic's top post
+        t = time.perf_counter()
+        rec.add_events([{"user": f"u{u}", "item": f"d{far}", "kind": "like"}])
+        after = [r.id for r in rec.recommend(f"u{u}", k=10).results]
+        visible.append((time.perf_counter() - t) * 1e3)
+        changed += after != before
+    p50 = round(statistics.median(visible), 2)
+    print(json.dumps({"event_to_changed_recommendation_p50_ms": p50,
+                      "changed": f"{changed}/{len(visible)}"}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -273,6 +273,7 @@ def recommend(
     # Copies of what the reader read are left out with it (kept when it is kept).
     seen_codes = [c for c in (_code(rec, h) for h in order[:PROFILE]) if c] if skip else []
     n = max(CANDIDATES, 4 * k)
+    gone: set[int] = set()
     while True:
         lists = {m: reader.gather(m, n + len(skip)) for m in parts_of}
         if answered == "hybrid":
@@ -284,38 +285,47 @@ def recommend(
             ids, scores = ids[keep], scores[keep]
             parts = {i: {answered: 1.0} for i in ids.tolist()}
         ranked = zip(ids.tolist(), scores.tolist(), strict=True)
-        pairs = [(i, s) for i, s in ranked if i not in skip]
-        docs = rec.store.get_documents([i for i, _ in pairs])
-        passed = []
-        for doc_id, score in pairs:
-            found = docs.get(doc_id)
-            if found is None or not filters.passes(found):
-                continue
-            passed.append((doc_id, score * filters.weight(found, now)))
-        if filters.recency_days:
-            passed.sort(key=lambda p: (-p[1], p[0]))
-        kept = _collapsed(rec, passed, seen_codes, radius, k)
+        passed = [(i, s) for i, s in ranked if i not in skip and i not in gone]
+        if filters.active():  # what filters look at, not whole documents: many candidates
+            facts = rec.store.document_facts([i for i, _ in passed])
+            passed = [
+                (i, s * filters.weight(facts[i], now))
+                for i, s in passed
+                if i in facts and filters.passes(facts[i])
+            ]
+            if filters.recency_days:
+                passed.sort(key=lambda p: (-p[1], p[0]))
+        kept = _collapsed(rec, passed, seen_codes, radius, k)[:k]
         exhausted = all(len(lst[0]) < n + len(skip) for lst in lists.values())
         if len(kept) >= k or exhausted:
-            break
+            docs = rec.store.get_documents([i for i, _ in kept])
+            missing = {i for i, _ in kept if i not in docs}
+            if not missing:
+                break
+            gone |= missing  # removed by another thread since the sources ranked them
+            continue
         n *= 4
+    model = rec.models.get("als")
+    sources_of: dict[int, list[str]] = {}
+    because_of: dict[int, list[int]] = {}
+    for doc_id, _ in kept:
+        sources = [s for s, v in parts.get(doc_id, {}).items() if v > 0]
+        sources_of[doc_id] = sorted(sources, key=_SOURCE_ORDER)
+        if model is not None and "als" in sources and basis == "history":
+            because_of[doc_id] = [h for h, _ in model.explain(user, history, doc_id, BECAUSE)]
+    names = rec.store.document_facts(sorted({h for hs in because_of.values() for h in hs}))
     results = []
-    for doc_id, score in kept[:k]:
+    for doc_id, score in kept:
         doc = docs[doc_id]
-        sources = sorted((s for s, v in parts.get(doc_id, {}).items() if v > 0), key=_SOURCE_ORDER)
-        because: list[str] = []
-        model = rec.models.get("als")
-        if model is not None and ("als" in sources) and basis == "history":
-            because = _names(rec, [h for h, _ in model.explain(user, history, doc_id, BECAUSE)])
         results.append(
             Recommendation(
                 doc.external_id,
                 doc.title,
                 score,
-                sources,
+                sources_of[doc_id],
                 reader.shared_terms(doc) if basis != "popular" else [],
                 rec.readers.readers(doc_id),
-                because,
+                [names[h].external_id for h in because_of.get(doc_id, []) if h in names],
             )
         )
     return Recommendations(user, answered, basis, results, note)
@@ -330,11 +340,6 @@ def _code(rec: Recommender, doc_id: int) -> int:
         return rec.index.get(doc_id)
     except KeyError:
         return 0
-
-
-def _names(rec: Recommender, doc_ids: list[int]) -> list[str]:
-    docs = rec.store.get_documents(doc_ids)
-    return [docs[i].external_id for i in doc_ids if i in docs]
 
 
 def _collapsed(
