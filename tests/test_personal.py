@@ -401,3 +401,22 @@ def test_forgetting_a_reader_erases_them_from_the_models_and_their_files(
     assert again.expire_events(datetime(2030, 1, 1, tzinfo=UTC)) > 0
     warnings = check(again.store, index_path=index).warnings
     assert [w for w in warnings if "als model" in w and "events deleted" in w]
+
+
+def test_eval_events_cli_reads_the_corpus_for_content_and_the_cold_start_protocol(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.jsonl"
+    log = click_log(_groups(300), users=300, seed=2, popularity=1.0)
+    events.write_text("".join(json.dumps(e) + "\n" for e in log), "utf-8")
+    argv = ["eval-events", str(events), "--models", "content,als,hybrid", "--json"]
+    assert main([*argv, "--corpus", str(FIXTURE), "--new-items", "0.2"]) == 0
+    rows = {r["model"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["als"]["recall@10"] == 0 and rows["content"]["recall@10"] > 0.05
+    assert rows["hybrid"]["recall@10"] >= 0.8 * rows["content"]["recall@10"]
+    assert main(argv) == 1
+    assert "--corpus" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "text": "글"}\nnot json\n', "utf-8")
+    assert main([*argv, "--corpus", str(bad)]) == 1
+    assert f"{bad}:2" in capsys.readouterr().err

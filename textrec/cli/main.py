@@ -368,13 +368,54 @@ def cmd_eval_events(args: argparse.Namespace) -> int:
         raise CliError("no valid events to evaluate")
     data = Interactions.from_triples(triples)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    for score in evaluate_events(data, protocol=args.protocol, seed=args.seed, models=models):
+    options: dict[str, dict[str, object]] = {}
+    if args.corpus:
+        item_terms = _corpus_terms(args.corpus, data.item_names)
+        options = {"content": {"item_terms": item_terms}, "hybrid": {"item_terms": item_terms}}
+    elif "content" in models:
+        raise CliError("the content model needs the items' texts: give --corpus FILE.jsonl")
+    try:
+        scores = evaluate_events(
+            data,
+            protocol=args.protocol,
+            seed=args.seed,
+            models=models,
+            options=options,
+            new_items=args.new_items,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for score in scores:
         row = score.as_dict()
         if args.json:
             print(json.dumps(row))
         else:
             print("  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
+
+
+def _corpus_terms(path: str, items: list[str]) -> list[dict[str, int]]:
+    """The term counts of the evaluated items, from a JSONL corpus (their ids are the events'
+    items); an item missing from it has no text, hence no content score."""
+    from textrec.content.analyzer import Analyzer
+
+    analyzer = Analyzer()
+    wanted = set(items)
+    found: dict[str, dict[str, int]] = {}
+    for record in read_records(path):
+        if isinstance(record, RecordError):
+            raise CliError(f"--corpus: {record}")
+        if record.id in wanted:
+            found[record.id] = analyzer.term_counts(record.text, record.title)
+    if not found:
+        raise CliError(f"--corpus {path}: no document of it is an item of the events")
+    missing = len(wanted) - len(found)
+    if missing:
+        print(
+            f"{missing:,} item(s) of the events are not in {path}: no content score",
+            file=sys.stderr,
+        )
+    return [found.get(i, {}) for i in items]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -1201,7 +1242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-events", help="measure recommendations from events")
     p.description = (
         "Precision@10, recall@10, NDCG@10 and catalogue coverage of each model, over a full "
-        "ranking of all items with each user's training items excluded. Needs events only."
+        "ranking of all items with each user's training items excluded. Needs events only, "
+        "except content and hybrid, which read the items' texts (--corpus)."
     )
     p.add_argument("events", nargs="+", metavar="EVENTS", help="JSON Lines or CSV event files")
     p.add_argument("--protocol", choices=PROTOCOLS, default=PROTOCOLS[0])
@@ -1210,6 +1252,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--models",
         default="popular,readers",
         help=f"comma-separated, of {', '.join(EVENT_MODELS)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--corpus",
+        metavar="FILE",
+        help="the items' texts (JSON Lines with id, text, title?), for content and hybrid",
+    )
+    p.add_argument(
+        "--new-items",
+        type=float,
+        metavar="SHARE",
+        help="cold start: hold this share of the items (e.g. 0.2) out of training entirely; "
+        "the test events are those on them (recall@10 says who finds new posts)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per model")
     p.set_defaults(func=cmd_eval_events)

@@ -95,6 +95,8 @@ def fit_hybrid(
         parts = [
             p for p, name in HYBRID_PARTS.items() if weights.get(name, 0.0) > 0 and p in ev.MODELS
         ]
+        if shared.get("item_terms") is None:  # without texts, the hybrid of the others
+            parts = [p for p in parts if p != "content"]
     scorers = {}
     for part in parts:
         if part not in ev.MODELS:
