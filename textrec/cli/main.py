@@ -40,6 +40,7 @@ from textrec.recommend import (
     MODES,
     RECOMMEND_MODES,
     Match,
+    Recommendations,
     Recommender,
     UnknownDocumentError,
 )
@@ -267,12 +268,16 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
-        return 0
-    print(f"{args.user}: {answer.mode}, from {answer.basis}")
+    else:
+        _print_recommendations(sys.stdout, args.user, answer)
+    return 0
+
+
+def _print_recommendations(out: TextIO, user: str, answer: Recommendations) -> None:
+    print(f"{user}: {answer.mode}, from {answer.basis}", file=out)
     if answer.note:
-        print(f"  ({answer.note})")
+        print(f"  ({answer.note})", file=out)
     for n, r in enumerate(answer.results, 1):
-        why = "+".join(r.sources)
         extra = []
         if r.shared_terms:
             extra.append(", ".join(r.shared_terms))
@@ -280,12 +285,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             extra.append(f"{r.readers} readers")
         if r.because:
             extra.append("because you read " + ", ".join(r.because))
-        print(f"{n:>3}. {r.score:8.4f}  {r.id}  {r.title or ''}  [{why}]")
+        print(f"{n:>3}. {r.score:8.4f}  {r.id}  {r.title or ''}  [{'+'.join(r.sources)}]", file=out)
         if extra:
-            print(f"       {'; '.join(extra)}")
+            print(f"       {'; '.join(extra)}", file=out)
     if not answer.results:
-        print("  (nothing to recommend)")
-    return 0
+        print("  (nothing to recommend)", file=out)
 
 
 def cmd_events_import(args: argparse.Namespace) -> int:
@@ -715,7 +719,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_matches(
         sys.stdout, doc_id, doc.title if doc else None, rec.similar(doc_id, k=5, mode="readers")
     )
+    # Per reader: ALS trained as `textrec train` does, then one reader's hybrid list.
+    from textrec.collab.factors import FactorModel, model_path
+
+    if rec.index_path is not None:
+        FactorModel.train(store, model="als").save(model_path(rec.index_path, "als"))
+        rec.load_models()
+    print("\nfor one reader (content, readers also read and ALS, fused):")
+    _print_recommendations(sys.stdout, "reader-0000", rec.recommend("reader-0000", k=5))
     print(f"\nTry: textrec --db {url} similar wikinews-0100 --mode readers")
+    print(f"     textrec --db {url} recommend reader-0001")
     return 0
 
 
