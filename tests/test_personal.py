@@ -185,6 +185,11 @@ def test_hybrid_similar_fuses_content_and_readers(read: str, tmp_path: Path) -> 
     readers = {m.id for m in rec.similar("petition-510", k=50, mode="readers")}
     assert {m.id for m in matches} <= related | readers
     assert {m.id for m in matches} & readers and {m.id for m in matches} & related
+    for m in matches:
+        assert m.sources and set(m.sources) <= {"related", "readers"}
+        assert (m.id in readers) >= ("readers" in m.sources) and m.readers is not None
+    assert {s for m in matches for s in m.sources or []} == {"related", "readers"}
+    assert rec.similar("petition-510", k=3, mode="related")[0].sources is None
 
 
 def test_recommendations_over_http_and_the_cli(

@@ -87,15 +87,24 @@ class Match:
     distance: int | None
     score: float
     shared_terms: list[str] = field(default_factory=list)
+    sources: list[str] | None = None
+    """``hybrid``: the sources that put it in the list (``related``, ``readers``, ``als``)."""
+    readers: int | None = None
+    """``hybrid`` and ``readers``: how many readers it has."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "distance": self.distance,
             "score": round(self.score, 6),
             "shared_terms": self.shared_terms,
         }
+        if self.sources is not None:
+            out["sources"] = self.sources
+        if self.readers is not None:
+            out["readers"] = self.readers
+        return out
 
 
 def _shared_terms(
@@ -398,8 +407,15 @@ class Recommender:
         # and copies collapsed away are replaced likewise.
         source = self.sources[mode]
 
+        parts: dict[int, dict[str, float]] = {}
+
         def rank(n: int) -> list[tuple[int, float]]:
-            ids, scores = source.rank(query, n, exclude)
+            if isinstance(source, HybridSource):  # which sources put each result there
+                fused = source.fuse(query, n, exclude)
+                ids, scores = fused.ids, fused.scores
+                parts.update(fused.parts)
+            else:
+                ids, scores = source.rank(query, n, exclude)
             return list(zip(ids.tolist(), scores.tolist(), strict=True))
 
         keep = None
@@ -446,7 +462,11 @@ class Recommender:
             else:
                 doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
                 shared = _shared_terms(weights, doc_weights, shown=shown)
-            out.append(Match(doc.external_id, doc.title, dist, score, shared))
+            sources = None
+            if mode == "hybrid":
+                sources = [m for m in MODES if parts.get(doc_id, {}).get(m, 0.0) > 0]
+            readers = self.readers.readers(doc_id) if mode in ("readers", "hybrid") else None
+            out.append(Match(doc.external_id, doc.title, dist, score, shared, sources, readers))
         return out
 
     def _collapsed(

@@ -30,7 +30,7 @@ from textrec.content.ranking import DEFAULT_RANKING, Ranking
 from textrec.content.related import RelatedIndex
 from textrec.content.simhash import estimated_cosine
 from textrec.content.tfidf import DFSnapshot, Weighting
-from textrec.hybrid import CANDIDATES, DEFAULT_WEIGHTS, Knows, fuse
+from textrec.hybrid import CANDIDATES, DEFAULT_WEIGHTS, Fused, Knows, fuse
 
 __all__ = [
     "CONTENT_MODES",
@@ -304,10 +304,15 @@ class HybridSource:
     def rank(
         self, query: Query, n: int, exclude: int | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        fused = self.fuse(query, n, exclude)
+        return fused.ids, fused.scores
+
+    def fuse(self, query: Query, n: int, exclude: int | None) -> Fused:
+        """The top ``n`` of the fusion, with each result's part from each source."""
         parts = {m: s for m, s in self.parts().items() if DEFAULT_WEIGHTS.get(m, 0.0) > 0}
         lists = {m: s.rank(query, max(n, CANDIDATES), exclude) for m, s in parts.items()}
         fused = fuse(lists, {m: self.knows(m) for m in parts})
-        return fused.ids[:n], fused.scores[:n]
+        return Fused(fused.ids[:n], fused.scores[:n], fused.parts)
 
     def add(
         self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]

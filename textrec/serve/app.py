@@ -137,6 +137,14 @@ class MatchOut(BaseModel):
     )
     score: float = Field(description="the score the mode ranked by. " + describe_modes())
     shared_terms: list[str] = Field(description="the shared terms that weigh most in the match")
+    sources: list[str] | None = Field(
+        default=None,
+        description="hybrid mode: the sources that put the result in the list (related, "
+        "readers, als); null in the other modes",
+    )
+    readers: int | None = Field(
+        default=None, description="hybrid and readers modes: how many readers the result has"
+    )
 
 
 class SimilarOut(BaseModel):
@@ -545,6 +553,8 @@ def _match(m: Match) -> MatchOut:
         distance=m.distance,
         score=round(m.score, 6),
         shared_terms=list(m.shared_terms),
+        sources=m.sources,
+        readers=m.readers,
     )
 
 
