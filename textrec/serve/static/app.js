@@ -141,6 +141,7 @@ function terms(list) {
 }
 
 function readersText(n) {
+  if (n === 0) return "no readers yet";
   return n === 1 ? "1 reader" : `${n.toLocaleString()} readers`;
 }
 
@@ -186,7 +187,7 @@ function renderReaders(sim) {
   list.replaceChildren(...sim.results.map((m) => el("li", { class: "rel", dataset: { id: m.id } },
     el("a", { href: `#${encodeURIComponent(m.id)}`, dataset: { id: m.id } }, m.title || m.id),
     el("div", { class: "meta" }, scoreBar(m.score, max),
-      el("span", { class: "score" }, `read together: ${m.score.toFixed(2)}`)))));
+      el("span", { class: "score" }, `read together, score ${m.score.toFixed(3)}`)))));
 }
 
 // "For you": the reader's own list, with why each post is there. Without a reader id (Do Not
