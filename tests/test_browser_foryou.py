@@ -2,7 +2,7 @@
 "For you" (the reader's own recommendations, with their sources) and "Readers also read"
 beside the related posts. The Wikinews sample gets a fixed, hand-made click log first: eight
 readers who each read the first six posts of the list and nothing else, and four who read the
-last three of those and the two posts after them.
+last three of those and the two posts after them; an ALS model is trained on it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.helpers import copy_database
 from textrec import Recommender
+from textrec.cli.main import main
 
 from .live_server import serve
 from .test_browser import _events, chromium, open_page, shown, wait
@@ -57,6 +58,7 @@ def seeded(wikinews_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     assert stored == OTHERS * 5 and not rejected
     rec.store.close()
+    assert main(["-q", "--db", url, "train", "--model", "als"]) == 0
     with serve(url) as base:
         yield Seeded(url, base, group, unread)
 
@@ -109,7 +111,9 @@ def test_a_reader_with_history_sees_their_list_change_as_they_read(
     with chromium() as driver:
         open_page(driver, seeded.base, 1280, 900)
         wait(driver).until(lambda d: basis(d) == "popular")
-        driver.find_element(By.CSS_SELECTOR, f'#docs a[data-id="{seeded.group[0]}"]').click()
+        link = driver.find_element(By.CSS_SELECTOR, f'#docs a[data-id="{seeded.group[0]}"]')
+        first_title = link.text.splitlines()[0]
+        link.click()
         shown(driver, seeded.group[0])
         wait(driver).until(lambda d: basis(d) == "history" and for_you(d))
         assert driver.find_element(By.ID, "foryou-basis").text.startswith("Picked from the posts")
@@ -126,6 +130,7 @@ def test_a_reader_with_history_sees_their_list_change_as_they_read(
         words = {
             "related": "similar to what you read",
             "readers": "read by the same readers",
+            "als": "readers with your taste",
             "popular": "popular",
         }
         for li, r in zip(
@@ -137,6 +142,13 @@ def test_a_reader_with_history_sees_their_list_change_as_they_read(
             n = r["readers"]
             count = "no readers yet" if n == 0 else "1 reader" if n == 1 else f"{n} readers"
             assert li.find_element(By.CSS_SELECTOR, ".readers-count").text == count
+            # ALS names the posts of the reader's history behind it, by title.
+            because = li.find_elements(By.CSS_SELECTOR, ".because")
+            if r["because"]:
+                assert r["because"] == [seeded.group[0]]
+                assert because[0].text == f"Because you read “{first_title}”"
+            else:
+                assert not because
         # The other posts the seeded readers read come through the readers' signal.
         by_readers = [
             li.get_attribute("data-id")
@@ -144,6 +156,7 @@ def test_a_reader_with_history_sees_their_list_change_as_they_read(
             if "readers" in (li.get_attribute("data-sources") or "").split()
         ]
         assert set(seeded.group[1:]) <= set(by_readers)
+        assert any(r["because"] for r in answer["results"])  # the trained model took part
         # Opening a post from the list logs a click from "for-you", and the post leaves it.
         chosen = listed[0]
         driver.find_element(By.CSS_SELECTOR, f'#foryou a[data-id="{chosen}"]').click()
