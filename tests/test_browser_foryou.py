@@ -215,6 +215,9 @@ def test_readers_also_read_beside_the_related_posts(seeded: Seeded, tmp_path: Pa
             for s in driver.find_elements(By.CSS_SELECTOR, "#readers .score")
         ]
         assert scores == [round(m["score"], 3) for m in expected["results"]]
+        counts = [m.text for m in driver.find_elements(By.CSS_SELECTOR, "#readers .meta")]
+        wanted = [f"{m['readers']} readers" for m in expected["results"]]
+        assert all(w in c for c, w in zip(counts, wanted, strict=True))
         assert scores[0] > 0 and scores == sorted(scores, reverse=True)
         # Side by side with the related posts at desktop width, below them at phone width.
         rel = driver.find_element(By.CSS_SELECTOR, ".related").rect

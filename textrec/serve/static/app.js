@@ -187,7 +187,8 @@ function renderReaders(sim) {
   list.replaceChildren(...sim.results.map((m) => el("li", { class: "rel", dataset: { id: m.id } },
     el("a", { href: `#${encodeURIComponent(m.id)}`, dataset: { id: m.id } }, m.title || m.id),
     el("div", { class: "meta" }, scoreBar(m.score, max),
-      el("span", { class: "score" }, `read together, score ${m.score.toFixed(3)}`)))));
+      el("span", { class: "score" }, `read together, score ${m.score.toFixed(3)}`),
+      el("span", {}, `· ${readersText(m.readers)}`)))));
 }
 
 // "For you": the reader's own list, with why each post is there. Without a reader id (Do Not
