@@ -85,6 +85,10 @@ def _as_text(value: object) -> str:
     (``2020`` -> ``"2020"``, ``True`` -> ``"true"``)."""
     if isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):  # the common case, without json's cost
+        return str(value)
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
@@ -239,6 +243,7 @@ def select(
     """
     want = max(first or k, k)
     known: dict[int, Filterable | None] = {}
+    weights: dict[int, float] = {}
     now = now if now is not None else datetime.now(UTC)
     boost = bool(filters.recency_days)
     pool = max(100, RECENCY_POOL * k)
@@ -249,14 +254,18 @@ def select(
         if new:
             found = documents(new)
             for i in new:
-                known[i] = found.get(i)
+                doc = found.get(i)
+                # Each candidate is judged once, over all rounds: None when it fails.
+                known[i] = doc if doc is not None and filters.passes(doc) else None
+                if boost and doc is not None:
+                    weights[i] = filters.weight(doc, now)
         passing: list[tuple[int, float, Filterable]] = []
         for i, score in ranked:
             doc = known[i]
-            if doc is not None and filters.passes(doc):
+            if doc is not None:
                 passing.append((i, score, doc))
         if boost:
-            passing = [(i, s * filters.weight(d, now) if s > 0 else s, d) for i, s, d in passing]
+            passing = [(i, s * weights[i] if s > 0 else s, d) for i, s, d in passing]
             passing.sort(key=lambda c: (-c[1], c[0]))
         by_id = {i: (i, s, d) for i, s, d in passing}
         pairs = [(i, s) for i, s, _ in passing]

@@ -25,7 +25,7 @@ from textrec.filters import NO_FILTERS, Filterable, Filters, select
 from textrec.pipeline.ingest import ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, parse_record
 from textrec.sources import MODES, HammingSource, Query, ReadersSource, RelatedSource, Source
-from textrec.store.sql import Erasure, Store, StoredDocument
+from textrec.store.sql import DocumentFacts, Erasure, Store, StoredDocument
 
 __all__ = [
     "DEFAULT",
@@ -110,6 +110,10 @@ drops shares at least half its text (character 5-grams) with what it collides wi
 _SHOWN_CACHE = 4096
 """Stored documents whose showable terms a Recommender keeps (the most recently tagged)."""
 
+_FACTS_CACHE = 100_000
+"""Stored documents whose metadata and time a Recommender keeps for filters (the most
+recently read): a selective filter reads many candidates, and a widget asks the same again."""
+
 
 class _Default:
     """The type of :data:`DEFAULT`: "the Recommender's own setting"."""
@@ -175,6 +179,7 @@ class Recommender:
         self._write_lock = threading.Lock()
         self._shown: dict[int, set[str] | None] = {}
         self._shown_lock = threading.Lock()
+        self._facts: dict[int, DocumentFacts] = {}
 
     def _use(self, indexes: StoreIndexes) -> None:
         self._indexes = indexes
@@ -298,8 +303,8 @@ class Recommender:
                 return self._collapsed(ranked, query.code, r, n)
 
         # Without filters the candidates are read whole (they are the results); with filters,
-        # only what the filters look at, and the few results whole at the end.
-        reader = self.store.document_facts if filters.filters() else self.store.get_documents
+        # only what the filters look at (kept in memory), and the few results whole at the end.
+        reader = self._document_facts if filters.active() else self.store.get_documents
         gone: set[int] = set()
 
         def documents(ids: Sequence[int]) -> Mapping[int, Filterable]:
@@ -335,6 +340,29 @@ class Recommender:
                 doc_weights = self.analyzer.weights(self._terms(doc), self.snapshot)
                 shared = _shared_terms(weights, doc_weights, shown=shown)
             out.append(Match(doc.external_id, doc.title, dist, score, shared))
+        return out
+
+    def _document_facts(self, ids: Sequence[int]) -> dict[int, DocumentFacts]:
+        """What the filters read of stored documents, kept for the most recently read
+        :data:`_FACTS_CACHE` (an internal id names one version of a document for good: an
+        edit makes a new one; a removed document that is still kept is caught when the
+        results are read whole)."""
+        cache = self._facts
+        out: dict[int, DocumentFacts] = {}
+        missing: list[int] = []
+        for i in ids:
+            fact = cache.get(i)
+            if fact is None:
+                missing.append(i)
+            else:
+                out[i] = fact
+        if missing:
+            found = self.store.document_facts(missing)
+            out.update(found)
+            with self._shown_lock:
+                cache.update(found)
+                while len(cache) > _FACTS_CACHE:
+                    cache.pop(next(iter(cache)))
         return out
 
     def _collapsed(
