@@ -319,6 +319,7 @@ class Recommender:
                 documents,
                 first=k if radius is None else k + k // 2 + 2,
                 keep=keep,
+                limit=max(len(self.index), len(self.related), len(self.readers)) + 1,
             )
             docs = {i: d for i, _, d in chosen if isinstance(d, StoredDocument)}
             docs.update(self.store.get_documents([i for i, _, _ in chosen if i not in docs]))

@@ -182,6 +182,7 @@ class ReadersIndex:
         )
         mh.update_batch([u.encode("utf-8") for u in readers])
         new = mh.hashvalues.astype(np.uint64)
+        changes: list[tuple[int, int | None, int | None]]
         if old is None:
             changes = [(i, None, int(v)) for i, v in enumerate(new.tolist())]
         else:
