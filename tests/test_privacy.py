@@ -237,6 +237,12 @@ def test_delete_a_reader_over_http(wikinews_db: Path, tmp_path: Path) -> None:
         res = client.delete(f"/users/{me['id']}", headers={"X-Reader-Key": me["key"]})
         assert res.status_code == 200 and res.json() == {"user": me["id"], "forgotten": 4}
         assert rec.readers_of("wikinews-0001") == 1
+        # The server's memory of recent views forgot them too: a view now counts again.
+        again = client.post("/events", json={"events": events[:1]}).json()
+        assert again["accepted"] == 1 and again["rejected"] == []
+        assert client.post("/events", json={"events": events[:1]}).json()["accepted"] == 0
+        res = client.delete(f"/users/{me['id']}", headers={"X-Reader-Key": me["key"]})
+        assert res.json()["forgotten"] == 1
         # A reader never seen: 200 and 0, as for one already forgotten.
         res = client.delete("/users/nobody", headers={"Authorization": "Bearer tok"})
         assert res.status_code == 200 and res.json()["forgotten"] == 0
@@ -290,3 +296,14 @@ def test_serve_and_events_options(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert exit_.value.code == 2 and "--older-than-days" in capsys.readouterr().err
     assert main(["--db", url, "events", "forget", "nobody"]) == 0
     assert json.loads(json.dumps(Store(url).event_stats()))["events"] == 0
+
+
+def test_the_event_guard_forgets_a_reader() -> None:
+    from textrec.serve.guard import EventGuard
+
+    guard = EventGuard(new_readers=1, clock=lambda: 100.0)
+    assert guard.admit_reader("client", "u1") and not guard.admit_reader("client", "u2")
+    assert guard.first_view("u1", "post") and not guard.first_view("u1", "post")
+    guard.forget("u1")
+    assert guard.first_view("u1", "post")
+    assert guard.admit_reader("client", "u2")  # u1 no longer counts against the client

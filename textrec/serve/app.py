@@ -968,6 +968,7 @@ def create_app(
     def forget_reader(id: str, rec: Rec) -> ForgetOut:
         """Erase a reader: every event of theirs is deleted, and the readers' signatures (and
         the models) no longer reflect them."""
+        guard.forget(id)
         return ForgetOut(user=id, forgotten=rec.forget(id))
 
     @app.get(
