@@ -238,6 +238,9 @@ def test_filters_over_http(petitions: str) -> None:
         )
         assert res.status_code == 200, res.text
         assert [labels[r["id"]] for r in res.json()["results"]] == [LABEL] * 4
+        res = client.get(f"/documents/{QUERY}/similar", params={"where": "label=없는 분야"})
+        assert res.json()["results"] == []
+        assert res.json()["note"] == "no related document passes the filters (label=없는 분야)"
         res = client.post("/similar", json={"text": text, "since": "later"})
         assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "since"]
 

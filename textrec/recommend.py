@@ -208,7 +208,11 @@ class Recommender:
                 self._use(StoreIndexes.open(self.store, self.analyzer, self.index_path))
                 self.sources = {**self.sources, **self._content_sources()}
                 done = True
+            erased = self.readers.erasures
             events = self.readers.catch_up(self.store)
+            if self.readers.erasures != erased:  # another process deleted events
+                self._erased_elsewhere()
+                events = events or 1
             return bool(done or events)
 
     def __repr__(self) -> str:
@@ -568,6 +572,11 @@ class Recommender:
         models in use, so that their recommendations no longer reflect what they read. Called
         by :meth:`forget` under the write lock, after the store and the readers index. Does
         nothing yet."""
+
+    def _erased_elsewhere(self) -> None:
+        """HOOK for the factor models: another process deleted events (``textrec events
+        forget`` or ``expire``); the readers index was rebuilt from the events left by
+        :meth:`refresh`, which calls this under the write lock. Does nothing yet."""
 
     def _expire_in_models(self, before: datetime) -> None:
         """HOOK for the factor models: events before ``before`` were deleted (retention).

@@ -142,7 +142,8 @@ class SimilarOut(BaseModel):
     results: list[MatchOut]
     note: str | None = Field(
         default=None,
-        description="why the list is empty, when the mode cannot say (no readers yet)",
+        description="why the list is empty, when it can be said: no readers yet, or no "
+        "related document passes the filters",
     )
 
 
@@ -810,6 +811,8 @@ def create_app(
         note = None
         if not matches and mode == "readers" and rec.readers_of(id) == 0:
             note = "this document has no readers yet: no events name it"
+        elif not matches and filters.filters():
+            note = f"no related document passes the filters ({filters.describe()})"
         return SimilarOut(id=id, results=[_match(m) for m in matches], note=note)
 
     @app.get(
@@ -840,7 +843,10 @@ def create_app(
                 collapse=_collapse(body.collapse),
                 filters=filters,
             )
-        return SimilarOut(id=None, results=[_match(m) for m in matches])
+        note = None
+        if not matches and filters.filters():
+            note = f"no related document passes the filters ({filters.describe()})"
+        return SimilarOut(id=None, results=[_match(m) for m in matches], note=note)
 
     @app.post(
         "/documents",
