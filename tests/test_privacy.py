@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from fastapi import Depends
 from fastapi.testclient import TestClient
 
@@ -307,3 +308,26 @@ def test_the_event_guard_forgets_a_reader() -> None:
     guard.forget("u1")
     assert guard.first_view("u1", "post")
     assert guard.admit_reader("client", "u2")  # u1 no longer counts against the client
+
+
+def test_a_read_only_store_still_gives_reader_keys(
+    wikinews_db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No secret can be kept in a read-only store: the server makes its own, says so in its
+    log, and its keys hold until it restarts."""
+    url = copy_database(wikinews_db, tmp_path)
+    monkeypatch.delenv("TEXTREC_READER_SECRET", raising=False)
+    app = create_app(f"{url}?mode=ro", refresh_interval=None)
+    _probe(app)
+    with TestClient(app) as client:
+        me = client.post("/readers")
+        assert me.status_code == 201
+        key = {"X-Reader-Key": me.json()["key"]}
+        assert client.get(f"/users/{me.json()['id']}/probe", headers=key).status_code == 200
+    assert "set TEXTREC_READER_SECRET" in caplog.text
+    with Store(url).engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT key FROM textrec_meta")).scalars().all()
+    assert "reader_secret" not in rows
