@@ -106,10 +106,10 @@ def test_forget_drops_the_readings_and_remakes_the_signatures(
 
 
 def test_another_process_forgetting_is_followed_at_the_next_refresh(
-    small: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], readers_store: str | None
 ) -> None:
     index = str(tmp_path / "i.index")
-    serving = Recommender(small, index_path=index)
+    serving = Recommender(small, index_path=index, readers_store=readers_store)
     ids = _ids(small)
     serving.add_events(_events(ids))
     assert serving.readers_of(ids[7]) == 1
@@ -119,7 +119,9 @@ def test_another_process_forgetting_is_followed_at_the_next_refresh(
     assert serving.readers_of(ids[7]) == 1  # not yet
     assert serving.refresh()
     assert serving.readers_of(ids[7]) == 0
-    _same_index(serving, Recommender(small, index_path=index))
+    before = _state(serving, ids[:10])
+    _same_index(serving, Recommender(small, index_path=index, readers_store=readers_store))
+    assert _state(serving, ids[:10]) == before
     # This process's own forget needs no rebuild: its count of erasures follows.
     serving.forget("y")
     assert serving.readers.erasures == Store(small).erasures() == 2
