@@ -5,11 +5,11 @@ metadata fields of their own: ``bucket`` (the line number mod 50: one value pass
 headlines) and ``rare`` (mod 500: 0.2 %), and a ``time`` spread over 2026 (line number mod 365
 days). For 300 seeded query headlines, ``similar(k=10)`` (mode ``related``, copies collapsed) is
 timed without filters and with each filter; the table gives p50 and p99 latency, the ratio of
-p50 to the unfiltered p50 in the same run, the candidates whose metadata was read per query,
-the share of queries that got 10 results, and how many of the 10 a filter applied after the
-unfiltered top 10 would have kept.
+p50 to the unfiltered p50 in the same run, the candidates whose metadata was read from the
+store per query (the Recommender keeps what it read), the share of queries that got 10
+results, and how many of the 10 a filter applied after the unfiltered top 10 would have kept.
 
-Run: ``nice .venv/bin/python bench/filters.py`` (about two minutes: most of it is ingest).
+Run: ``nice .venv/bin/python bench/filters.py`` (about a minute: most of it is ingest).
 """
 
 from __future__ import annotations

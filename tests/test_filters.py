@@ -71,9 +71,9 @@ def test_a_selective_filter_on_postgresql(postgres: PostgresServer) -> None:
 
 
 def test_the_ranking_is_widened_until_k_pass_not_for_a_fixed_number_of_rounds() -> None:
-    """2 % of a million candidates pass; they are the last ones: every one is found, in a few
-    rounds, and each candidate is read once."""
-    n = 1_000_000
+    """20 of 40,000 candidates pass; they are the last ones: every one is found, in a few
+    rounds, each candidate is read once, and the ranking is never asked for more than it has."""
+    n = 40_000
     passing = set(range(n - 200, n, 10))  # 20, at the very end of the ranking
     asked: list[int] = []
     read: list[int] = []
@@ -92,10 +92,14 @@ def test_the_ranking_is_widened_until_k_pass_not_for_a_fixed_number_of_rounds() 
         read.extend(ids)
         return {i: Doc(i) for i in ids}
 
-    got = select(rank, 20, Filters.parse(where=["ok=1"]), documents)
+    got = select(rank, 20, Filters.parse(where=["ok=1"]), documents, limit=n)
     assert [i for i, _, _ in got] == sorted(passing)
     assert len(asked) <= 8  # the widening follows the share that passes, not a doubling only
-    assert len(read) == len(set(read)) <= n
+    assert len(read) == len(set(read)) == n and max(asked) == n
+    # Nothing passes: the whole ranking is read once, and then the answer is empty.
+    asked.clear()
+    assert select(rank, 5, Filters.parse(where=["ok=2"]), documents, limit=n) == []
+    assert max(asked) == n and len(asked) <= 8
 
 
 def test_exclude_since_and_parse_errors(petitions: str) -> None:
@@ -234,6 +238,9 @@ def test_filters_over_http(petitions: str) -> None:
         )
         assert res.status_code == 200, res.text
         assert [labels[r["id"]] for r in res.json()["results"]] == [LABEL] * 4
+        res = client.get(f"/documents/{QUERY}/similar", params={"where": "label=없는 분야"})
+        assert res.json()["results"] == []
+        assert res.json()["note"] == "no related document passes the filters (label=없는 분야)"
         res = client.post("/similar", json={"text": text, "since": "later"})
         assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "since"]
 

@@ -425,3 +425,20 @@ def test_eval_events_cli_reads_the_corpus_for_content_and_the_cold_start_protoco
     bad.write_text('{"id": "x", "text": "글"}\nnot json\n', "utf-8")
     assert main([*argv, "--corpus", str(bad)]) == 1
     assert f"{bad}:2" in capsys.readouterr().err
+
+
+def test_events_forget_on_the_command_line_erases_the_reader_from_the_model_files(
+    read: str, tmp_path: Path
+) -> None:
+    from textrec.collab.factors import FactorModel
+
+    index = str(tmp_path / "i.index")
+    args = ["--db", read, "--index", index]
+    assert main([*args, "train", "--model", "als", "--quiet"]) == 0
+    server = _rec(read, tmp_path)  # a running server, with the model loaded
+    assert "reader-0012" in server.models["als"].users
+    assert main([*args, "events", "forget", "reader-0012"]) == 0
+    assert "reader-0012" not in FactorModel.load(f"{index}.als").users
+    assert server.refresh()  # the server reads the file written again
+    assert "reader-0012" not in server.models["als"].users
+    assert server.recommend("reader-0012", k=3).basis == "popular"

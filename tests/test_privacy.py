@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from fastapi import Depends
 from fastapi.testclient import TestClient
 
@@ -105,10 +106,10 @@ def test_forget_drops_the_readings_and_remakes_the_signatures(
 
 
 def test_another_process_forgetting_is_followed_at_the_next_refresh(
-    small: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], readers_store: str | None
 ) -> None:
     index = str(tmp_path / "i.index")
-    serving = Recommender(small, index_path=index)
+    serving = Recommender(small, index_path=index, readers_store=readers_store)
     ids = _ids(small)
     serving.add_events(_events(ids))
     assert serving.readers_of(ids[7]) == 1
@@ -118,7 +119,9 @@ def test_another_process_forgetting_is_followed_at_the_next_refresh(
     assert serving.readers_of(ids[7]) == 1  # not yet
     assert serving.refresh()
     assert serving.readers_of(ids[7]) == 0
-    _same_index(serving, Recommender(small, index_path=index))
+    before = _state(serving, ids[:10])
+    _same_index(serving, Recommender(small, index_path=index, readers_store=readers_store))
+    assert _state(serving, ids[:10]) == before
     # This process's own forget needs no rebuild: its count of erasures follows.
     serving.forget("y")
     assert serving.readers.erasures == Store(small).erasures() == 2
@@ -237,6 +240,12 @@ def test_delete_a_reader_over_http(wikinews_db: Path, tmp_path: Path) -> None:
         res = client.delete(f"/users/{me['id']}", headers={"X-Reader-Key": me["key"]})
         assert res.status_code == 200 and res.json() == {"user": me["id"], "forgotten": 4}
         assert rec.readers_of("wikinews-0001") == 1
+        # The server's memory of recent views forgot them too: a view now counts again.
+        again = client.post("/events", json={"events": events[:1]}).json()
+        assert again["accepted"] == 1 and again["rejected"] == []
+        assert client.post("/events", json={"events": events[:1]}).json()["accepted"] == 0
+        res = client.delete(f"/users/{me['id']}", headers={"X-Reader-Key": me["key"]})
+        assert res.json()["forgotten"] == 1
         # A reader never seen: 200 and 0, as for one already forgotten.
         res = client.delete("/users/nobody", headers={"Authorization": "Bearer tok"})
         assert res.status_code == 200 and res.json()["forgotten"] == 0
@@ -290,3 +299,37 @@ def test_serve_and_events_options(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert exit_.value.code == 2 and "--older-than-days" in capsys.readouterr().err
     assert main(["--db", url, "events", "forget", "nobody"]) == 0
     assert json.loads(json.dumps(Store(url).event_stats()))["events"] == 0
+
+
+def test_the_event_guard_forgets_a_reader() -> None:
+    from textrec.serve.guard import EventGuard
+
+    guard = EventGuard(new_readers=1, clock=lambda: 100.0)
+    assert guard.admit_reader("client", "u1") and not guard.admit_reader("client", "u2")
+    assert guard.first_view("u1", "post") and not guard.first_view("u1", "post")
+    guard.forget("u1")
+    assert guard.first_view("u1", "post")
+    assert guard.admit_reader("client", "u2")  # u1 no longer counts against the client
+
+
+def test_a_read_only_store_still_gives_reader_keys(
+    wikinews_db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No secret can be kept in a read-only store: the server makes its own, says so in its
+    log, and its keys hold until it restarts."""
+    url = copy_database(wikinews_db, tmp_path)
+    monkeypatch.delenv("TEXTREC_READER_SECRET", raising=False)
+    app = create_app(f"{url}?mode=ro", refresh_interval=None)
+    _probe(app)
+    with TestClient(app) as client:
+        me = client.post("/readers")
+        assert me.status_code == 201
+        key = {"X-Reader-Key": me.json()["key"]}
+        assert client.get(f"/users/{me.json()['id']}/probe", headers=key).status_code == 200
+    assert "set TEXTREC_READER_SECRET" in caplog.text
+    with Store(url).engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT key FROM textrec_meta")).scalars().all()
+    assert "reader_secret" not in rows

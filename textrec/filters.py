@@ -85,6 +85,10 @@ def _as_text(value: object) -> str:
     (``2020`` -> ``"2020"``, ``True`` -> ``"true"``)."""
     if isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):  # the common case, without json's cost
+        return str(value)
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
@@ -222,6 +226,7 @@ def select(
     first: int | None = None,
     keep: Callable[[list[Candidate], int], list[Candidate]] | None = None,
     now: datetime | None = None,
+    limit: int | None = None,
 ) -> list[tuple[int, float, Filterable]]:
     """The top ``k`` ``(id, score, document)`` of a ranking that pass ``filters``, re-ordered by
     the recency boost when it is set (``score`` is then the boosted score).
@@ -230,15 +235,18 @@ def select(
     has no more; ``documents(ids)`` reads what the filters look at (a document it leaves out was
     removed meanwhile and is skipped); ``keep(candidates, k)`` takes the first ``k`` of the
     candidates that it keeps (the related lists' collapse of copies), the first ``k`` without it.
-    ``first``: how many to ask for at first (``k`` by default).
+    ``first``: how many to ask for at first (``k`` by default); ``limit``: the most the
+    ranking can give (the documents indexed): it is never asked for more.
 
     The ranking is asked again for more until ``k`` candidates are kept or it has no more: each
     round asks for enough to expect ``k`` at the share of candidates kept so far (at least
     twice as many as before), so a filter that few documents pass costs a few rounds, and every
     document is read once over all rounds.
     """
-    want = max(first or k, k)
+    most = limit if limit is not None and limit >= 1 else 1 << 62
+    want = min(max(first or k, k), most)
     known: dict[int, Filterable | None] = {}
+    weights: dict[int, float] = {}
     now = now if now is not None else datetime.now(UTC)
     boost = bool(filters.recency_days)
     pool = max(100, RECENCY_POOL * k)
@@ -249,20 +257,24 @@ def select(
         if new:
             found = documents(new)
             for i in new:
-                known[i] = found.get(i)
+                doc = found.get(i)
+                # Each candidate is judged once, over all rounds: None when it fails.
+                known[i] = doc if doc is not None and filters.passes(doc) else None
+                if boost and doc is not None:
+                    weights[i] = filters.weight(doc, now)
         passing: list[tuple[int, float, Filterable]] = []
         for i, score in ranked:
             doc = known[i]
-            if doc is not None and filters.passes(doc):
+            if doc is not None:
                 passing.append((i, score, doc))
         if boost:
-            passing = [(i, s * filters.weight(d, now) if s > 0 else s, d) for i, s, d in passing]
+            passing = [(i, s * weights[i] if s > 0 else s, d) for i, s, d in passing]
             passing.sort(key=lambda c: (-c[1], c[0]))
         by_id = {i: (i, s, d) for i, s, d in passing}
         pairs = [(i, s) for i, s, _ in passing]
         kept = keep(pairs, k) if keep is not None else pairs[:k]
         chosen = [by_id[i] for i, _ in kept]
-        if len(ranked) < want:  # the ranking has nothing more
+        if len(ranked) < want or want >= most:  # the ranking has nothing more
             break
         if len(chosen) >= k:
             if not boost:
@@ -273,5 +285,5 @@ def select(
             if chosen[-1][1] >= floor or len(passing) >= pool:
                 break
         share = (len(chosen) + 1) / (len(ranked) + 1)
-        want = max(2 * want + k, math.ceil(1.5 * k / share))
+        want = min(max(2 * want + k, math.ceil(1.5 * k / share)), most)
     return chosen

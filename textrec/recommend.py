@@ -20,11 +20,12 @@ import numpy.typing as npt
 
 from textrec.artifacts.indexes import StoreIndexes, default_index_path
 from textrec.collab.buckets import open_buckets
-from textrec.collab.events import KIND_WEIGHTS, parse_event, store_events
+from textrec.collab.events import parse_event, store_events
 from textrec.collab.factors import (
     FACTOR_MODELS,
     FactorModel,
     ModelFileError,
+    forget_reader,
     model_path,
     model_staleness,
 )
@@ -47,7 +48,7 @@ from textrec.sources import (
     RelatedSource,
     Source,
 )
-from textrec.store.sql import Erasure, Store, StoredDocument
+from textrec.store.sql import DocumentFacts, Erasure, Store, StoredDocument
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,10 @@ drops shares at least half its text (character 5-grams) with what it collides wi
 _SHOWN_CACHE = 4096
 """Stored documents whose showable terms a Recommender keeps (the most recently tagged)."""
 
+_FACTS_CACHE = 100_000
+"""Stored documents whose metadata and time a Recommender keeps for filters (the most
+recently read): a selective filter reads many candidates, and a widget asks the same again."""
+
 
 class _Default:
     """The type of :data:`DEFAULT`: "the Recommender's own setting"."""
@@ -217,6 +222,7 @@ class Recommender:
         self._write_lock = threading.Lock()
         self._shown: dict[int, set[str] | None] = {}
         self._shown_lock = threading.Lock()
+        self._facts: dict[int, DocumentFacts] = {}
 
     def _knows(self, mode: str) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]:
         """Which posts a mode could rank (for the hybrid): ``readers`` the posts with readers,
@@ -321,7 +327,12 @@ class Recommender:
                 self._use(StoreIndexes.open(self.store, self.analyzer, self.index_path))
                 self.sources = {**self.sources, **self._content_sources()}
                 done = True
+            erased = self.readers.erasures
             events = self.readers.catch_up(self.store)
+            if self.readers.erasures != erased:  # another process deleted events
+                events = events or 1
+            # A model trained before: `textrec events forget` wrote its file again without the
+            # reader, and a new `textrec train` wrote a new one; either is read again here.
             models = self.load_models()
             return bool(done or events or models)
 
@@ -426,8 +437,8 @@ class Recommender:
                 return self._collapsed(ranked, query.code, r, n)
 
         # Without filters the candidates are read whole (they are the results); with filters,
-        # only what the filters look at, and the few results whole at the end.
-        reader = self.store.document_facts if filters.filters() else self.store.get_documents
+        # only what the filters look at (kept in memory), and the few results whole at the end.
+        reader = self._document_facts if filters.active() else self.store.get_documents
         gone: set[int] = set()
 
         def documents(ids: Sequence[int]) -> Mapping[int, Filterable]:
@@ -442,6 +453,7 @@ class Recommender:
                 documents,
                 first=k if radius is None else k + k // 2 + 2,
                 keep=keep,
+                limit=max(len(self.index), len(self.related), len(self.readers)) + 1,
             )
             docs = {i: d for i, _, d in chosen if isinstance(d, StoredDocument)}
             docs.update(self.store.get_documents([i for i, _, _ in chosen if i not in docs]))
@@ -467,6 +479,29 @@ class Recommender:
                 sources = [m for m in MODES if parts.get(doc_id, {}).get(m, 0.0) > 0]
             readers = self.readers.readers(doc_id) if mode in ("readers", "hybrid") else None
             out.append(Match(doc.external_id, doc.title, dist, score, shared, sources, readers))
+        return out
+
+    def _document_facts(self, ids: Sequence[int]) -> dict[int, DocumentFacts]:
+        """What the filters read of stored documents, kept for the most recently read
+        :data:`_FACTS_CACHE` (an internal id names one version of a document for good: an
+        edit makes a new one; a removed document that is still kept is caught when the
+        results are read whole)."""
+        cache = self._facts
+        out: dict[int, DocumentFacts] = {}
+        missing: list[int] = []
+        for i in ids:
+            fact = cache.get(i)
+            if fact is None:
+                missing.append(i)
+            else:
+                out[i] = fact
+        if missing:
+            found = self.store.document_facts(missing)
+            out.update(found)
+            with self._shown_lock:
+                cache.update(found)
+                while len(cache) > _FACTS_CACHE:
+                    cache.pop(next(iter(cache)))
         return out
 
     def _collapsed(
@@ -715,22 +750,8 @@ class Recommender:
         ``textrec train`` (``check`` says so)."""
         if not self.models:
             return
-        docs = sorted({d for _, d in erasure.pairs})
-        left = self.store.document_readings(docs)
-        history_left = {
-            d: {
-                u: sum(KIND_WEIGHTS.get(k, 1.0) for k in kinds)
-                for u, kinds in left.get(d, {}).items()
-            }
-            for d in docs
-        }
-        serial = self.store.erasures()
         for name, model in self.models.items():
-            if user not in model.users:
-                continue
-            model.forget(user, history_left)
-            model.params["erasures"] = serial
-            if self.index_path is not None:
+            if forget_reader(model, self.store, user, erasure) and self.index_path is not None:
                 path = model_path(self.index_path, name)
                 model.save(path)
                 st = os.stat(path)

@@ -332,12 +332,33 @@ def cmd_events_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_events_forget(args: argparse.Namespace) -> int:
+    from textrec.collab.factors import (
+        FACTOR_MODELS,
+        FactorModel,
+        ModelFileError,
+        forget_reader,
+        model_path,
+    )
+
     store = _store(args)
+    index = args.index or default_index_path(store)
+    models: dict[str, FactorModel] = {}
+    for name in FACTOR_MODELS if index else ():
+        path = model_path(str(index), name)
+        if os.path.exists(path):
+            try:
+                models[path] = FactorModel.load(path)
+            except ModelFileError as exc:
+                print(f"textrec: {exc}: not changed", file=sys.stderr)
     total = 0
     for user in args.users:
-        n = store.forget_user(user)
-        total += n
-        print(f"{user}: {n:,} event(s) deleted", file=sys.stderr)
+        erasure = store.erase_events(user=user)
+        total += erasure.count
+        print(f"{user}: {erasure.count:,} event(s) deleted", file=sys.stderr)
+        for path, model in models.items():
+            if forget_reader(model, store, user, erasure):
+                model.save(path)  # written again at once: the reader is gone from the file
+                print(f"{user}: erased from {path}", file=sys.stderr)
     if total:
         print(
             "a running server follows within its refresh interval (it rebuilds its readers "

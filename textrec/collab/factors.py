@@ -58,7 +58,7 @@ from textrec.artifacts.atomic import atomic_write
 from textrec.collab.events import KIND_WEIGHTS
 
 if TYPE_CHECKING:
-    from textrec.store.sql import Store
+    from textrec.store.sql import Erasure, Store
 
 __all__ = [
     "BPR_FOLD_IN_EPOCHS",
@@ -68,6 +68,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FactorModel",
     "ModelFileError",
+    "forget_reader",
     "model_path",
     "model_staleness",
 ]
@@ -686,3 +687,22 @@ def model_staleness(model: FactorModel, store: Store) -> dict[str, object]:
 def _erasures_since(model: FactorModel, store: Store) -> int:
     """Deletions of events (retention, forgetting) the store saw after the model's training."""
     return max(store.erasures() - int(cast(int, model.params.get("erasures", 0))), 0)
+
+
+def forget_reader(model: FactorModel, store: Store, user: str, erasure: Erasure) -> bool:
+    """Erase reader ``user`` from ``model`` after the store deleted their events
+    (``erasure``): their row goes, and ALS solves the vectors of the documents they read again
+    from the readers those documents have now (:meth:`FactorModel.forget`). Returns whether
+    the reader was in the model (then the caller writes the model file again, so that no
+    restart brings them back)."""
+    if user not in model.users:
+        return False
+    docs = sorted({d for u, d in erasure.pairs if u == user})
+    left = store.document_readings(docs)
+    history_left = {
+        d: {u: sum(KIND_WEIGHTS.get(k, 1.0) for k in ks) for u, ks in left.get(d, {}).items()}
+        for d in docs
+    }
+    model.forget(user, history_left)
+    model.params["erasures"] = store.erasures()
+    return True

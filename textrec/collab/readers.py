@@ -107,10 +107,23 @@ class ReadersIndex:
         Event ids only grow, and a deletion is not a new event: when the store's count of
         erasures (:meth:`~textrec.store.sql.Store.erasures`) is not the one this index last
         followed, another process deleted events (``textrec events forget``, an expiry), and
-        the index is built again from the events that remain."""
+        the index is built again from the events that remain: aside while queries go on, or,
+        with Redis buckets, in place."""
         erased = store.erasures()
+        if erased != self.erasures and isinstance(self._buckets, MemoryBuckets):
+            # Built aside, then swapped in: queries go on meanwhile (a rebuild reads every
+            # event: seconds for millions of them).
+            fresh = ReadersIndex(rerank=self.rerank, kind_weights=self.kind_weights)
+            fresh.erasures = erased
+            done = fresh._catch_up(store)
+            with self._lock:
+                self._readers, self._read_by = fresh._readers, fresh._read_by
+                self._signatures, self._buckets = fresh._signatures, fresh._buckets
+                self._pairs, self.last_event = fresh._pairs, fresh.last_event
+                self.erasures = erased
+                return done + self._catch_up(store)  # what came while it was built
         with self._lock:
-            if erased != self.erasures:
+            if erased != self.erasures:  # Redis: the shared keys are rebuilt in place
                 self._reset()
                 self.erasures = erased
             return self._catch_up(store)

@@ -152,8 +152,9 @@ class SimilarOut(BaseModel):
     results: list[MatchOut]
     note: str | None = Field(
         default=None,
-        description="why the list is empty (no readers yet), or why another mode answered (a "
-        "factor model not trained or not readable: hybrid answers)",
+        description="why the list is empty, when it can be said (no readers yet, or no related "
+        "document passes the filters), or why another mode answered (a factor model not "
+        "trained or not readable: hybrid answers)",
     )
 
 
@@ -857,6 +858,8 @@ def create_app(
         note = None
         if not matches and mode == "readers" and rec.readers_of(id) == 0:
             note = "this document has no readers yet: no events name it"
+        elif not matches and filters.filters():
+            note = f"no related document passes the filters ({filters.describe()})"
         elif mode in ("als", "bpr") and mode not in rec.models:
             note = rec.model_problem(mode)
         return SimilarOut(id=id, results=[_match(m) for m in matches], note=note)
@@ -889,7 +892,10 @@ def create_app(
                 collapse=_collapse(body.collapse),
                 filters=filters,
             )
-        return SimilarOut(id=None, results=[_match(m) for m in matches])
+        note = None
+        if not matches and filters.filters():
+            note = f"no related document passes the filters ({filters.describe()})"
+        return SimilarOut(id=None, results=[_match(m) for m in matches], note=note)
 
     @app.post(
         "/documents",
@@ -1017,6 +1023,7 @@ def create_app(
     def forget_reader(id: str, rec: Rec) -> ForgetOut:
         """Erase a reader: every event of theirs is deleted, and the readers' signatures (and
         the models) no longer reflect them."""
+        guard.forget(id)
         return ForgetOut(user=id, forgotten=rec.forget(id))
 
     @app.get(

@@ -104,3 +104,13 @@ class EventGuard:
             while len(self._views) > self._max_views:
                 self._views.popitem(last=False)
             return seen is None or now - seen >= self.window
+
+    def forget(self, user: str) -> None:
+        """Drop every trace of reader ``user`` from memory (a reader erased): their recent
+        views and their place among the readers a client brought. One pass over what is held
+        (at most ``max_views`` views): an erasure is rare."""
+        with self._lock:
+            for key in [k for k in self._views if k[0] == user]:
+                del self._views[key]
+            for seen in self._readers.values():
+                seen.pop(user, None)
