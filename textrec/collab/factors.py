@@ -20,10 +20,12 @@ model never saw gets answers from their history too.
 
 - ALS: the reader's vector is solved exactly from their history against the trained document
   vectors (what implicit's ``recalculate_user`` does), with ``YᵀY`` cached.
-- BPR: the reader's vector (the trained one, or zero for a new reader) takes
-  :data:`BPR_FOLD_IN_EPOCHS` passes of BPR's own stochastic gradient steps over their history
-  with the document vectors held fixed, the negatives drawn with a seed made from the reader's
-  name and history, so the same history always gives the same answer.
+- BPR: the reader's vector is learned from their history alone, with BPR's loss and the
+  document vectors held fixed (:data:`BPR_FOLD_IN`: from zero, full gradient steps over (read,
+  unread) pairs, more strongly regularised than training), the unread documents drawn with a
+  seed made from the reader's name and history, so the same history always gives the same
+  answer. This beats the vectors training leaves (NDCG@10 0.403 against 0.358 on
+  MovieLens-100K), and makes known and new readers alike.
 
 **Determinism.** Training uses a fixed seed and one BLAS thread (as implicit advises): the same
 events give the same arrays on the same machine. ALS gives the same arrays at any ``threads``;
@@ -41,7 +43,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import struct
 import zipfile
 import zlib
@@ -61,7 +62,8 @@ if TYPE_CHECKING:
     from textrec.store.sql import Store
 
 __all__ = [
-    "BPR_FOLD_IN_EPOCHS",
+    "BPR_FOLD_IN",
+    "BPR_FOLD_IN_PAIRS",
     "DEFAULTS",
     "FACTOR_MODELS",
     "FORMAT",
@@ -80,14 +82,21 @@ _MAGIC = b"TEXTREC-FACTORS\n"
 
 DEFAULTS: Mapping[str, Mapping[str, float | int]] = {
     "als": {"factors": 32, "iterations": 15, "regularization": 10.0, "alpha": 1.0},
-    "bpr": {"factors": 64, "iterations": 100, "regularization": 0.01, "learning_rate": 0.01},
+    "bpr": {"factors": 64, "iterations": 500, "regularization": 0.003, "learning_rate": 0.001},
 }
 """Each model's defaults, chosen on MovieLens-100K (seed 0 of the random 80/20 split)."""
 
-BPR_FOLD_IN_EPOCHS = 30
-"""Passes over a reader's history when a BPR reader's vector is folded in (fewer for a long
-history: at most :data:`_BPR_FOLD_IN_STEPS` steps in all, which bounds the time)."""
-_BPR_FOLD_IN_STEPS = 3000
+BPR_FOLD_IN: Mapping[str, float | int] = {
+    "learning_rate": 0.01,
+    "regularization": 0.1,
+    "passes": 500,
+}
+"""How a BPR reader's vector is learned from their history (see :class:`FactorModel`): chosen
+on MovieLens-100K with the document vectors of :data:`DEFAULTS`."""
+
+BPR_FOLD_IN_PAIRS = 200_000
+"""At most this many (read, unread) pairs in all when a BPR reader's vector is folded in: a
+bound on the time for a reader with a long history."""
 
 _EMPTY_IDS = np.zeros(0, np.int64)
 
@@ -257,6 +266,8 @@ class FactorModel:
                 raise ValueError(f"{key.replace('_', '-')} must be positive, got {value}")
             params[key] = int(value) if key in ("factors", "iterations") else float(value)
         params.update(seed=int(seed), threads=int(threads), weighting="sum of kind weights")
+        if model == "bpr":
+            params.update({f"fold_in_{key}": value for key, value in BPR_FOLD_IN.items()})
         matrix = sp.csr_matrix(user_items, dtype=np.float32)
         matrix.sum_duplicates()
         matrix.sort_indices()
@@ -352,30 +363,33 @@ class FactorModel:
     def _bpr_fold_in(
         self, user: str, history: Mapping[int, float], cols: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float64]:
-        """BPR's gradient steps on the reader's vector alone (document vectors fixed)."""
+        """The reader's BPR vector learned from their history alone, the document vectors
+        fixed: from zero, ``fold_in_passes`` full gradient steps (fewer for a long history,
+        see :data:`BPR_FOLD_IN_PAIRS`) over (read, unread) pairs, one unread document drawn
+        for each read one at each pass."""
         y = self.item_factors
-        row = self.users.get(user)
         k = y.shape[1] - 1
-        if row is not None:
-            x = self.user_factors[row].astype(np.float64)
-        else:
-            x = np.zeros(k + 1)
-            x[k] = 1.0
+        x = np.zeros(k + 1)
+        x[k] = 1.0  # the column that carries the documents' bias
         rng = np.random.default_rng(_seed_of(user, history))
-        rate = float(cast(float, self.params["learning_rate"]))
-        reg = self._regularization
+        rate = float(
+            cast(float, self.params.get("fold_in_learning_rate", BPR_FOLD_IN["learning_rate"]))
+        )
+        reg = float(
+            cast(float, self.params.get("fold_in_regularization", BPR_FOLD_IN["regularization"]))
+        )
+        passes = int(cast(int, self.params.get("fold_in_passes", BPR_FOLD_IN["passes"])))
+        passes = max(1, min(passes, BPR_FOLD_IN_PAIRS // len(cols)))
         read = np.zeros(len(y), bool)
         read[cols] = True
-        epochs = max(1, min(BPR_FOLD_IN_EPOCHS, _BPR_FOLD_IN_STEPS // len(cols)))
-        for _ in range(epochs):
-            for pos in rng.permutation(cols).tolist():
-                neg = int(rng.integers(len(y)))
-                if read[neg]:
-                    continue
-                diff = y[pos].astype(np.float64) - y[neg]
-                z = 1.0 / (1.0 + math.exp(float(x @ diff)))
-                x += rate * (z * diff - reg * x)
-                x[k] = 1.0
+        liked = y[cols].astype(np.float64)
+        for _ in range(passes):
+            negatives = rng.integers(len(y), size=len(cols))
+            fine = ~read[negatives]
+            diff = liked[fine] - y[negatives[fine]]
+            z = 1.0 / (1.0 + np.exp(np.clip(diff @ x, -50.0, 50.0)))
+            x += rate * (z @ diff - reg * len(z) * x)
+            x[k] = 1.0
         return cast(npt.NDArray[np.float64], x)
 
     # queries ------------------------------------------------------------------------------
