@@ -21,11 +21,11 @@ model never saw gets answers from their history too.
 - ALS: the reader's vector is solved exactly from their history against the trained document
   vectors (what implicit's ``recalculate_user`` does), with ``YᵀY`` cached.
 - BPR: the reader's vector is learned from their history alone, with BPR's loss and the
-  document vectors held fixed (:data:`BPR_FOLD_IN`: from zero, full gradient steps over (read,
-  unread) pairs, more strongly regularised than training), the unread documents drawn with a
-  seed made from the reader's name and history, so the same history always gives the same
-  answer. This beats the vectors training leaves (NDCG@10 0.403 against 0.358 on
-  MovieLens-100K), and makes known and new readers alike.
+  document vectors held fixed (:data:`BPR_FOLD_IN`): the minimum, found by Newton's method, of
+  the loss over pairs of a read and an unread document (drawn with a seed made from the
+  reader's name and history, so the same history always gives the same answer), more strongly
+  regularised than training. On MovieLens-100K this beats the vectors training leaves (NDCG@10
+  0.43 against 0.29 with the same document vectors), and it treats known and new readers alike.
 
 **Determinism.** Training uses a fixed seed and one BLAS thread (as implicit advises): the same
 events give the same arrays on the same machine. ALS gives the same arrays at any ``threads``;
@@ -82,19 +82,20 @@ _MAGIC = b"TEXTREC-FACTORS\n"
 
 DEFAULTS: Mapping[str, Mapping[str, float | int]] = {
     "als": {"factors": 32, "iterations": 15, "regularization": 10.0, "alpha": 1.0},
-    "bpr": {"factors": 64, "iterations": 500, "regularization": 0.003, "learning_rate": 0.001},
+    "bpr": {"factors": 64, "iterations": 100, "regularization": 0.01, "learning_rate": 0.01},
 }
 """Each model's defaults, chosen on MovieLens-100K (seed 0 of the random 80/20 split)."""
 
-BPR_FOLD_IN: Mapping[str, float | int] = {
-    "learning_rate": 0.01,
-    "regularization": 0.1,
-    "passes": 500,
-}
-"""How a BPR reader's vector is learned from their history (see :class:`FactorModel`): chosen
-on MovieLens-100K with the document vectors of :data:`DEFAULTS`."""
+BPR_FOLD_IN: Mapping[str, float | int] = {"regularization": 0.1, "negatives": 20}
+"""How a BPR reader's vector is learned from their history: unread documents drawn for each
+read one, and the weight of ‖x‖²/2 for each read document. Chosen on MovieLens-100K with the
+document vectors of :data:`DEFAULTS` (regularisation 0.03: 0.393, 0.1: 0.431, 0.3: 0.416;
+50 negatives: 0.432)."""
 
-BPR_FOLD_IN_PAIRS = 200_000
+BPR_FOLD_IN_PAIRS = 20_000
+"""At most this many pairs for one reader (fewer unread documents for each read one in a long
+history): a bound on the time of a fold-in."""
+BPR_FOLD_IN_NEWTON_STEPS = 20
 """At most this many (read, unread) pairs in all when a BPR reader's vector is folded in: a
 bound on the time for a reader with a long history."""
 
@@ -364,33 +365,50 @@ class FactorModel:
         self, user: str, history: Mapping[int, float], cols: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float64]:
         """The reader's BPR vector learned from their history alone, the document vectors
-        fixed: from zero, ``fold_in_passes`` full gradient steps (fewer for a long history,
-        see :data:`BPR_FOLD_IN_PAIRS`) over (read, unread) pairs, one unread document drawn
-        for each read one at each pass."""
+        fixed: the minimum of BPR's loss over (read, unread) pairs, ``fold_in_negatives``
+        unread documents drawn for each read one (at most :data:`BPR_FOLD_IN_PAIRS` pairs),
+        plus ``fold_in_regularization`` × the history's size × ‖x‖²/2. The loss is convex
+        in the reader's vector, so Newton's method finds that minimum in a few steps."""
         y = self.item_factors
         k = y.shape[1] - 1
-        x = np.zeros(k + 1)
-        x[k] = 1.0  # the column that carries the documents' bias
         rng = np.random.default_rng(_seed_of(user, history))
-        rate = float(
-            cast(float, self.params.get("fold_in_learning_rate", BPR_FOLD_IN["learning_rate"]))
+        setting = {key: self.params.get(f"fold_in_{key}", v) for key, v in BPR_FOLD_IN.items()}
+        reg = float(cast(float, setting["regularization"])) * len(cols)
+        negatives = max(
+            1, min(int(cast(int, setting["negatives"])), BPR_FOLD_IN_PAIRS // len(cols))
         )
-        reg = float(
-            cast(float, self.params.get("fold_in_regularization", BPR_FOLD_IN["regularization"]))
-        )
-        passes = int(cast(int, self.params.get("fold_in_passes", BPR_FOLD_IN["passes"])))
-        passes = max(1, min(passes, BPR_FOLD_IN_PAIRS // len(cols)))
         read = np.zeros(len(y), bool)
         read[cols] = True
-        liked = y[cols].astype(np.float64)
-        for _ in range(passes):
-            negatives = rng.integers(len(y), size=len(cols))
-            fine = ~read[negatives]
-            diff = liked[fine] - y[negatives[fine]]
-            z = 1.0 / (1.0 + np.exp(np.clip(diff @ x, -50.0, 50.0)))
-            x += rate * (z @ diff - reg * len(z) * x)
-            x[k] = 1.0
-        return cast(npt.NDArray[np.float64], x)
+        drawn = rng.integers(len(y), size=len(cols) * negatives)
+        fine = ~read[drawn]
+        pairs = np.repeat(cols, negatives)[fine]
+        diff = y[pairs].astype(np.float64) - y[drawn[fine]]
+        d, offset = diff[:, :k], diff[:, k]  # the reader's bias column is fixed at 1
+        x = np.zeros(k)
+
+        def loss(v: npt.NDArray[np.float64]) -> float:
+            return float(np.logaddexp(0.0, -(d @ v + offset)).sum() / negatives + reg / 2 * v @ v)
+
+        current = loss(x)
+        for _ in range(BPR_FOLD_IN_NEWTON_STEPS):
+            margin = d @ x + offset
+            p = 1.0 / (1.0 + np.exp(np.clip(margin, -50.0, 50.0)))  # σ(-margin)
+            grad = -(d.T @ p) / negatives + reg * x
+            hess = (d.T * (p * (1.0 - p))) @ d / negatives + reg * np.eye(k)
+            step = np.linalg.solve(hess, grad)
+            for _ in range(8):  # halve the step until the loss falls
+                trial = x - step
+                value = loss(trial)
+                if value <= current:
+                    break
+                step = step / 2
+            else:
+                break
+            done = current - value < 1e-7 * max(1.0, abs(current))
+            x, current = trial, value
+            if done:
+                break
+        return np.append(x, 1.0)
 
     # queries ------------------------------------------------------------------------------
 
