@@ -92,7 +92,7 @@ read one, and the weight of ‖x‖²/2 for each read document. Chosen on MovieL
 document vectors of :data:`DEFAULTS` (regularisation 0.03: 0.393, 0.1: 0.431, 0.3: 0.416;
 50 negatives: 0.432)."""
 
-BPR_FOLD_IN_PAIRS = 20_000
+BPR_FOLD_IN_PAIRS = 5_000
 """At most this many pairs for one reader (fewer unread documents for each read one in a long
 history): a bound on the time of a fold-in."""
 BPR_FOLD_IN_NEWTON_STEPS = 20
@@ -128,13 +128,14 @@ def _seed_of(user: str, history: Mapping[int, float]) -> int:
     return digest
 
 
-@dataclass
+@dataclass(eq=False)
 class FactorModel:
     """A trained ALS or BPR model: reader and document vectors, and how they were made.
 
-    ``items`` maps columns to store document ids; ``users`` reader names to rows. BPR vectors
-    hold one more column than ``params["factors"]``: the document's bias (the reader's column
-    is fixed at 1), as implicit makes them.
+    ``items`` maps columns to store document ids; ``users`` reader names to rows (answers fold
+    the reader in from their history, see the module docstring; the trained rows say who was
+    seen). BPR vectors hold one more column than ``params["factors"]``: the document's bias
+    (the reader's column is fixed at 1), as implicit makes them.
     """
 
     model: str
