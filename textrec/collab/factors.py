@@ -120,6 +120,19 @@ def _implicit_version() -> str:
         return "missing"
 
 
+_controller: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context that keeps BLAS on one thread (threadpoolctl; its controller made once)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
 def _seed_of(user: str, history: Mapping[int, float]) -> int:
     """A seed for a reader's fold-in: the same name and history give the same seed."""
     digest = zlib.crc32(user.encode("utf-8"))
@@ -418,11 +431,15 @@ class FactorModel:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Every document's score for the reader (ids are :attr:`items`, in that order), from
         their history folded in; both arrays are empty when no document of the history is in
-        the model (nothing to go on)."""
-        x = self.user_vector(user, history)
-        if x is None:
-            return _EMPTY_IDS, np.zeros(0, np.float32)
-        return self.items, (self.item_factors @ x.astype(np.float32)).astype(np.float32)
+        the model (nothing to go on).
+
+        BLAS runs on one thread here: these products are small, and on a busy machine the
+        threads of one waiting for each other cost more than the product itself."""
+        with _one_blas_thread():
+            x = self.user_vector(user, history)
+            if x is None:
+                return _EMPTY_IDS, np.zeros(0, np.float32)
+            return self.items, self.item_factors @ x.astype(np.float32)
 
     def recommend(
         self, user: str, history: Mapping[int, float], n: int, exclude: Collection[int] = ()
@@ -435,7 +452,7 @@ class FactorModel:
         ids, scores = self.scores(user, history)
         if not len(ids) or n <= 0:
             return _EMPTY_IDS, np.zeros(0, np.float64)
-        return _top(ids, scores.astype(np.float64), n, self._drop(exclude))
+        return _top(ids, scores, n, self._drop(exclude))
 
     def similar(
         self, doc_id: int, n: int, exclude: Collection[int] = ()
@@ -451,7 +468,7 @@ class FactorModel:
             norms = np.linalg.norm(y, axis=1, keepdims=True)
             unit = np.divide(y, norms, out=np.zeros_like(y), where=norms > 0)
             self._unit = unit
-        scores = (unit @ unit[col]).astype(np.float64)
+        scores = unit @ unit[col]
         drop = self._drop(exclude)
         drop.append(col)
         return _top(self.items, scores, n, drop)
@@ -672,11 +689,11 @@ class FactorModel:
 
 
 def _top(
-    ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float64], n: int, drop: list[int]
+    ids: npt.NDArray[np.int64], scores: npt.NDArray[np.floating[Any]], n: int, drop: list[int]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """The ``n`` highest scores, best first, ties by id, leaving out the columns ``drop``."""
+    """The ``n`` highest scores, best first, ties by id, leaving out the columns ``drop``
+    (the array is changed in place when ``drop`` is not empty)."""
     if drop:
-        scores = scores.copy()
         scores[drop] = -np.inf
     available = len(scores) - len(set(drop))
     n = min(n, available)
@@ -690,7 +707,7 @@ def _top(
     candidates = candidates[np.isfinite(scores[candidates])]
     order = np.lexsort((ids[candidates], -scores[candidates]))[:n]
     chosen = candidates[order]
-    return ids[chosen].copy(), scores[chosen].copy()
+    return ids[chosen].copy(), scores[chosen].astype(np.float64)
 
 
 def model_staleness(model: FactorModel, store: Store) -> dict[str, object]:
