@@ -60,6 +60,7 @@ def _history(matrix: sp.csr_matrix, user: int) -> dict[int, float]:
 
 def store_and_train(matrix: sp.csr_matrix, events: int, factors: int) -> None:
     """Store ``events`` of the matrix's pairs and time ``textrec train`` on them."""
+    import shutil
     import tempfile
     from datetime import UTC, datetime
 
@@ -103,6 +104,7 @@ def store_and_train(matrix: sp.csr_matrix, events: int, factors: int) -> None:
     fit_t = time.perf_counter()
     FactorModel.fit(part, factors=factors, iterations=1)
     fit_s = time.perf_counter() - fit_t
+    shutil.rmtree(folder)
     print(
         f"textrec train --iterations 1 on {part.nnz:,} stored events: {train_s:.1f} s "
         f"(reading the events alone {read_s:.1f} s, {part.nnz / read_s:,.0f} a second; the "
