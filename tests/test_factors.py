@@ -109,7 +109,8 @@ def test_golden_values(kind: str, golden: list[float]) -> None:
     rows = [0, 0, 1, 1, 2, 2, 3, 3]
     cols = [0, 1, 1, 2, 2, 3, 3, 0]
     matrix = sp.csr_matrix((np.ones(8), (rows, cols)), shape=(4, 4))
-    model = FactorModel.fit(matrix, model=kind, factors=2, iterations=5, regularization=0.1)
+    rate = {"learning_rate": 0.01} if kind == "bpr" else {}
+    model = FactorModel.fit(matrix, model=kind, factors=2, iterations=5, regularization=0.1, **rate)
     scores = model.user_factors[0] @ model.item_factors.T
     assert scores.tolist() == pytest.approx(golden, abs=2e-4)
 
@@ -287,7 +288,7 @@ def test_eval_events_scores_als_and_bpr(tmp_path: Path, capsys: pytest.CaptureFi
     groups = {f"g{g}": [f"d{g}-{i}" for i in range(15)] for g in range(5)}
     log = click_log(groups, users=300, reads=(6, 12), seed=1)
     path = tmp_path / "log.jsonl"
-    path.write_text("".join(json.dumps(e) + "\n" for e in log), "utf-8")
+    path.write_text("".join(json.dumps(e) + "\n" for e in log[:800]), "utf-8")
     assert main(["eval-events", str(path), "--models", "als,bpr", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["model"] for r in rows] == ["als", "bpr"]
@@ -298,7 +299,7 @@ def test_eval_events_scores_als_and_bpr(tmp_path: Path, capsys: pytest.CaptureFi
         for s in evaluate_events(
             data,
             models=["popular", "als", "bpr"],
-            options={"als": {"factors": 8}, "bpr": {"factors": 8}},
+            options={"als": {"factors": 8}, "bpr": SMALL["bpr"]},
         )
     }
     assert scores["als"].ndcg > scores["popular"].ndcg * 1.5

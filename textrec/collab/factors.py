@@ -20,10 +20,12 @@ model never saw gets answers from their history too.
 
 - ALS: the reader's vector is solved exactly from their history against the trained document
   vectors (what implicit's ``recalculate_user`` does), with ``YᵀY`` cached.
-- BPR: the reader's vector (the trained one, or zero for a new reader) takes
-  :data:`BPR_FOLD_IN_EPOCHS` passes of BPR's own stochastic gradient steps over their history
-  with the document vectors held fixed, the negatives drawn with a seed made from the reader's
-  name and history, so the same history always gives the same answer.
+- BPR: the reader's vector is learned from their history alone, with BPR's loss and the
+  document vectors held fixed (:data:`BPR_FOLD_IN`): the minimum, found by Newton's method, of
+  the loss over pairs of a read and an unread document (drawn with a seed made from the
+  reader's name and history, so the same history always gives the same answer), more strongly
+  regularised than training. On MovieLens-100K this beats the vectors training leaves (NDCG@10
+  0.43 against 0.29 with the same document vectors), and it treats known and new readers alike.
 
 **Determinism.** Training uses a fixed seed and one BLAS thread (as implicit advises): the same
 events give the same arrays on the same machine. ALS gives the same arrays at any ``threads``;
@@ -41,7 +43,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import struct
 import zipfile
 import zlib
@@ -61,7 +62,8 @@ if TYPE_CHECKING:
     from textrec.store.sql import Erasure, Store
 
 __all__ = [
-    "BPR_FOLD_IN_EPOCHS",
+    "BPR_FOLD_IN",
+    "BPR_FOLD_IN_PAIRS",
     "DEFAULTS",
     "FACTOR_MODELS",
     "FORMAT",
@@ -85,10 +87,18 @@ DEFAULTS: Mapping[str, Mapping[str, float | int]] = {
 }
 """Each model's defaults, chosen on MovieLens-100K (seed 0 of the random 80/20 split)."""
 
-BPR_FOLD_IN_EPOCHS = 30
-"""Passes over a reader's history when a BPR reader's vector is folded in (fewer for a long
-history: at most :data:`_BPR_FOLD_IN_STEPS` steps in all, which bounds the time)."""
-_BPR_FOLD_IN_STEPS = 3000
+BPR_FOLD_IN: Mapping[str, float | int] = {"regularization": 0.1, "negatives": 20}
+"""How a BPR reader's vector is learned from their history: unread documents drawn for each
+read one, and the weight of ‖x‖²/2 for each read document. Chosen on MovieLens-100K with the
+document vectors of :data:`DEFAULTS` (regularisation 0.03: 0.393, 0.1: 0.431, 0.3: 0.416;
+50 negatives: 0.432)."""
+
+BPR_FOLD_IN_PAIRS = 5_000
+"""At most this many pairs for one reader (fewer unread documents for each read one in a long
+history): a bound on the time of a fold-in."""
+BPR_FOLD_IN_NEWTON_STEPS = 20
+"""At most this many (read, unread) pairs in all when a BPR reader's vector is folded in: a
+bound on the time for a reader with a long history."""
 
 _EMPTY_IDS = np.zeros(0, np.int64)
 
@@ -111,6 +121,19 @@ def _implicit_version() -> str:
         return "missing"
 
 
+_controller: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context that keeps BLAS on one thread (threadpoolctl; its controller made once)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
 def _seed_of(user: str, history: Mapping[int, float]) -> int:
     """A seed for a reader's fold-in: the same name and history give the same seed."""
     digest = zlib.crc32(user.encode("utf-8"))
@@ -119,13 +142,14 @@ def _seed_of(user: str, history: Mapping[int, float]) -> int:
     return digest
 
 
-@dataclass
+@dataclass(eq=False)
 class FactorModel:
     """A trained ALS or BPR model: reader and document vectors, and how they were made.
 
-    ``items`` maps columns to store document ids; ``users`` reader names to rows. BPR vectors
-    hold one more column than ``params["factors"]``: the document's bias (the reader's column
-    is fixed at 1), as implicit makes them.
+    ``items`` maps columns to store document ids; ``users`` reader names to rows (answers fold
+    the reader in from their history, see the module docstring; the trained rows say who was
+    seen). BPR vectors hold one more column than ``params["factors"]``: the document's bias
+    (the reader's column is fixed at 1), as implicit makes them.
     """
 
     model: str
@@ -260,6 +284,8 @@ class FactorModel:
                 raise ValueError(f"{key.replace('_', '-')} must be positive, got {value}")
             params[key] = int(value) if key in ("factors", "iterations") else float(value)
         params.update(seed=int(seed), threads=int(threads), weighting="sum of kind weights")
+        if model == "bpr":
+            params.update({f"fold_in_{key}": value for key, value in BPR_FOLD_IN.items()})
         matrix = sp.csr_matrix(user_items, dtype=np.float32)
         matrix.sum_duplicates()
         matrix.sort_indices()
@@ -355,31 +381,51 @@ class FactorModel:
     def _bpr_fold_in(
         self, user: str, history: Mapping[int, float], cols: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float64]:
-        """BPR's gradient steps on the reader's vector alone (document vectors fixed)."""
+        """The reader's BPR vector learned from their history alone, the document vectors
+        fixed: the minimum of BPR's loss over (read, unread) pairs, ``fold_in_negatives``
+        unread documents drawn for each read one (at most :data:`BPR_FOLD_IN_PAIRS` pairs),
+        plus ``fold_in_regularization`` × the history's size × ‖x‖²/2. The loss is convex
+        in the reader's vector, so Newton's method finds that minimum in a few steps."""
         y = self.item_factors
-        row = self.users.get(user)
         k = y.shape[1] - 1
-        if row is not None:
-            x = self.user_factors[row].astype(np.float64)
-        else:
-            x = np.zeros(k + 1)
-            x[k] = 1.0
         rng = np.random.default_rng(_seed_of(user, history))
-        rate = float(cast(float, self.params["learning_rate"]))
-        reg = self._regularization
+        setting = {key: self.params.get(f"fold_in_{key}", v) for key, v in BPR_FOLD_IN.items()}
+        reg = float(cast(float, setting["regularization"])) * len(cols)
+        negatives = max(
+            1, min(int(cast(int, setting["negatives"])), BPR_FOLD_IN_PAIRS // len(cols))
+        )
         read = np.zeros(len(y), bool)
         read[cols] = True
-        epochs = max(1, min(BPR_FOLD_IN_EPOCHS, _BPR_FOLD_IN_STEPS // len(cols)))
-        for _ in range(epochs):
-            for pos in rng.permutation(cols).tolist():
-                neg = int(rng.integers(len(y)))
-                if read[neg]:
-                    continue
-                diff = y[pos].astype(np.float64) - y[neg]
-                z = 1.0 / (1.0 + math.exp(float(x @ diff)))
-                x += rate * (z * diff - reg * x)
-                x[k] = 1.0
-        return cast(npt.NDArray[np.float64], x)
+        drawn = rng.integers(len(y), size=len(cols) * negatives)
+        fine = ~read[drawn]
+        pairs = np.repeat(cols, negatives)[fine]
+        diff = y[pairs].astype(np.float64) - y[drawn[fine]]
+        d, offset = diff[:, :k], diff[:, k]  # the reader's bias column is fixed at 1
+        x = np.zeros(k)
+
+        def loss(v: npt.NDArray[np.float64]) -> float:
+            return float(np.logaddexp(0.0, -(d @ v + offset)).sum() / negatives + reg / 2 * v @ v)
+
+        current = loss(x)
+        for _ in range(BPR_FOLD_IN_NEWTON_STEPS):
+            margin = d @ x + offset
+            p = 1.0 / (1.0 + np.exp(np.clip(margin, -50.0, 50.0)))  # σ(-margin)
+            grad = -(d.T @ p) / negatives + reg * x
+            hess = (d.T * (p * (1.0 - p))) @ d / negatives + reg * np.eye(k)
+            step = np.linalg.solve(hess, grad)
+            for _ in range(8):  # halve the step until the loss falls
+                trial = x - step
+                value = loss(trial)
+                if value <= current:
+                    break
+                step = step / 2
+            else:
+                break
+            done = current - value < 1e-7 * max(1.0, abs(current))
+            x, current = trial, value
+            if done:
+                break
+        return np.append(x, 1.0)
 
     # queries ------------------------------------------------------------------------------
 
@@ -388,11 +434,15 @@ class FactorModel:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Every document's score for the reader (ids are :attr:`items`, in that order), from
         their history folded in; both arrays are empty when no document of the history is in
-        the model (nothing to go on)."""
-        x = self.user_vector(user, history)
-        if x is None:
-            return _EMPTY_IDS, np.zeros(0, np.float32)
-        return self.items, (self.item_factors @ x.astype(np.float32)).astype(np.float32)
+        the model (nothing to go on).
+
+        BLAS runs on one thread here: these products are small, and on a busy machine the
+        threads of one waiting for each other cost more than the product itself."""
+        with _one_blas_thread():
+            x = self.user_vector(user, history)
+            if x is None:
+                return _EMPTY_IDS, np.zeros(0, np.float32)
+            return self.items, self.item_factors @ x.astype(np.float32)
 
     def recommend(
         self, user: str, history: Mapping[int, float], n: int, exclude: Collection[int] = ()
@@ -405,7 +455,7 @@ class FactorModel:
         ids, scores = self.scores(user, history)
         if not len(ids) or n <= 0:
             return _EMPTY_IDS, np.zeros(0, np.float64)
-        return _top(ids, scores.astype(np.float64), n, self._drop(exclude))
+        return _top(ids, scores, n, self._drop(exclude))
 
     def similar(
         self, doc_id: int, n: int, exclude: Collection[int] = ()
@@ -421,7 +471,7 @@ class FactorModel:
             norms = np.linalg.norm(y, axis=1, keepdims=True)
             unit = np.divide(y, norms, out=np.zeros_like(y), where=norms > 0)
             self._unit = unit
-        scores = (unit @ unit[col]).astype(np.float64)
+        scores = unit @ unit[col]
         drop = self._drop(exclude)
         drop.append(col)
         return _top(self.items, scores, n, drop)
@@ -642,11 +692,11 @@ class FactorModel:
 
 
 def _top(
-    ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float64], n: int, drop: list[int]
+    ids: npt.NDArray[np.int64], scores: npt.NDArray[np.floating[Any]], n: int, drop: list[int]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """The ``n`` highest scores, best first, ties by id, leaving out the columns ``drop``."""
+    """The ``n`` highest scores, best first, ties by id, leaving out the columns ``drop``
+    (the array is changed in place when ``drop`` is not empty)."""
     if drop:
-        scores = scores.copy()
         scores[drop] = -np.inf
     available = len(scores) - len(set(drop))
     n = min(n, available)
@@ -660,7 +710,7 @@ def _top(
     candidates = candidates[np.isfinite(scores[candidates])]
     order = np.lexsort((ids[candidates], -scores[candidates]))[:n]
     chosen = candidates[order]
-    return ids[chosen].copy(), scores[chosen].copy()
+    return ids[chosen].copy(), scores[chosen].astype(np.float64)
 
 
 def model_staleness(model: FactorModel, store: Store) -> dict[str, object]:

@@ -23,7 +23,9 @@ Models (:data:`MODELS`; the list is open):
   :data:`NEIGHBOURS` neighbours).
 - ``als`` and ``bpr``: :class:`~textrec.collab.factors.FactorModel` trained on the training
   interactions with its defaults (options override them: ``factors``, ``regularization``, ...);
-  a user's score for an item is the dot product of their trained vectors.
+  a user's score for an item is the dot product of their vectors, the user's folded in from
+  their training items as :meth:`~textrec.collab.factors.FactorModel.scores` does when serving
+  (for ALS that is the trained vector again).
 
 It needs events only: items are opaque strings.
 """
@@ -159,8 +161,23 @@ def _fit_factors(model: str) -> Callable[..., Scorer]:
         from textrec.collab.factors import FactorModel
 
         fitted = FactorModel.fit(train, model=model, **options)
-        users, items = fitted.user_factors, fitted.item_factors.T
-        return lambda rows: (users[rows] @ items).astype(np.float64)
+        if model == "als":  # the trained vectors: what folding the history in gives again
+            users, items = fitted.user_factors, fitted.item_factors.T
+            return lambda rows: (users[rows] @ items).astype(np.float64)
+        history = train.tocsr()
+
+        def scores(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+            out = np.zeros((len(rows), history.shape[1]))
+            for n, row in enumerate(rows.tolist()):
+                lo, hi = history.indptr[row], history.indptr[row + 1]
+                read = dict(
+                    zip(history.indices[lo:hi].tolist(), history.data[lo:hi].tolist(), strict=True)
+                )
+                ids, values = fitted.scores(str(row), read)
+                out[n, ids] = values
+            return out
+
+        return scores
 
     return fit
 
