@@ -194,7 +194,8 @@ class _Reader:
             ids, scores = self.related.index.search(self.profile, n)
             return ids, scores.astype(np.float64)
         if mode == "readers":
-            return _summed([rec.readers.similar(h, n) for h in self.order[:READERS_SEEDS]])
+            seeds = self.order[:READERS_SEEDS]
+            return _summed([rec.readers.similar_recent(h, n) for h in seeds])
         if mode == "popular":
             return rec.readers.popular(n)
         model = rec.models.get(mode)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -45,6 +46,11 @@ READERS_SCHEME = f"minhash{NUM_PERM}-affine32-sha1-seed{SEED}/datasketch-2.0"
 the UTF-8 user id, 128 permutations drawn with seed 1."""
 
 RERANKS = ("bm25", "cosine", "minhash")
+RECENT_SECONDS = 60.0
+"""How old a readers-also-read list may be when it serves a reader's own list
+(:meth:`ReadersIndex.similar_recent`)."""
+_RECENT_DOCS = 50_000
+_RECENT_LIST = 200
 """How candidates are ranked; the first is the default."""
 
 _BM25_K1 = 1.2  # implicit's BM25Recommender defaults
@@ -81,6 +87,8 @@ class ReadersIndex:
         self._buckets.clear()  # the index is derived from the events: rebuilt from them
         self._pairs = 0
         self._popular: tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64]] | None = None
+        self._recent: dict[int, tuple[float, int, npt.NDArray[np.int64], npt.NDArray[np.float64]]]
+        self._recent = {}
         self._lock = threading.Lock()
         self.last_event = 0
         """The id of the last stored event applied (events arrive in id order)."""
@@ -156,6 +164,7 @@ class ReadersIndex:
         erasures: the next :meth:`catch_up` rebuilds the index."""
         weights = self.kind_weights
         with self._lock:
+            self._recent.clear()  # lists that may name what changed
             touched: set[int] = set()
             for user, doc_id in erasure.pairs:
                 readers = self._readers.get(doc_id)
@@ -261,6 +270,7 @@ class ReadersIndex:
     def remove(self, doc_ids: Iterable[int]) -> None:
         """Forget documents (removed from the store): their readers and signatures."""
         with self._lock:
+            self._recent.clear()  # lists that may name what changed
             for doc_id in doc_ids:
                 readers = self._readers.pop(doc_id, None)
                 if readers is None:
@@ -280,6 +290,7 @@ class ReadersIndex:
         """Move a document's readers and signature to a new id (an edited document, which
         keeps its readers)."""
         with self._lock:
+            self._recent.clear()  # lists that may name what changed
             readers = self._readers.pop(old, None)
             if readers is None:
                 return
@@ -334,6 +345,28 @@ class ReadersIndex:
         length = len(readers) * len(self._readers) / max(self._pairs, 1)
         norm = _BM25_K1 * ((1 - _BM25_B) + _BM25_B * length)
         return {u: w * (_BM25_K1 + 1) / (norm + w) for u, w in readers.items()}
+
+    def similar_recent(
+        self, doc_id: int, n: int, *, max_age: float = RECENT_SECONDS
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """:meth:`similar`, from a list made at most ``max_age`` seconds ago when there is
+        one. For readers' own lists (:mod:`textrec.personal`): they sum the lists of the posts
+        each reader read, the popular posts are in many readers' histories, and a popular
+        post's list costs most (its candidates have many readers each) while moving least
+        with one more event. A reader's own new event still counts at once: it changes which
+        lists are summed. Removals, edits and erasures drop every list kept."""
+        now = time.monotonic()
+        hit = self._recent.get(doc_id)
+        if hit is not None and now - hit[0] <= max_age and hit[1] >= n:
+            return hit[2][:n], hit[3][:n]
+        want = max(n, _RECENT_LIST)
+        ids, scores = self.similar(doc_id, want)
+        with self._lock:
+            if len(self._recent) >= _RECENT_DOCS:
+                for old in list(self._recent)[: _RECENT_DOCS // 10]:  # the oldest tenth
+                    del self._recent[old]
+            self._recent[doc_id] = (now, want, ids, scores)
+        return ids[:n], scores[:n]
 
     def similar(
         self, doc_id: int, n: int, *, exclude: Sequence[int] = ()
