@@ -101,10 +101,11 @@ def main() -> None:
         times.append((time.perf_counter() - t) * 1e3)
     times.sort()
     visible = []
+    run = time.strftime("%H%M%S")  # new readers of this run (a reused store has earlier ones)
     for n, q in enumerate(queried[:50].tolist()):
         before = rec.readers_of(f"d{q}")
         t = time.perf_counter()
-        rec.add_events([{"user": f"new-{n}", "item": f"d{q}"}])
+        rec.add_events([{"user": f"new-{run}-{n}", "item": f"d{q}"}])
         rec.similar(f"d{q}", k=10, mode="readers")
         visible.append((time.perf_counter() - t) * 1e3)
         assert rec.readers_of(f"d{q}") == before + 1, "the event is not reflected"
