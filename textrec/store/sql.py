@@ -1000,6 +1000,11 @@ class Store:
         with self._session() as s:
             return int(s.scalar(q) or 0)
 
+    def last_event_id(self) -> int:
+        """The highest stored event id (0 without events)."""
+        with self._session() as s:
+            return int(s.scalar(select(func.max(EventRow.id))) or 0)
+
     def event_stats(self) -> dict[str, Any]:
         """Events in all and by kind, distinct users and documents, first and last time."""
         with self._session() as s:
@@ -1082,6 +1087,33 @@ class Store:
                 for d, u, kind in s.execute(q):
                     out.setdefault(int(d), {}).setdefault(str(u), []).append(str(kind))
         return out
+
+    def document_span(self) -> tuple[int, int]:
+        """``(how many documents, the highest id)``: ids are never reused, so the pair is the
+        same only while no document was added, removed or edited (a new id)."""
+        with self._session() as s:
+            count, top = s.execute(select(func.count(), func.max(DocumentRow.id))).one()
+            return int(count), int(top or 0)
+
+    def document_ids(self) -> npt.NDArray[np.int64]:
+        """The ids of every stored document, ascending."""
+        with self._session() as s:
+            q = select(DocumentRow.id).order_by(DocumentRow.id)
+            rows = s.execute(q.execution_options(yield_per=100_000)).scalars()
+            return np.fromiter(rows, np.int64)
+
+    def documents_read_before(self, *, above: int, through_event: int) -> list[int]:
+        """The documents with an id above ``above`` that hold events with an id up to
+        ``through_event``: documents edited since a holder of derived state last looked (an
+        edited document gets a new id and takes its older events along)."""
+        with self._session() as s:
+            q = (
+                select(EventRow.document_id)
+                .where(EventRow.document_id > above, EventRow.id <= through_event)
+                .distinct()
+                .order_by(EventRow.document_id)
+            )
+            return [int(d) for d in s.scalars(q)]
 
     def readings(self, pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
         """The kinds of the stored events of each (reader, document) pair asked about; pairs
