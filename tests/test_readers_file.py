@@ -187,6 +187,11 @@ def test_a_file_of_another_store_is_rebuilt(
 
 
 def test_check_reports_a_readers_file_behind_or_missing(with_events: str) -> None:
+    path = Path(readers_path(_index_path(with_events)))
+    assert path.exists()  # the build's, before the events
+    report = check(Store(with_events))
+    assert any("readers file" in w and "behind" in w for w in report.warnings)
+    path.unlink()
     report = check(Store(with_events))
     assert any("readers file" in w and "does not exist" in w for w in report.warnings)
     rec = Recommender(with_events)

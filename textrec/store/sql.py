@@ -322,10 +322,11 @@ _EVENTS = cast(Table, EventRow.__table__)
 
 _EVENT_COLUMNS = ("user_id", "document_id", "kind", "time", "source")  # NewEvent's order
 
-# The page cache of a connection importing events: inserts into the events table's two
-# secondary indexes (reader, document) land on random pages, and with SQLite's default cache
-# (2 MB) each batch rereads and rewrites most of them once the indexes outgrow it.
-_BULK_CACHE_KIB = 256 * 1024
+# The page cache of a connection importing events (at most; SQLite allocates it as pages are
+# read): inserts into the events table's two secondary indexes (reader, document) land on
+# random pages, and with SQLite's default cache (2 MB) each batch rereads most of them once
+# the indexes outgrow it. 5 million events take about 460 MB of database.
+_BULK_CACHE_KIB = 1024 * 1024
 
 
 def _insert_events(conn: Connection, events: Sequence[EventFields]) -> None:
