@@ -326,7 +326,7 @@ _EVENT_COLUMNS = ("user_id", "document_id", "kind", "time", "source")  # NewEven
 # read): inserts into the events table's two secondary indexes (reader, document) land on
 # random pages, and with SQLite's default cache (2 MB) each batch rereads most of them once
 # the indexes outgrow it. 5 million events take about 460 MB of database.
-_BULK_CACHE_KIB = 1024 * 1024
+_BULK_CACHE_PRAGMA = "PRAGMA cache_size=-1048576"  # KiB: 1 GiB
 
 
 def _insert_events(conn: Connection, events: Sequence[EventFields]) -> None:
@@ -983,19 +983,19 @@ class Store:
     def bulk_events(self) -> Iterator[Callable[[Sequence[EventFields], bool], list[int | None]]]:
         """For an import of many events: :meth:`add_events` on one connection held for the
         whole import, whose SQLite page cache is made large enough for the events table's
-        indexes (then set back), so that batches after the first find their pages cached.
-        Each batch is still one transaction, committed (and durable) on its own."""
+        indexes (the connection is closed afterwards rather than returned to the pool with
+        it), so that batches after the first find their pages cached. Each batch is still one
+        transaction, committed (and durable) on its own."""
         with self.engine.connect() as conn:
-            raw: Any = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
-            before = 0
-            if raw is not None:
-                before = int(raw.execute("PRAGMA cache_size").fetchone()[0])
-                raw.execute(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                raw: Any = conn.connection.driver_connection
+                raw.execute(_BULK_CACHE_PRAGMA)
             try:
                 yield lambda events, ids: self.add_events(events, ids=ids, _bind=conn)
             finally:
-                if raw is not None:
-                    raw.execute(f"PRAGMA cache_size={before}")
+                if sqlite:
+                    conn.invalidate()  # its cache goes with it
 
     def iter_events(
         self, *, after: int = 0, batch_size: int = 50_000
