@@ -67,6 +67,7 @@ WIKINEWS = Path(__file__).resolve().parents[1] / "textrec" / "data" / "wikinews_
 def copy_database(built: Path, folder: Path) -> str:
     """A private copy of a built SQLite database and its index files; returns its URL."""
     copy = folder / built.name
-    for suffix in ("", ".index", ".index.related"):
-        shutil.copy(f"{built}{suffix}", f"{copy}{suffix}")
+    for suffix in ("", ".index", ".index.related", ".index.readers"):
+        if suffix != ".index.readers" or os.path.exists(f"{built}{suffix}"):
+            shutil.copy(f"{built}{suffix}", f"{copy}{suffix}")
     return f"sqlite:///{copy}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from tests.helpers import copy_database
 from textrec import Recommender, Store, build, ingest, read_records
 from textrec.cli.main import main
 from textrec.collab.buckets import open_buckets
-from textrec.collab.events import KIND_WEIGHTS, parse_event
+from textrec.collab.events import KIND_WEIGHTS, Event, parse_event, read_events, store_events
 from textrec.collab.readers import NUM_PERM, READERS_SCHEME, ReadersIndex
 from textrec.collab.synthetic import click_log
 from textrec.evaluation.events import Interactions, evaluate_events
@@ -176,6 +177,52 @@ def test_events_import_jsonl_csv_and_gzip_with_file_and_line(
     assert stats["events"] == 3 and stats["kinds"] == {"click": 1, "like": 1, "view": 1}
     assert main(["--db", copy_of_built, "similar", "wikinews-0003", "--mode", "readers"]) == 0
     assert "no readers yet" in capsys.readouterr().out
+
+
+def test_a_file_import_checks_every_line_as_json_loads_would(
+    copy_of_built: str, tmp_path: Path
+) -> None:
+    """The import's fast reading (JSON's scanner, times parsed once a string) keeps every
+    check: the same reasons as a line-by-line json.loads and parse_event, lines that share a
+    time string each checked against the future, and nothing of a batch half-written."""
+    lines = [
+        '{"user": "a", "item": "wikinews-0001", "time": "2026-11-01T10:00:00+09:00"}',
+        '{"user": "b", "item": "wikinews-0002", "time": "2026-11-01T10:00:00+09:00"} x',
+        '{"user": "c", "item": "wikinews-0002", "time": "2026-11-01T10:00:00+09:00"}',
+        "  ",
+        '{"user": "d", "item": "wikinews-0003", "time": "2999-01-01T00:00:00"}',
+        '{"user": "d", "item": "wikinews-0003", "time": "2999-01-01T00:00:00"}',
+        '{"user": "e", "item": "wikinews-0003", "time": "soon"}',
+        '{"user": "e", "item": "wikinews-0003", "time": "soon"}',
+        '{"user": "f", "item": "wikinews-0003", "when": "now"}',
+        "[1, 2]",
+        '{"user": "g", "item": "wikinews-0004"',
+        '\ufeff{"user": "h", "item": "wikinews-0004"}',
+        '{"user": "i", "item": "no-such-post"}',
+        '{"user": "j", "item": "wikinews-0004", "kind": "click", "source": "related"}',
+    ]
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    store = Store(copy_of_built)
+    report = store_events(store, read_events(str(path)), batch_size=4)
+    want: dict[int, str] = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            parsed = parse_event(json.loads(line.strip()), where=str(path), line=n)
+        except json.JSONDecodeError as exc:
+            want[n] = f"invalid JSON: {exc.msg}"
+            continue
+        if not isinstance(parsed, Event):
+            want[n] = parsed.reason
+    want[13] = "unknown item 'no-such-post'"
+    assert {e.line: e.reason for e in report.rejected} == want
+    assert set(want) == {2, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+    assert report.stored == 3 == store.count_events()
+    stored = [e for batch in store.iter_events() for e in batch]
+    assert [(e.user, e.kind) for e in stored] == [("a", "view"), ("c", "view"), ("j", "click")]
+    assert stored[0].time.replace(tzinfo=None) == datetime(2026, 11, 1, 1, 0)  # in UTC
 
 
 def test_http_events_are_bounded_and_counted(copy_of_built: str) -> None:

@@ -193,7 +193,7 @@ def test_related_index_file_catches_up_instead_of_rebuilding(
     with caplog.at_level(logging.INFO, logger="textrec.artifacts"):
         caught_up = Recommender(copy_of_built)
     behind = [r.message for r in caplog.records if "was behind the store" in r.message]
-    assert len(behind) == 2  # the Hamming index file and the related-posts file
+    assert len(behind) == 3  # the Hamming index file, the related-posts and the readers' files
     assert len(caught_up) == 645  # 644 + 2 - 1
     monkeypatch.undo()
 

@@ -11,7 +11,9 @@ Every problem found is named; an empty list means the store is consistent:
 - the index file (when there is one) is intact (checksum); one whose scheme, snapshot or
   contents no longer match the store is reported as a warning, since it is then not used;
 - so is the related-posts index file beside it (``<index>.related``): unreadable is a
-  problem, stale or missing a warning (it is then rebuilt from the store at start-up).
+  problem, stale or missing a warning (it is then rebuilt from the store at start-up);
+- and the readers' file (``<index>.readers``) likewise: unreadable is a problem, behind, of
+  another store, stale or missing a warning (it is then caught up or rebuilt at start-up).
 """
 
 from __future__ import annotations
@@ -162,9 +164,66 @@ def check(
             )
             report.facts["indexed"] = len(index)
         _check_related(report, related_path(path), (scheme, sid, stamp), ids)
+        _check_readers(report, path, store, stamp)
         _check_models(report, path, store)
         _check_leftovers(report, path)
     return report
+
+
+def _check_readers(report: CheckReport, index_path: str, store: Store, stamp: StoreStamp) -> None:
+    """The readers' file beside the index (:mod:`textrec.collab.readers`), by the rule of
+    the other derived files; one that claims the store's present state must hold every
+    document with events, through the last event."""
+    from textrec.collab.events import KIND_WEIGHTS
+    from textrec.collab.readers import (
+        READERS_SCHEME,
+        read_readers_file,
+        readers_path,
+        weights_label,
+    )
+
+    path = readers_path(index_path)
+    if not os.path.exists(path):
+        report.warnings.append(
+            f"readers file {path} does not exist: the readers' index is derived from every "
+            "event at each start-up until `textrec build` (or a server's shutdown) writes it"
+        )
+        return
+    try:
+        header, arrays = read_readers_file(path)
+    except (OSError, ValueError) as exc:
+        report.problems.append(_unreadable("readers file", path, exc))
+        return
+    what = f"readers file {path}"
+    if (header.get("scheme"), header.get("weights")) != (
+        READERS_SCHEME,
+        weights_label(KIND_WEIGHTS),
+    ):
+        report.warnings.append(
+            f"{what} is stale: made under signature scheme {header.get('scheme')!r} and "
+            f"weights {header.get('weights')}; it is rebuilt from the events at the next start-up"
+        )
+        return
+    documents = len(arrays["doc_ids"])
+    report.facts["readers_documents"] = documents
+    stats = store.event_stats()
+    last = store.last_event_id()
+    same = stats["documents"] == documents and int(header.get("last_event", -1)) >= last
+    if int(header.get("erasures", -1)) != store.erasures():
+        report.warnings.append(
+            f"{what} is stale: events were deleted since it was written (forget, retention); "
+            "it is rebuilt from the events at the next start-up"
+        )
+        return
+    _check_file(
+        report,
+        what,
+        (READERS_SCHEME, "", str(header.get("provenance") or "")),
+        (READERS_SCHEME, "", stamp),
+        same,
+        f"{documents} documents with readers through event {header.get('last_event')}, the "
+        f"store has {stats['documents']} through event {last}",
+    )
 
 
 def _check_models(report: CheckReport, index_path: str, store: Store) -> None:

@@ -29,7 +29,7 @@ from textrec.collab.factors import (
     model_path,
     model_staleness,
 )
-from textrec.collab.readers import NUM_PERM, ReadersIndex
+from textrec.collab.readers import NUM_PERM, open_readers, readers_path
 from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
 from textrec.content.simhash import estimated_cosine, hamming, simhash
@@ -207,7 +207,11 @@ class Recommender:
         buckets = open_buckets(
             readers_store, num_perm=NUM_PERM, namespace=self._indexes.stamp.identity
         )
-        self.readers = ReadersIndex.from_store(self.store, buckets=buckets)
+        self.readers = open_readers(
+            self.store,
+            readers_path(self.index_path) if self.index_path is not None else None,
+            buckets=buckets,
+        )
         self.models: dict[str, FactorModel] = {}
         """The factor models in use (``als``, ``bpr``; :mod:`textrec.collab.factors`)."""
         self.model_errors: dict[str, str] = {}
@@ -859,16 +863,20 @@ class Recommender:
 
     @property
     def changed(self) -> bool:
-        """Whether documents were added or removed since the index files were read or saved."""
-        return self._indexes.changed
+        """Whether documents or events were added or removed since the index files were read
+        or saved."""
+        return self._indexes.changed or self.readers.changed
 
     def save(self) -> str | None:
-        """Write both index files (beside a SQLite database, or ``index_path``), so that the
-        next start-up reads them instead of rebuilding from the store. Returns the path."""
+        """Write the index files (beside a SQLite database, or ``index_path``): the two
+        content indexes and the readers' (caught up with the store first), so that the next
+        start-up reads them instead of rebuilding from the store. Returns the path."""
         if self.index_path is None:
             return None
         with self._write_lock:
             self._indexes.save(self.index_path)
+            self.readers.catch_up(self.store)
+            self.readers.save(readers_path(self.index_path))
         return self.index_path
 
     def remove(self, id: str) -> None:

@@ -1247,7 +1247,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=20_000,
+        default=100_000,
         help="events per transaction (default: %(default)s)",
     )
     e.set_defaults(func=cmd_events_import)

@@ -18,26 +18,55 @@ do documents with many readers). The default was chosen by measurement on MovieL
 
 Every event updates the readers, the signature and the secondary index at once: the next query
 reflects it, with no rebuild. The index is derived from the store's events table
-(:meth:`ReadersIndex.from_store`).
+(:meth:`ReadersIndex.from_store`), and saved beside the other index files as
+``<index file>.readers`` (:meth:`ReadersIndex.save`), so that a start-up reads it and applies
+only the events stored since (:func:`open_readers`) instead of every event again.
+
+The file follows the rules of :mod:`textrec.artifacts`: a header (format, version, the
+signature scheme, the kinds' weights, and the store stamp read before the data), then NumPy
+arrays read without pickle: the readers interned to numbers, each document's readers and
+weights (CSR), the signatures as 32-bit values, the last event applied and the store's count
+of erasures. A file of another store, of other weights, or that cannot be read is rebuilt
+from the events (the last with a warning); a file behind the store is caught up: the events
+after its last one are applied, documents removed since are dropped and documents edited
+since (a new id, their events moved along) read again. Events deleted since (``textrec events
+forget``, retention) are not new events: a file that followed another count of erasures is
+rebuilt.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 from datasketch import MinHash
 from datasketch.hashfunc import sha1_hash32
 
+from textrec.artifacts import open_derived
+from textrec.artifacts.atomic import atomic_write
 from textrec.collab.buckets import Buckets, MemoryBuckets
 from textrec.collab.events import KIND_WEIGHTS
-from textrec.store.sql import Erasure, Store
+from textrec.store.sql import Erasure, Store, StoreStamp
 
-__all__ = ["NUM_PERM", "READERS_SCHEME", "RERANKS", "ReadersIndex"]
+__all__ = [
+    "NUM_PERM",
+    "READERS_FORMAT",
+    "READERS_SCHEME",
+    "RERANKS",
+    "ReadersIndex",
+    "open_readers",
+    "readers_path",
+]
+
+log = logging.getLogger(__name__)
 
 NUM_PERM = 128
 SEED = 1
@@ -59,6 +88,59 @@ _CANDIDATES = 300
 # A reader of (nearly) every document says little, but not nothing: co-read documents still
 # rank above unread ones in a small log.
 _IDF_FLOOR = 1e-3
+
+READERS_FORMAT = ("textrec-readers", 1)
+"""The readers file's format name and version."""
+_ARRAYS = ("users", "doc_ids", "indptr", "indices", "weight_codes", "weight_values", "signatures")
+
+
+def readers_path(index_path: str) -> str:
+    """The readers' file that goes with an index file: ``<index file>.readers``."""
+    return f"{index_path}.readers"
+
+
+def read_readers_file(path: str) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+    """The header and arrays of a readers file (never unpickled); raises OSError, or
+    ValueError for a file that is not one, truncated or garbled."""
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            header = json.loads(bytes(npz["header"]).decode("utf-8"))
+            if (
+                not isinstance(header, dict)
+                or (
+                    header.get("format"),
+                    header.get("version"),
+                )
+                != READERS_FORMAT
+            ):
+                raise ValueError(f"not a {READERS_FORMAT[0]} file of version {READERS_FORMAT[1]}")
+            return header, {name: npz[name] for name in _ARRAYS}
+    except OSError:
+        raise
+    except Exception as exc:  # a truncated or garbled file: zip, JSON and NumPy errors
+        raise ValueError(f"readers file {path} cannot be read ({exc})") from exc
+
+
+def weights_label(kind_weights: Mapping[str, float]) -> str:
+    """The kinds' weights as a file records them (a file of other weights is rebuilt)."""
+    return json.dumps(sorted(kind_weights.items()))
+
+
+class _Unindexed:
+    """No secondary index yet: a restored or rebuilt index fills its buckets in bulk once
+    its signatures are final (:meth:`ReadersIndex.attach`)."""
+
+    def move(self, doc_id: int, changes: Sequence[tuple[int, int | None, int | None]]) -> None:
+        pass
+
+    def shared(self, signature: Sequence[int]) -> Counter[int]:
+        return Counter()
+
+    def clear(self) -> None:
+        pass
+
+    def load(self, doc_ids: npt.NDArray[np.int64], signatures: npt.NDArray[np.uint32]) -> None:
+        pass
 
 
 class ReadersIndex:
@@ -94,6 +176,11 @@ class ReadersIndex:
         """The id of the last stored event applied (events arrive in id order)."""
         self.erasures = 0
         """The store's count of erasures of events this index has followed."""
+        self.stamp: StoreStamp | None = None
+        """The store's stamp read before the last catch-up: every write up to it is here."""
+        self._span: tuple[int, int] | None = None  # the store's documents then (count, top id)
+        self.changed = False
+        """Whether the index differs from its file (written to, caught up or rebuilt)."""
 
     def __len__(self) -> int:
         return len(self._readers)
@@ -102,39 +189,84 @@ class ReadersIndex:
         return f"ReadersIndex<{len(self):,} documents, {self._pairs:,} readings, {self.rerank}>"
 
     @classmethod
-    def from_store(cls, store: Store, *, buckets: Buckets | None = None) -> ReadersIndex:
-        """The index of every event stored (read in id order, applied in bulk)."""
-        index = cls(buckets=buckets)
+    def from_store(
+        cls,
+        store: Store,
+        *,
+        buckets: Buckets | None = None,
+        kind_weights: Mapping[str, float] = KIND_WEIGHTS,
+    ) -> ReadersIndex:
+        """The index of every event stored (read in id order, applied in bulk; the buckets
+        filled once at the end)."""
+        index = cls(buckets=_Unindexed(), kind_weights=kind_weights)
         index.erasures = store.erasures()
         index.catch_up(store)
+        index.attach(buckets if buckets is not None else MemoryBuckets(NUM_PERM))
+        index.changed = True
         return index
 
-    def catch_up(self, store: Store) -> int:
-        """Apply the events stored after :attr:`last_event`; returns how many.
-
-        Event ids only grow, and a deletion is not a new event: when the store's count of
-        erasures (:meth:`~textrec.store.sql.Store.erasures`) is not the one this index last
-        followed, another process deleted events (``textrec events forget``, an expiry), and
-        the index is built again from the events that remain: aside while queries go on, or,
-        with Redis buckets, in place."""
-        erased = store.erasures()
-        if erased != self.erasures and isinstance(self._buckets, MemoryBuckets):
-            # Built aside, then swapped in: queries go on meanwhile (a rebuild reads every
-            # event: seconds for millions of them).
-            fresh = ReadersIndex(rerank=self.rerank, kind_weights=self.kind_weights)
-            fresh.erasures = erased
-            done = fresh._catch_up(store)
-            with self._lock:
-                self._readers, self._read_by = fresh._readers, fresh._read_by
-                self._signatures, self._buckets = fresh._signatures, fresh._buckets
-                self._pairs, self.last_event = fresh._pairs, fresh.last_event
-                self.erasures = erased
-                return done + self._catch_up(store)  # what came while it was built
+    def attach(self, buckets: Buckets) -> None:
+        """Use ``buckets`` as the secondary index, filled from the signatures now."""
         with self._lock:
-            if erased != self.erasures:  # Redis: the shared keys are rebuilt in place
+            ids = np.fromiter(self._signatures.keys(), np.int64, len(self._signatures))
+            sigs = np.zeros((len(ids), NUM_PERM), np.uint32)
+            for row, sig in enumerate(self._signatures.values()):
+                sigs[row] = sig
+            buckets.load(ids, sigs)
+            self._buckets = buckets
+
+    def catch_up(self, store: Store) -> int:
+        """Follow the store's writes since :attr:`stamp`; returns how many events and
+        documents changed (0 when the store has not changed).
+
+        The events stored after :attr:`last_event` are applied (event ids only grow), the
+        documents removed since are dropped and those edited since (a new id: their events
+        moved along) read again. A deletion of events is not a new event: when the store's
+        count of erasures (:meth:`~textrec.store.sql.Store.erasures`) is not the one this
+        index last followed, another process deleted events (``textrec events forget``, an
+        expiry), and the index is built again from the events that remain."""
+        stamp = store.stamp()  # read before the data: the index holds at least up to it
+        if stamp == self.stamp:
+            return 0
+        erased = store.erasures()
+        span = store.document_span()
+        with self._lock:
+            if erased != self.erasures:
                 self._reset()
                 self.erasures = erased
-            return self._catch_up(store)
+            done = self._reconcile(store, span) + self._catch_up(store)
+            self.stamp = stamp
+            self.changed = self.changed or bool(done)
+            return done
+
+    def _reconcile(self, store: Store, span: tuple[int, int]) -> int:
+        """Drop the documents no longer stored, and read again those edited since the span
+        of documents last seen (their new ids are above its top id)."""
+        seen, self._span = self._span, span
+        if seen is None or seen == span or not self._readers:
+            return 0
+        stored = store.document_ids()
+        mine = np.fromiter(self._readers.keys(), np.int64, len(self._readers))
+        gone = np.setdiff1d(mine, stored).tolist()
+        self._remove(gone)
+        moved = [
+            d
+            for d in store.documents_read_before(above=seen[1], through_event=self.last_event)
+            if d not in self._readers
+        ]
+        if moved:
+            pending: dict[int, list[str]] = {}
+            readings = store.document_readings(moved)
+            events = [
+                (user, d, kind)
+                for d in moved
+                for user, kinds in readings.get(d, {}).items()
+                for kind in kinds
+            ]
+            self._add_readers(events, pending)
+            for doc_id, users in pending.items():
+                self._update_signature(doc_id, users)
+        return len(gone) + len(moved)
 
     def _catch_up(self, store: Store) -> int:
         done = 0
@@ -154,6 +286,8 @@ class ReadersIndex:
         self._buckets.clear()
         self._pairs = 0
         self.last_event = 0
+        self._span = None
+        self.changed = True
 
     def forget(self, erasure: Erasure, remaining: Mapping[tuple[str, int], Iterable[str]]) -> None:
         """Follow a deletion of events (:meth:`~textrec.store.sql.Store.erase_events`): each
@@ -185,6 +319,7 @@ class ReadersIndex:
                 touched.add(doc_id)
             for doc_id in sorted(touched):
                 self._resign(doc_id)
+            self.changed = True
             if erasure.serial == self.erasures + 1:  # no other process erased in between
                 self.erasures = erasure.serial
 
@@ -232,6 +367,7 @@ class ReadersIndex:
             self._add_readers(events, new_readers)
             for doc_id, users in new_readers.items():
                 self._update_signature(doc_id, users)
+            self.changed = self.changed or bool(new_readers)
 
     def _add_readers(
         self, events: Iterable[tuple[str, int, str]], new_readers: dict[int, list[str]]
@@ -270,21 +406,25 @@ class ReadersIndex:
     def remove(self, doc_ids: Iterable[int]) -> None:
         """Forget documents (removed from the store): their readers and signatures."""
         with self._lock:
-            self._recent.clear()  # lists that may name what changed
-            for doc_id in doc_ids:
-                readers = self._readers.pop(doc_id, None)
-                if readers is None:
-                    continue
-                self._pairs -= len(readers)
-                self._popular = None
-                for user in readers:
-                    items = self._read_by.get(user)
-                    if items is not None:
-                        items.discard(doc_id)
-                        if not items:
-                            del self._read_by[user]
-                sig = self._signatures.pop(doc_id)
-                self._buckets.move(doc_id, [(i, int(v), None) for i, v in enumerate(sig.tolist())])
+            self._remove(doc_ids)
+
+    def _remove(self, doc_ids: Iterable[int]) -> None:
+        self._recent.clear()  # lists that may name what changed
+        for doc_id in doc_ids:
+            readers = self._readers.pop(doc_id, None)
+            if readers is None:
+                continue
+            self.changed = True
+            self._pairs -= len(readers)
+            self._popular = None
+            for user in readers:
+                items = self._read_by.get(user)
+                if items is not None:
+                    items.discard(doc_id)
+                    if not items:
+                        del self._read_by[user]
+            sig = self._signatures.pop(doc_id)
+            self._buckets.move(doc_id, [(i, int(v), None) for i, v in enumerate(sig.tolist())])
 
     def rename(self, old: int, new: int) -> None:
         """Move a document's readers and signature to a new id (an edited document, which
@@ -296,6 +436,7 @@ class ReadersIndex:
                 return
             self._readers[new] = readers
             self._popular = None
+            self.changed = True
             for user in readers:
                 items = self._read_by.setdefault(user, set())
                 items.discard(old)
@@ -305,6 +446,130 @@ class ReadersIndex:
             self._buckets.move(old, [(i, v, None) for i, v in enumerate(values)])
             self._buckets.move(new, [(i, None, v) for i, v in enumerate(values)])
             self._signatures[new] = sig
+
+    # the file -----------------------------------------------------------------------------
+
+    def save(self, path: str) -> None:
+        """Write the index to ``path`` atomically (see the module docstring), recording the
+        stamp it matches (:meth:`catch_up` first, to save what the store holds now)."""
+        if self.stamp is None:
+            raise ValueError("a readers index is saved after a catch-up with its store")
+        with self._lock:
+            header = {
+                "format": READERS_FORMAT[0],
+                "version": READERS_FORMAT[1],
+                "scheme": READERS_SCHEME,
+                "weights": weights_label(self.kind_weights),
+                "provenance": self.stamp.label,
+                "last_event": self.last_event,
+                "erasures": self.erasures,
+                "span": list(self._span) if self._span is not None else None,
+            }
+            arrays = self._arrays()
+            self.changed = False
+        blob = json.dumps(header).encode("utf-8")
+
+        arrays["header"] = np.frombuffer(blob, np.uint8)
+        savez: Any = np.savez  # (its allow_pickle keyword defeats the type of **arrays)
+
+        def write(f: IO[bytes]) -> None:
+            savez(f, **arrays)
+
+        try:
+            atomic_write(path, write)
+        except BaseException:
+            self.changed = True
+            raise
+
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        users: dict[str, int] = {}
+        doc_ids = sorted(self._readers)
+        indptr = np.zeros(len(doc_ids) + 1, np.int64)
+        names: list[int] = []
+        weights: list[float] = []
+        for row, doc_id in enumerate(doc_ids):
+            readers = self._readers[doc_id]
+            names.extend([users.setdefault(u, len(users)) for u in readers])
+            weights.extend(readers.values())
+            indptr[row + 1] = len(names)
+        values, codes = np.unique(np.asarray(weights, np.float64), return_inverse=True)
+        sigs = np.zeros((len(doc_ids), NUM_PERM), np.uint32)
+        for row, doc_id in enumerate(doc_ids):
+            sigs[row] = self._signatures[doc_id]
+        return {
+            "users": np.frombuffer("\x00".join(users).encode("utf-8"), np.uint8),
+            "doc_ids": np.asarray(doc_ids, np.int64),
+            "indptr": indptr,
+            "indices": np.asarray(names, np.int32),
+            "weight_codes": codes.astype(np.uint16),
+            "weight_values": values,
+            "signatures": sigs,
+        }
+
+    @classmethod
+    def load(
+        cls, path: str, *, kind_weights: Mapping[str, float] = KIND_WEIGHTS
+    ) -> tuple[ReadersIndex, dict[str, Any]]:
+        """The index saved at ``path`` (its buckets not filled: :meth:`attach`) and the
+        file's header. Raises ValueError for a file that cannot be read, or holds other
+        signatures or weights."""
+        header, arrays = read_readers_file(path)
+        index = cls(buckets=_Unindexed(), kind_weights=kind_weights)
+        try:
+            index._restore(header, arrays)
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise ValueError(f"{path}: inconsistent readers file ({exc})") from exc
+        return index, header
+
+    def _restore(self, header: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        doc_ids = arrays["doc_ids"].astype(np.int64)
+        indptr = arrays["indptr"].astype(np.int64)
+        indices = arrays["indices"].astype(np.int64)
+        sigs = arrays["signatures"]
+        n, nnz = len(doc_ids), len(indices)
+        raw = bytes(arrays["users"]).decode("utf-8")
+        users = np.array(raw.split("\x00") if raw or nnz else [], dtype=object)
+        if (
+            len(indptr) != n + 1
+            or (n and (indptr[0] != 0 or indptr[-1] != nnz or np.any(np.diff(indptr) <= 0)))
+            or sigs.shape != (n, NUM_PERM)
+            or sigs.dtype != np.uint32
+            or len(arrays["weight_codes"]) != nnz
+            or (nnz and (indices.min() < 0 or indices.max() >= len(users)))
+        ):
+            raise ValueError("its arrays do not agree in shape")
+        names = users[indices].tolist()
+        weights = arrays["weight_values"].astype(np.float64)[arrays["weight_codes"]].tolist()
+        bounds = indptr.tolist()
+        ids = doc_ids.tolist()
+        self._readers = {
+            d: dict(
+                zip(
+                    names[bounds[r] : bounds[r + 1]],
+                    weights[bounds[r] : bounds[r + 1]],
+                    strict=True,
+                )
+            )
+            for r, d in enumerate(ids)
+        }
+        order = np.argsort(indices, kind="stable")
+        read_docs = np.repeat(doc_ids, np.diff(indptr))[order].tolist()
+        per_user = np.cumsum(np.bincount(indices, minlength=len(users))).tolist()
+        start = 0
+        read_by: dict[str, set[int]] = {}
+        for user, end in zip(users.tolist(), per_user, strict=True):
+            read_by[user] = set(read_docs[start:end])
+            start = end
+        self._read_by = read_by
+        wide = sigs.astype(np.uint64)
+        self._signatures = dict(zip(ids, wide, strict=True))
+        self._pairs = nnz
+        self._popular = None
+        self.last_event = int(header["last_event"])
+        self.erasures = int(header["erasures"])
+        span = header.get("span")
+        self._span = (int(span[0]), int(span[1])) if span else None
+        self.changed = False
 
     # queries ------------------------------------------------------------------------------
 
@@ -408,3 +673,55 @@ class ReadersIndex:
             np.array([c for c, _ in top], dtype=np.int64),
             np.array([s for _, s in top], dtype=np.float64),
         )
+
+
+def open_readers(
+    store: Store,
+    path: str | None,
+    *,
+    buckets: Buckets | None = None,
+    kind_weights: Mapping[str, float] = KIND_WEIGHTS,
+    queries: bool = True,
+) -> ReadersIndex:
+    """The readers index of ``store``: from its file at ``path`` when that file serves (the
+    rules of :mod:`textrec.artifacts`, caught up with the store's writes since), else from
+    the events; its buckets filled in ``buckets`` (default: in memory), unless ``queries`` is
+    False (an index only to be saved: ``textrec build``).
+    :attr:`ReadersIndex.changed` says whether it differs from the file."""
+    stamp = store.stamp()
+    erased = store.erasures()
+
+    def read(p: str) -> tuple[ReadersIndex, str, str, str]:
+        index, header = ReadersIndex.load(p, kind_weights=kind_weights)
+        return (
+            index,
+            str(header.get("scheme")),
+            str(header.get("weights")),
+            str(header.get("provenance") or ""),
+        )
+
+    def catch_up(index: ReadersIndex) -> bool:
+        if index.erasures != erased:  # events were deleted since: rebuild from those left
+            return False
+        index.catch_up(store)
+        index.changed = True
+        return True
+
+    def build() -> ReadersIndex:
+        return ReadersIndex.from_store(store, buckets=_Unindexed(), kind_weights=kind_weights)
+
+    index, same = open_derived(
+        path,
+        what="readers file",
+        read=read,
+        expect=(READERS_SCHEME, weights_label(kind_weights)),
+        stamp=stamp,
+        catch_up=catch_up,
+        build=build,
+    )
+    if same:
+        index.stamp = stamp
+    if queries:
+        index.attach(buckets if buckets is not None else MemoryBuckets(NUM_PERM))
+    index.changed = not same
+    return index

@@ -225,7 +225,7 @@ def run_build(
         snapshot.n_docs,
         len(snapshot),
     )
-    index_path = refresh_index_file(store, index_path, analyzer)
+    index_path = refresh_index_file(store, index_path, analyzer, readers=True)
     return BuildReport(
         snapshot.id,
         snapshot.n_docs,
@@ -280,10 +280,16 @@ def build(
 
 
 def refresh_index_file(
-    store: Store, index_path: str | None = None, analyzer: Analyzer | None = None
+    store: Store,
+    index_path: str | None = None,
+    analyzer: Analyzer | None = None,
+    *,
+    readers: bool = False,
 ) -> str | None:
     """Bring the index files up to date with the store (caught up, or rebuilt) unless they
-    match it already; returns their path (None for a store with no file beside it)."""
+    match it already; returns their path (None for a store with no file beside it).
+    ``readers``: the readers' file too (:mod:`textrec.collab.readers`; a build writes it, an
+    ingest of documents leaves it to the next start-up)."""
     path = index_path if index_path is not None else default_index_path(store)
     if path is None or store.current_snapshot_id() is None:
         return None
@@ -291,6 +297,12 @@ def refresh_index_file(
     indexes = StoreIndexes.open(store, analyzer, path)
     if indexes.changed:
         indexes.save(path)
+    if readers:
+        from textrec.collab.readers import open_readers, readers_path
+
+        index = open_readers(store, readers_path(path), queries=False)
+        if index.changed:
+            index.save(readers_path(path))
     return path
 
 

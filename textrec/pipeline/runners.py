@@ -421,7 +421,7 @@ def fingerprint_new_with_runner(
                 extra_args=extra_args,
             )
             done = _store_fingerprints(store, lines, snapshot, scheme, removed_ok=True)
-    index_path = refresh_index_file(store, index_path)
+    index_path = refresh_index_file(store, index_path, readers=True)
     return JobsReport(
         snapshot.id,
         snapshot.n_docs,

@@ -47,7 +47,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -95,6 +95,7 @@ __all__ = [
     "DocumentFacts",
     "DuplicateIdError",
     "Erasure",
+    "EventFields",
     "Fingerprint64",
     "NewDocument",
     "NewEvent",
@@ -319,41 +320,64 @@ class EventRow(Base):
 _EVENTS = cast(Table, EventRow.__table__)
 
 
-_EVENT_COLUMNS = ("user_id", "document_id", "kind", "source", "time")
+_EVENT_COLUMNS = ("user_id", "document_id", "kind", "time", "source")  # NewEvent's order
+
+# The page cache of a connection importing events (at most; SQLite allocates it as pages are
+# read): inserts into the events table's two secondary indexes (reader, document) land on
+# random pages, and with SQLite's default cache (2 MB) each batch rereads most of them once
+# the indexes outgrow it. 5 million events take about 460 MB of database.
+_BULK_CACHE_PRAGMA = "PRAGMA cache_size=-1048576"  # KiB: 1 GiB
 
 
-def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert event rows without reading their ids back. On SQLite the rows go straight to the
+def _insert_events(conn: Connection, events: Sequence[EventFields]) -> None:
+    """Insert events without reading their ids back. On SQLite the rows go straight to the
     driver's ``executemany``, each value converted by its column type's own bind processor (so
-    what is stored is what SQLAlchemy would store): SQLAlchemy's per-row parameter handling
-    cost as much as SQLite's insert itself (``bench/events_scale.py``)."""
+    what is stored is what SQLAlchemy would store; a time is converted once for all the
+    events that share it): SQLAlchemy's per-row parameter handling cost as much as SQLite's
+    insert itself (``bench/events_scale.py``)."""
     if conn.dialect.name != "sqlite":
-        conn.execute(insert(_EVENTS), rows)
+        conn.execute(insert(_EVENTS), [_event_row(e) for e in events])
         return
     dialect = conn.dialect
     process = [
         _EVENTS.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in _EVENT_COLUMNS
     ]
-    columns = []
-    for name, proc in zip(_EVENT_COLUMNS, process, strict=True):
-        values = [r[name] for r in rows]
-        columns.append(values if proc is None else [proc(v) for v in values])
+    rows: Iterable[tuple[Any, ...]] = events
+    if any(p is not None for i, p in enumerate(process) if i != 3):  # not SQLite's types today
+        rows = [
+            tuple(v if p is None else p(v) for v, p in zip(e, process, strict=True)) for e in events
+        ]
+    elif process[3] is not None:
+        as_text = process[3]
+        seen: dict[datetime, Any] = {}
+        rows = [
+            (u, d, k, seen[t] if t in seen else seen.setdefault(t, as_text(t)), src)
+            for u, d, k, t, src in events
+        ]
     sql = (
         f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
         f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
     )
-    conn.connection.driver_connection.executemany(sql, zip(*columns, strict=True))  # type: ignore[union-attr]
+    conn.connection.driver_connection.executemany(sql, rows)  # type: ignore[union-attr]
 
 
-@dataclass(frozen=True)
-class NewEvent:
-    """A validated event about to be stored: ``document_id`` is the internal id."""
+EventFields = tuple[str, int, str, datetime, str | None]
+"""A :class:`NewEvent` as a plain tuple (what an import makes millions of)."""
+
+
+class NewEvent(NamedTuple):
+    """A validated event about to be stored: ``document_id`` is the internal id. (A tuple:
+    an import makes millions of them.)"""
 
     user: str
     document_id: int
     kind: str
     time: datetime
     source: str | None = None
+
+
+def _event_row(e: EventFields) -> dict[str, Any]:
+    return dict(zip(_EVENT_COLUMNS, e, strict=True))
 
 
 @dataclass(frozen=True)
@@ -921,39 +945,57 @@ class Store:
 
     # events -----------------------------------------------------------------------------------
 
-    def add_events(self, events: Sequence[NewEvent], *, ids: bool = True) -> list[int | None]:
+    def add_events(
+        self,
+        events: Sequence[NewEvent] | Sequence[EventFields],
+        *,
+        ids: bool = True,
+        _bind: Connection | None = None,
+    ) -> list[int | None]:
         """Store events in one transaction; returns the id of each, in order, or None for an
         event whose document was removed meanwhile (it is not stored). ``ids=False``: the
         stored ones get 0 instead of their id, which saves reading the ids back."""
         if not events:
             return []
-        rows = [
-            {
-                "user_id": e.user,
-                "document_id": e.document_id,
-                "kind": e.kind,
-                "source": e.source,
-                "time": e.time,
-            }
-            for e in events
-        ]
-        with self._session.begin() as s:
-            wanted = sorted({e.document_id for e in events})
+        session = self._session(bind=_bind) if _bind is not None else self._session()
+        with session as s, s.begin():
+            wanted = sorted({e[1] for e in events})
             present: set[int] = set()
             for i in range(0, len(wanted), 500):
                 q = select(DocumentRow.id).where(DocumentRow.id.in_(wanted[i : i + 500]))
                 present.update(s.scalars(q))
-            kept = [r for r in rows if r["document_id"] in present]
+            kept = [e for e in events if e[1] in present]
             if not kept:
-                return [None] * len(rows)
+                return [None] * len(events)
             if ids:
                 returning = insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True)
-                new_ids = iter(s.scalars(returning, kept).all())
+                new_ids = iter(s.scalars(returning, [_event_row(e) for e in kept]).all())
             else:
                 _insert_events(s.connection(), kept)
+                if len(kept) == len(events):
+                    self._bump(s)
+                    return [0] * len(events)
                 new_ids = iter([0] * len(kept))
             self._bump(s)
-        return [next(new_ids) if r["document_id"] in present else None for r in rows]
+        return [next(new_ids) if e[1] in present else None for e in events]
+
+    @contextlib.contextmanager
+    def bulk_events(self) -> Iterator[Callable[[Sequence[EventFields], bool], list[int | None]]]:
+        """For an import of many events: :meth:`add_events` on one connection held for the
+        whole import, whose SQLite page cache is made large enough for the events table's
+        indexes (the connection is closed afterwards rather than returned to the pool with
+        it), so that batches after the first find their pages cached. Each batch is still one
+        transaction, committed (and durable) on its own."""
+        with self.engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                raw: Any = conn.connection.driver_connection
+                raw.execute(_BULK_CACHE_PRAGMA)
+            try:
+                yield lambda events, ids: self.add_events(events, ids=ids, _bind=conn)
+            finally:
+                if sqlite:
+                    conn.invalidate()  # its cache goes with it
 
     def iter_events(
         self, *, after: int = 0, batch_size: int = 50_000
@@ -999,6 +1041,11 @@ class Store:
             q = q.where(EventRow.id > after)
         with self._session() as s:
             return int(s.scalar(q) or 0)
+
+    def last_event_id(self) -> int:
+        """The highest stored event id (0 without events)."""
+        with self._session() as s:
+            return int(s.scalar(select(func.max(EventRow.id))) or 0)
 
     def event_stats(self) -> dict[str, Any]:
         """Events in all and by kind, distinct users and documents, first and last time."""
@@ -1082,6 +1129,33 @@ class Store:
                 for d, u, kind in s.execute(q):
                     out.setdefault(int(d), {}).setdefault(str(u), []).append(str(kind))
         return out
+
+    def document_span(self) -> tuple[int, int]:
+        """``(how many documents, the highest id)``: ids are never reused, so the pair is the
+        same only while no document was added, removed or edited (a new id)."""
+        with self._session() as s:
+            count, top = s.execute(select(func.count(), func.max(DocumentRow.id))).one()
+            return int(count), int(top or 0)
+
+    def document_ids(self) -> npt.NDArray[np.int64]:
+        """The ids of every stored document, ascending."""
+        with self._session() as s:
+            q = select(DocumentRow.id).order_by(DocumentRow.id)
+            rows = s.execute(q.execution_options(yield_per=100_000)).scalars()
+            return np.fromiter(rows, np.int64)
+
+    def documents_read_before(self, *, above: int, through_event: int) -> list[int]:
+        """The documents with an id above ``above`` that hold events with an id up to
+        ``through_event``: documents edited since a holder of derived state last looked (an
+        edited document gets a new id and takes its older events along)."""
+        with self._session() as s:
+            q = (
+                select(EventRow.document_id)
+                .where(EventRow.document_id > above, EventRow.id <= through_event)
+                .distinct()
+                .order_by(EventRow.document_id)
+            )
+            return [int(d) for d in s.scalars(q)]
 
     def readings(self, pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
         """The kinds of the stored events of each (reader, document) pair asked about; pairs
