@@ -22,13 +22,13 @@ weights were chosen on the seeded Korean click log and MovieLens-100K
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CANDIDATES", "DEFAULT_RULE", "DEFAULT_WEIGHTS", "RULES", "Fused", "fuse"]
+__all__ = ["CANDIDATES", "DEFAULT_RULE", "DEFAULT_WEIGHTS", "RULES", "Fused", "Parts", "fuse"]
 
 RULES = ("blend", "rrf")
 DEFAULT_RULE = "blend"
@@ -43,14 +43,45 @@ Knows = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]
 """Which of these items a source could have ranked (a mask)."""
 
 
+class Parts(Mapping[int, dict[str, float]]):
+    """Each item's normalised score from each source that put it in its candidates, worked
+    out when asked (a caller looks at its k results, not at every candidate)."""
+
+    def __init__(self, lists: Mapping[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]):
+        self._lists = {}
+        for name, (ids, values) in lists.items():
+            order = np.argsort(ids, kind="stable")
+            self._lists[name] = (ids[order], values[order])
+
+    def __getitem__(self, item: int) -> dict[str, float]:
+        out = {}
+        for name, (ids, values) in self._lists.items():
+            pos = int(np.searchsorted(ids, item))
+            if pos < len(ids) and ids[pos] == item:
+                out[name] = float(values[pos])
+        if not out:
+            raise KeyError(item)
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        return (
+            iter(np.unique(np.concatenate([ids for ids, _ in self._lists.values()])).tolist())
+            if self._lists
+            else iter(())
+        )
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 @dataclass
 class Fused:
     """The fused list, best first: item ids, scores, and each item's normalised score from
-    each source that put it in its candidates."""
+    each source that put it in its candidates (:class:`Parts`)."""
 
     ids: npt.NDArray[np.int64]
     scores: npt.NDArray[np.float64]
-    parts: dict[int, dict[str, float]]
+    parts: Mapping[int, dict[str, float]]
 
 
 def fuse(
@@ -67,11 +98,11 @@ def fuse(
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     used = {name: lst for name, lst in lists.items() if weights.get(name, 0.0) > 0 and len(lst[0])}
     if not used:
-        return Fused(np.zeros(0, np.int64), np.zeros(0, np.float64), {})
+        return Fused(np.zeros(0, np.int64), np.zeros(0, np.float64), Parts({}))
     ids = np.unique(np.concatenate([np.asarray(lst[0], np.int64) for lst in used.values()]))
     num = np.zeros(len(ids))
     den = np.zeros(len(ids))
-    parts: dict[int, dict[str, float]] = {}
+    values: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
     for name, (src_ids, src_scores) in used.items():
         w = weights[name]
         src_ids = np.asarray(src_ids, np.int64)
@@ -87,9 +118,8 @@ def fuse(
         known = knows[name](ids) if name in knows else np.isin(ids, src_ids)
         known[pos] = True  # a source knows what it ranked
         den += w * known
-        for item, v in zip(src_ids.tolist(), value.tolist(), strict=True):
-            parts.setdefault(item, {})[name] = v
+        values[name] = (src_ids, np.asarray(value, np.float64))
     scores = np.divide(num, den, out=np.zeros(len(ids)), where=den > 0)
     order = np.lexsort((ids, -scores))
     keep = order[scores[order] > 0]
-    return Fused(ids[keep], scores[keep], parts)
+    return Fused(ids[keep], scores[keep], Parts(values))

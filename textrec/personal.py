@@ -36,7 +36,7 @@ import numpy.typing as npt
 from textrec.collab.events import KIND_WEIGHTS
 from textrec.content.simhash import hamming
 from textrec.filters import NO_FILTERS, Filters
-from textrec.hybrid import CANDIDATES, DEFAULT_WEIGHTS, fuse
+from textrec.hybrid import CANDIDATES, DEFAULT_WEIGHTS, Parts, fuse
 from textrec.sources import RelatedSource
 
 if TYPE_CHECKING:
@@ -191,11 +191,12 @@ class _Reader:
         if mode == "related":
             if not self.profile:
                 return _EMPTY
-            ids, scores = self.related.index.search(self.profile, n)
-            return ids, scores.astype(np.float64)
+            found, impacts = self.related.index.search(self.profile, n)
+            return found, impacts.astype(np.float64)
         if mode == "readers":
             seeds = self.order[:READERS_SEEDS]
-            return _summed([rec.readers.similar_recent(h, n) for h in seeds])
+            ids, scores = _summed([rec.readers.similar_recent(h, n) for h in seeds])
+            return ids[:n], scores[:n]
         if mode == "popular":
             return rec.readers.popular(n)
         model = rec.models.get(mode)
@@ -204,13 +205,7 @@ class _Reader:
         return model.recommend(self.user, self.history, n)
 
     def knows(self, mode: str) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]:
-        rec = self.rec
-        if mode == "readers":
-            return lambda ids: np.array([rec.readers.readers(i) > 0 for i in ids.tolist()], bool)
-        if mode in rec.models:
-            model = rec.models[mode]
-            return lambda ids: np.array([i in model for i in ids.tolist()], bool)
-        return lambda ids: np.ones(len(ids), bool)
+        return self.rec._knows(mode)
 
     def shared_terms(self, doc: StoredDocument, limit: int = 5) -> list[str]:
         d = self.related.document_weights(self.rec._terms(doc))
@@ -284,7 +279,7 @@ def recommend(
             ids, scores = lists[answered]
             keep = scores > 0
             ids, scores = ids[keep], scores[keep]
-            parts = {i: {answered: 1.0} for i in ids.tolist()}
+            parts = Parts({answered: (ids, np.ones(len(ids)))})
         ranked = zip(ids.tolist(), scores.tolist(), strict=True)
         passed = [(i, s) for i, s in ranked if i not in skip and i not in gone]
         if filters.active():  # what filters look at, not whole documents: many candidates

@@ -232,11 +232,16 @@ class Recommender:
         """Which posts a mode could rank (for the hybrid): ``readers`` the posts with readers,
         a factor model the posts it was trained on, content every post."""
         if mode == "readers":
-            readers = self.readers
-            return lambda ids: np.array([readers.readers(i) > 0 for i in ids.tolist()], bool)
+            return self.readers.have_readers
         model = self.models.get(mode)
         if model is not None:
-            return lambda ids: np.array([i in model for i in ids.tolist()], bool)
+            trained = np.sort(model.items)
+
+            def knows(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+                pos = np.minimum(np.searchsorted(trained, ids), max(len(trained) - 1, 0))
+                return trained[pos] == ids if len(trained) else np.zeros(len(ids), bool)
+
+            return knows
         return lambda ids: np.ones(len(ids), bool)
 
     def load_models(self) -> bool:
@@ -422,13 +427,13 @@ class Recommender:
         # and copies collapsed away are replaced likewise.
         source = self.sources[mode]
 
-        parts: dict[int, dict[str, float]] = {}
+        fusion: list[Mapping[int, dict[str, float]]] = []
 
         def rank(n: int) -> list[tuple[int, float]]:
             if isinstance(source, HybridSource):  # which sources put each result there
                 fused = source.fuse(query, n, exclude)
                 ids, scores = fused.ids, fused.scores
-                parts.update(fused.parts)
+                fusion[:] = [fused.parts]  # the last search's, which holds every result
             else:
                 ids, scores = source.rank(query, n, exclude)
             return list(zip(ids.tolist(), scores.tolist(), strict=True))
@@ -480,7 +485,8 @@ class Recommender:
                 shared = _shared_terms(weights, doc_weights, shown=shown)
             sources = None
             if mode == "hybrid":
-                sources = [m for m in MODES if parts.get(doc_id, {}).get(m, 0.0) > 0]
+                part = fusion[0].get(doc_id, {}) if fusion else {}
+                sources = [m for m in MODES if part.get(m, 0.0) > 0]
             readers = self.readers.readers(doc_id) if mode in ("readers", "hybrid") else None
             out.append(Match(doc.external_id, doc.title, dist, score, shared, sources, readers))
         return out

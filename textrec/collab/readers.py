@@ -358,6 +358,11 @@ class ReadersIndex:
         """How many readers a document has."""
         return len(self._readers.get(doc_id, ()))
 
+    def have_readers(self, doc_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Which of these documents have readers (a mask)."""
+        readers = self._readers
+        return np.fromiter((d in readers for d in doc_ids.tolist()), bool, len(doc_ids))
+
     # writes -------------------------------------------------------------------------------
 
     def add(self, events: Iterable[tuple[str, int, str]]) -> None:
