@@ -222,6 +222,7 @@ class Recommender:
             "hybrid": HybridSource(lambda: self.sources, self._knows),
         }
         self._model_files: dict[str, tuple[int, int]] = {}
+        self._trained: dict[str, npt.NDArray[np.int64]] = {}  # each model's posts, sorted
         self.load_models()
         self._write_lock = threading.Lock()
         self._shown: dict[int, set[str] | None] = {}
@@ -235,7 +236,9 @@ class Recommender:
             return self.readers.have_readers
         model = self.models.get(mode)
         if model is not None:
-            trained = np.sort(model.items)
+            trained = self._trained.get(mode)
+            if trained is None or len(trained) != len(model.items):
+                trained = self._trained[mode] = np.sort(model.items)
 
             def knows(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
                 pos = np.minimum(np.searchsorted(trained, ids), max(len(trained) - 1, 0))
@@ -288,6 +291,7 @@ class Recommender:
                 log.warning("%s; its mode answers as hybrid", self.model_errors[name])
                 continue
             self.models[name] = model
+            self._trained.pop(name, None)
             self.sources[name] = FactorSource(name, model)
         return changed
 
