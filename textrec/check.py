@@ -230,23 +230,12 @@ def _check_models(report: CheckReport, index_path: str, store: Store) -> None:
     """The factor models beside the index (``textrec train``): one that cannot be read or
     was trained from another store is a problem (its mode answers as hybrid); a stale one
     (events since its training, readers erased from it inexactly) a warning."""
-    from textrec.collab.factors import (
-        FACTOR_MODELS,
-        FactorModel,
-        ModelFileError,
-        model_path,
-        model_staleness,
-    )
+    from textrec.collab.factors import model_files, model_staleness
 
-    for name in FACTOR_MODELS:
-        path = model_path(index_path, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            model = FactorModel.load(path)
-        except ModelFileError as exc:
+    for name, path, model in model_files(index_path):
+        if isinstance(model, Exception):
             report.problems.append(
-                f"{exc}; the {name} mode answers as hybrid until `textrec train --model {name}`"
+                f"{model}; the {name} mode answers as hybrid until `textrec train --model {name}`"
             )
             continue
         state = model_staleness(model, store)

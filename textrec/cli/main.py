@@ -332,24 +332,16 @@ def cmd_events_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_events_forget(args: argparse.Namespace) -> int:
-    from textrec.collab.factors import (
-        FACTOR_MODELS,
-        FactorModel,
-        ModelFileError,
-        forget_reader,
-        model_path,
-    )
+    from textrec.collab.factors import FactorModel, forget_reader, model_files
 
     store = _store(args)
     index = args.index or default_index_path(store)
     models: dict[str, FactorModel] = {}
-    for name in FACTOR_MODELS if index else ():
-        path = model_path(str(index), name)
-        if os.path.exists(path):
-            try:
-                models[path] = FactorModel.load(path)
-            except ModelFileError as exc:
-                print(f"textrec: {exc}: not changed", file=sys.stderr)
+    for _, path, model in model_files(str(index)) if index else ():
+        if isinstance(model, Exception):
+            print(f"textrec: {model}: not changed", file=sys.stderr)
+        else:
+            models[path] = model
     total = 0
     for user in args.users:
         erasure = store.erase_events(user=user)
@@ -580,23 +572,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _model_stats(store: Store, index_path: str) -> dict[str, object]:
     """How stale each trained factor model is (``<model>_events_since`` and more)."""
-    from textrec.collab.factors import (
-        FACTOR_MODELS,
-        FactorModel,
-        ModelFileError,
-        model_path,
-        model_staleness,
-    )
+    from textrec.collab.factors import model_files, model_staleness
 
     out: dict[str, object] = {}
-    for name in FACTOR_MODELS:
-        path = model_path(index_path, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            model = FactorModel.load(path)
-        except ModelFileError as exc:
-            out[f"{name}_model"] = f"unusable: {exc}"
+    for name, path, model in model_files(index_path):
+        if isinstance(model, Exception):
+            out[f"{name}_model"] = f"unusable: {model}"
             continue
         state = model_staleness(model, store)
         out[f"{name}_model"] = path

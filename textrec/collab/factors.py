@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -71,6 +72,7 @@ __all__ = [
     "FactorModel",
     "ModelFileError",
     "forget_reader",
+    "model_files",
     "model_path",
     "model_staleness",
 ]
@@ -105,6 +107,19 @@ _EMPTY_IDS = np.zeros(0, np.int64)
 
 class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and what is wrong."""
+
+
+def model_files(index_path: str) -> Iterator[tuple[str, str, FactorModel | ModelFileError]]:
+    """Each factor model file beside an index: ``(model, path, the model or why it cannot
+    be read)``, for the files that exist."""
+    for name in FACTOR_MODELS:
+        path = model_path(index_path, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            yield name, path, FactorModel.load(path)
+        except ModelFileError as exc:
+            yield name, path, exc
 
 
 def model_path(index_path: str, model: str) -> str:
