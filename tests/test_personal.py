@@ -442,3 +442,27 @@ def test_events_forget_on_the_command_line_erases_the_reader_from_the_model_file
     assert server.refresh()  # the server reads the file written again
     assert "reader-0012" not in server.models["als"].users
     assert server.recommend("reader-0012", k=3).basis == "popular"
+
+
+def test_a_reader_of_nearly_everything_joins_no_two_posts(read: str, tmp_path: Path) -> None:
+    from textrec.collab.readers import CRAWLER_MIN_DOCUMENTS
+
+    rec = _rec(read, tmp_path)
+    ids = [d.external_id for d in rec.store.iter_documents()]
+    target = ids[-1]
+    assert rec.readers_of(target) >= 0
+    rec.remove(target)  # a fresh post nobody has read, for the attacker to push
+    rec.add([{"id": "target", "text": "광고 광고 광고 이벤트 당첨 무료 쿠폰"}])
+    before = {i: [m.id for m in rec.similar(i, k=10, mode="readers")] for i in ids[:50]}
+    assert not any("target" in lst for lst in before.values())
+    # One client's single reader reads the target, then every post: a crawler.
+    crawl = [{"user": "crawler", "item": "target"}]
+    crawl += [{"user": "crawler", "item": i} for i in ids[:-1]]
+    assert len(crawl) - 1 >= CRAWLER_MIN_DOCUMENTS
+    rec.add_events(crawl)
+    after = {i: [m.id for m in rec.similar(i, k=10, mode="readers")] for i in ids[:50]}
+    assert not any("target" in lst for lst in after.values())
+    # The real readers' lists stay nearly as they were (the crawler still counts in BM25's
+    # lengths and averages, not as a reader joining two posts).
+    overlap = [len(set(after[i]) & set(before[i])) / max(len(before[i]), 1) for i in before]
+    assert sum(overlap) / len(overlap) >= 0.9
