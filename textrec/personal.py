@@ -34,7 +34,6 @@ import numpy as np
 import numpy.typing as npt
 
 from textrec.collab.events import KIND_WEIGHTS
-from textrec.content.simhash import hamming
 from textrec.filters import NO_FILTERS, Filters
 from textrec.hybrid import CANDIDATES, DEFAULT_WEIGHTS, Parts, fuse
 from textrec.sources import RelatedSource
@@ -291,7 +290,7 @@ def recommend(
             ]
             if filters.recency_days:
                 passed.sort(key=lambda p: (-p[1], p[0]))
-        kept = _collapsed(rec, passed, seen_codes, radius, k)[:k]
+        kept = passed[:k] if radius is None else rec._collapsed(passed, seen_codes, radius, k)
         exhausted = all(len(lst[0]) < n + len(skip) for lst in lists.values())
         if len(kept) >= k or exhausted:
             docs = rec.store.get_documents([i for i, _ in kept])
@@ -336,28 +335,3 @@ def _code(rec: Recommender, doc_id: int) -> int:
         return rec.index.get(doc_id)
     except KeyError:
         return 0
-
-
-def _collapsed(
-    rec: Recommender,
-    ranked: list[tuple[int, float]],
-    seen: list[int],
-    radius: int | None,
-    k: int,
-) -> list[tuple[int, float]]:
-    """``ranked`` without copies (within ``radius`` bits) of a higher-ranked result or of a
-    post the reader read (``seen``: their fingerprints); stops at ``k``."""
-    if radius is None:
-        return ranked[:k]
-    seen = list(seen)
-    kept: list[tuple[int, float]] = []
-    for item in ranked:
-        if len(kept) == k:
-            break
-        code = _code(rec, item[0])
-        if code and any(hamming(code, s) <= radius for s in seen):
-            continue
-        if code:
-            seen.append(code)
-        kept.append(item)
-    return kept

@@ -295,17 +295,6 @@ class Recommender:
             self.sources[name] = FactorSource(name, model)
         return changed
 
-    def model_state(self) -> dict[str, dict[str, object]]:
-        """Each factor model's state: how stale it is (:func:`~textrec.collab.factors.
-        model_staleness`), or why it is not in use."""
-        out: dict[str, dict[str, object]] = {}
-        for name in FACTOR_MODELS:
-            if name in self.models:
-                out[name] = {"in_use": True, **model_staleness(self.models[name], self.store)}
-            elif name in self.model_errors:
-                out[name] = {"in_use": False, "problem": self.model_errors[name]}
-        return out
-
     def model_problem(self, mode: str) -> str:
         """Why mode ``mode``'s model is not in use, and what answered instead."""
         why = self.model_errors.get(
@@ -390,20 +379,6 @@ class Recommender:
                 pass
         return simhash(weights)
 
-    def _ranked(
-        self, query: Query, n: int, exclude: int | None, mode: str
-    ) -> list[tuple[int, int | None, float]]:
-        """The top ``n`` ``(document id, distance, score)`` of a mode, without ``exclude``."""
-        ids, scores = self.sources[mode].rank(query, n, exclude)
-        ranked: list[tuple[int, int | None, float]] = []
-        for doc_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
-            try:  # not `in` then `get`: another thread may remove it in between
-                distance: int | None = hamming(query.code, self.index.get(doc_id))
-            except KeyError:
-                distance = None
-            ranked.append((doc_id, distance, float(score)))
-        return ranked
-
     def _matches(
         self,
         counts: Mapping[str, int],
@@ -447,7 +422,7 @@ class Recommender:
             r = radius
 
             def keep(ranked: list[tuple[int, float]], n: int) -> list[tuple[int, float]]:
-                return self._collapsed(ranked, query.code, r, n)
+                return self._collapsed(ranked, [query.code] if query.code else [], r, n)
 
         # Without filters the candidates are read whole (they are the results); with filters,
         # only what the filters look at (kept in memory), and the few results whole at the end.
@@ -519,11 +494,12 @@ class Recommender:
         return out
 
     def _collapsed(
-        self, ranked: list[tuple[int, float]], code: int, radius: int, k: int
+        self, ranked: list[tuple[int, float]], seen: Sequence[int], radius: int, k: int
     ) -> list[tuple[int, float]]:
-        """``ranked`` without the results whose fingerprint is within ``radius`` bits of the
-        query's (``code``) or of a higher-ranked result kept; stops at ``k`` kept."""
-        seen = [code] if code != 0 else []
+        """``ranked`` without the results whose fingerprint is within ``radius`` bits of one
+        in ``seen`` (the query's, or the posts a reader read) or of a higher-ranked result
+        kept; stops at ``k`` kept."""
+        seen = list(seen)
         kept: list[tuple[int, float]] = []
         for item in ranked:
             if len(kept) == k:
