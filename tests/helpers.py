@@ -71,3 +71,19 @@ def copy_database(built: Path, folder: Path) -> str:
         if suffix != ".index.readers" or os.path.exists(f"{built}{suffix}"):
             shutil.copy(f"{built}{suffix}", f"{copy}{suffix}")
     return f"sqlite:///{copy}"
+
+
+PETITIONS_300 = FIXTURES / "petitions_300.jsonl"
+
+
+def built_petitions(db_url: str, folder: Path, n: int) -> str:
+    """The first ``n`` petitions of the 300-petition fixture ingested into ``db_url`` and
+    built, with the index file ``folder/i.index``; returns ``db_url``."""
+    from textrec import Store, build, ingest, read_records
+
+    src = folder / "docs.jsonl"
+    src.write_text("".join(PETITIONS_300.read_text("utf-8").splitlines(True)[:n]), "utf-8")
+    store = Store(db_url)
+    ingest(store, read_records(str(src)))
+    build(store, index_path=str(folder / "i.index"))
+    return db_url

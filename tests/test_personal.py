@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from textrec import Recommender, Store, build, ingest, read_records
+from tests.helpers import built_petitions
+from textrec import Recommender
 from textrec.cli.main import main
 from textrec.collab.synthetic import click_log
 from textrec.evaluation.events import Interactions, evaluate_events
@@ -31,13 +32,8 @@ def _groups(limit: int) -> dict[str, list[str]]:
 
 @pytest.fixture
 def read(db_url: str, tmp_path: Path) -> str:
-    """200 petitions, built, with 150 seeded readers' events, in a database of each kind. The
-    last petition of the fixture's first 201 is kept out, to be published later."""
-    src = tmp_path / "docs.jsonl"
-    src.write_text("".join(FIXTURE.read_text("utf-8").splitlines(True)[:200]), "utf-8")
-    store = Store(db_url)
-    ingest(store, read_records(str(src)))
-    build(store, index_path=str(tmp_path / "i.index"))
+    """200 petitions, built, with 150 seeded readers' events, in a database of each kind."""
+    built_petitions(db_url, tmp_path, 200)
     rec = Recommender(db_url, index_path=str(tmp_path / "i.index"))
     stored, rejected = rec.add_events(click_log(_groups(200), users=150, seed=3))
     assert stored > 1000 and not rejected

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from fastapi import Depends
 from fastapi.testclient import TestClient
 
-from tests.helpers import copy_database
-from textrec import Recommender, Store, build, ingest, read_records
+from tests.helpers import built_petitions, copy_database
+from textrec import Recommender, Store
 from textrec.cli.main import main
 from textrec.serve.app import create_app, reader_key
 
@@ -25,12 +25,7 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "petitions_300.jsonl"
 @pytest.fixture
 def small(db_url: str, tmp_path: Path) -> str:
     """40 petitions, built, in a database of each kind."""
-    src = tmp_path / "docs.jsonl"
-    src.write_text("".join(FIXTURE.read_text("utf-8").splitlines(True)[:40]), "utf-8")
-    store = Store(db_url)
-    ingest(store, read_records(str(src)))
-    build(store, index_path=str(tmp_path / "i.index"))
-    return db_url
+    return built_petitions(db_url, tmp_path, 40)
 
 
 def _ids(url: str) -> list[str]:
