@@ -25,7 +25,7 @@ a higher-ranked result or of a post in the reader's history are left out, as in 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -133,6 +133,17 @@ def _unit(weights: Mapping[str, float]) -> dict[str, float]:
     return {t: w / norm for t, w in weights.items()} if norm > 0 else {}
 
 
+def profile(weights: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """A reader's content profile: their posts' query weights (each scaled to length 1),
+    summed. As the related score is linear in the query's weights, one query with it scores a
+    post by the sum of its related scores to each of those posts."""
+    out: dict[str, float] = {}
+    for w in weights:
+        for t, x in w.items():
+            out[t] = out.get(t, 0.0) + x
+    return out
+
+
 def _summed(lists: list[Ranked]) -> Ranked:
     """Lists summed item by item, each scaled to its best score first."""
     total: dict[int, float] = {}
@@ -168,22 +179,21 @@ class _Reader:
         self.related = related
         self.profile_docs = rec.store.get_documents(order[:PROFILE])
         self.shown: set[str] | None = set()
-        profile: dict[str, float] = {}
+        parts: list[Mapping[str, int]] = []
         if text_counts is not None:
-            profile = _unit(related.query_weights(text_counts))
+            parts.append(text_counts)
             self.shown = None
         for doc_id in order[:PROFILE]:
             doc = self.profile_docs.get(doc_id)
             if doc is None:
                 continue
-            for t, w in _unit(related.query_weights(rec._terms(doc))).items():
-                profile[t] = profile.get(t, 0.0) + w
+            parts.append(rec._terms(doc))
             shown = rec._shown_terms(doc)
             if shown is None or self.shown is None:
                 self.shown = None
             else:
                 self.shown |= shown
-        self.profile = profile
+        self.profile = profile([_unit(related.query_weights(c)) for c in parts])
 
     def gather(self, mode: str, n: int) -> Ranked:
         rec = self.rec
@@ -206,13 +216,8 @@ class _Reader:
     def knows(self, mode: str) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]:
         return self.rec._knows(mode)
 
-    def shared_terms(self, doc: StoredDocument, limit: int = 5) -> list[str]:
-        d = self.related.document_weights(self.rec._terms(doc))
-        both = self.profile.keys() & d.keys()
-        if self.shown is not None:
-            both &= self.shown
-        common = sorted(((self.profile[t] * d[t], t) for t in both), key=lambda x: (-x[0], x[1]))
-        return [t for _, t in common[:limit]]
+    def shared_terms(self, doc: StoredDocument) -> list[str]:
+        return self.related.terms_shared(self.profile, self.rec._terms(doc), shown=self.shown)
 
 
 def recommend(

@@ -157,7 +157,16 @@ class RelatedSource(_OverIndex[RelatedIndex]):
     ) -> list[str]:
         """The shared terms that add most to the score, largest first (ties by term); only
         those in ``shown`` when it is given (the query's content words, never 것 or 년)."""
-        q = self.query_weights(query)
+        return self.terms_shared(self.query_weights(query), document, limit, shown)
+
+    def terms_shared(
+        self,
+        q: Mapping[str, float],
+        document: Mapping[str, int],
+        limit: int = 5,
+        shown: set[str] | None = None,
+    ) -> list[str]:
+        """:meth:`shared_terms` for query weights ``q`` already made (a reader's profile)."""
         d = self.document_weights(document)
         both = q.keys() & d.keys()
         if shown is not None:

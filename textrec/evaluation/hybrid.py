@@ -25,7 +25,7 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.tfidf import DFSnapshot
 from textrec.evaluation import events as ev
 from textrec.hybrid import CANDIDATES, DEFAULT_RULE, DEFAULT_WEIGHTS, fuse
-from textrec.personal import _unit
+from textrec.personal import _unit, profile
 from textrec.sources import RelatedSource, sources_in_memory
 
 __all__ = ["HYBRID_PARTS", "fit_content", "fit_hybrid"]
@@ -67,12 +67,9 @@ def fit_content(
         out = np.zeros((len(users), n_items))
         for row, user in enumerate(users.tolist()):
             items = train.indices[train.indptr[user] : train.indptr[user + 1]].tolist()
-            profile: dict[str, float] = {}
-            for i in items:
-                for t, w in unit[i].items():
-                    profile[t] = profile.get(t, 0.0) + w
-            if profile:
-                ids, scores = related.index.search(profile, CANDIDATES + len(items))
+            weights = profile([unit[i] for i in items])
+            if weights:
+                ids, scores = related.index.search(weights, CANDIDATES + len(items))
                 out[row, ids] = scores
         return out
 
