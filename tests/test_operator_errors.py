@@ -63,6 +63,7 @@ def test_a_corrupt_sqlite_file_is_named(
     path = url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()  # the with block commits but does not close
     with open(path, "r+b") as f:
         f.seek(8192)
         f.write(b"\xff" * 65536)
