@@ -70,6 +70,15 @@ def test_events_are_stored_and_bad_ones_refused_with_the_reason(small: str, tmp_
     assert stats["first"].startswith("2026-11-30T00:00:00")  # stored in UTC
 
 
+@pytest.mark.parametrize("kind", [["click"], {"kind": "click"}, 3, "x" * 500])
+def test_a_kind_of_the_wrong_type_is_refused_with_the_reason(kind: object) -> None:
+    got = parse_event({"user": "u", "item": "a", "kind": kind}, where="e.jsonl", line=7)
+    assert not isinstance(got, Event)
+    assert (got.source, got.line) == ("e.jsonl", 7)
+    assert "field 'kind' is " in got.reason and "the kinds are view, click" in got.reason
+    assert len(got.reason) < 120  # a long value is cut, not echoed whole
+
+
 def test_removing_a_document_removes_its_events_and_its_readers(
     small: str, tmp_path: Path, readers_store: str | None
 ) -> None:

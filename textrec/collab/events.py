@@ -121,8 +121,9 @@ def parse_event(
     if not isinstance(item, str) or not item:
         return error("field 'item' must be a non-empty string (a stored document's id)")
     kind = obj.get("kind") or "view"
-    if kind not in KIND_WEIGHTS:
-        return error(f"field 'kind' is {kind!r}; the kinds are {', '.join(KIND_WEIGHTS)}")
+    if not isinstance(kind, str) or kind not in KIND_WEIGHTS:
+        shown = repr(kind) if isinstance(kind, str) else f"a {type(kind).__name__}"
+        return error(f"field 'kind' is {shown[:40]}; the kinds are {', '.join(KIND_WEIGHTS)}")
     source = obj.get("source") or None
     if source is not None and (
         not isinstance(source, str) or len(source) > MAX_SOURCE_CHARS or _bad_string(source)
