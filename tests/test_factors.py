@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from textrec import Store, ingest, read_records
+from textrec import Recommender, Store, ingest, read_records
 from textrec.cli.main import main
 from textrec.collab.events import KIND_WEIGHTS, parse_event, store_events
 from textrec.collab.factors import (
@@ -317,3 +317,44 @@ def test_train_from_postgresql(postgres, tmp_path: Path, capsys) -> None:  # typ
     assert main(["--db", url, "-q", "train", "--index", str(tmp_path / "pg.index")]) == 0
     back = FactorModel.load(str(tmp_path / "pg.index.als"))
     assert np.array_equal(back.item_factors, model.item_factors)
+
+
+def test_an_edited_post_keeps_its_vector_in_the_models(tmp_path: Path) -> None:
+    """An edit gives a post a new internal id; the models keep its trained vector under it,
+    in the Recommender that made the edit, in the model files it saves, and in the files
+    ``textrec ingest --update`` renames."""
+    db = tmp_path / "m.db"
+    url = f"sqlite:///{db}"
+    _fill(url, tmp_path)
+    assert main(["--db", url, "-q", "build"]) == 0
+    assert main(["--db", url, "-q", "train", "--model", "als", "--factors", "8"]) == 0
+    rec = Recommender(url)
+    assert "als" in rec.models
+    reader = "reader-0003"
+    # a post the reader has not read
+    target = rec.recommend(reader, 5, mode="als", collapse=None).results[0].id
+
+    def lists(r: Recommender) -> tuple[list[str], list[tuple[str, float]]]:
+        similar = [m.id for m in r.similar(target, k=8, mode="als", collapse=None)]
+        mine = r.recommend(reader, 40, mode="als", collapse=None).results
+        return similar, [(x.id, round(x.score, 5)) for x in mine]
+
+    before = lists(rec)
+    assert len(before[0]) == 8 and before[1][0][0] == target
+    old = rec.store.internal_ids([target])[target]
+    rec.update(target, {"text": "분야의 소식을 고친 기사 본문입니다"})
+    new = rec.store.internal_ids([target])[target]
+    assert new != old and new in rec.models["als"] and old not in rec.models["als"]
+    assert lists(rec) == before  # the same vector answers under the new id
+    rec.save()
+    assert lists(Recommender(url)) == before  # the saved file holds the new id
+    edit = tmp_path / "edit.jsonl"
+    edit.write_text(json.dumps({"id": "2-0", "text": "사회 분야의 새 기사"}) + "\n", "utf-8")
+    was = FactorModel.load(f"{db}.index.als")
+    old = rec.store.internal_ids(["2-0"])["2-0"]
+    assert main(["--db", url, "-q", "ingest", "--update", str(edit)]) == 0
+    now = FactorModel.load(f"{db}.index.als")
+    new = rec.store.internal_ids(["2-0"])["2-0"]
+    assert new != old and new in now and old not in now
+    assert now.items[was.items == old][0] == new
+    assert np.array_equal(now.item_factors, was.item_factors)

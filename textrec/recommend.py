@@ -223,6 +223,7 @@ class Recommender:
         }
         self._model_files: dict[str, tuple[int, int]] = {}
         self._trained: dict[str, npt.NDArray[np.int64]] = {}  # each model's posts, sorted
+        self._renamed_in_models: set[str] = set()  # models with edited posts not yet saved
         self.load_models()
         self._write_lock = threading.Lock()
         self._shown: dict[int, set[str] | None] = {}
@@ -741,11 +742,17 @@ class Recommender:
         if not self.models:
             return
         for name, model in self.models.items():
-            if forget_reader(model, self.store, user, erasure) and self.index_path is not None:
-                path = model_path(self.index_path, name)
-                model.save(path)
-                st = os.stat(path)
-                self._model_files[name] = (st.st_mtime_ns, st.st_size)
+            if forget_reader(model, self.store, user, erasure):
+                self._save_model(name, model)
+
+    def _save_model(self, name: str, model: FactorModel) -> None:
+        """Write a model changed here to its file, and remember the file as the one read."""
+        if self.index_path is None:
+            return
+        path = model_path(self.index_path, name)
+        model.save(path)
+        st = os.stat(path)
+        self._model_files[name] = (st.st_mtime_ns, st.st_size)
 
     def _expire_in_models(self, before: datetime) -> None:
         """Events before ``before`` were deleted (retention): the models trained with them are
@@ -787,8 +794,12 @@ class Recommender:
 
         def unindex(pairs: list[tuple[int, int]]) -> None:
             old = [o for o, _ in pairs]
-            for source in self.sources.values():
-                if not isinstance(source, ReadersSource):  # readers follow the document
+            for name, source in self.sources.items():
+                if isinstance(source, FactorSource):  # so do the models' vectors
+                    if source.rename(pairs):
+                        self._trained.pop(name, None)
+                        self._renamed_in_models.add(name)
+                elif not isinstance(source, ReadersSource):  # readers follow the document
                     source.remove(old)
             for o, n in pairs:
                 self.readers.rename(o, n)
@@ -863,6 +874,11 @@ class Recommender:
             self._indexes.save(self.index_path)
             self.readers.catch_up(self.store)
             self.readers.save(readers_path(self.index_path))
+            for name in sorted(self._renamed_in_models):  # edited posts keep their vectors
+                model = self.models.get(name)
+                if model is not None:
+                    self._save_model(name, model)
+            self._renamed_in_models.clear()
         return self.index_path
 
     def remove(self, id: str) -> None:

@@ -256,6 +256,8 @@ class FactorModelLike(Protocol):
 
     def __contains__(self, doc_id: int) -> bool: ...
 
+    def rename_items(self, pairs: Iterable[tuple[int, int]]) -> int: ...
+
 
 class FactorSource:
     """``als``, ``bpr``: the posts whose item factors are nearest the query post's (cosine),
@@ -283,6 +285,10 @@ class FactorSource:
         self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]
     ) -> None:
         """A new post is not in the model until the next ``textrec train``."""
+
+    def rename(self, pairs: Sequence[tuple[int, int]]) -> int:
+        """Edited posts keep their trained vectors under their new ids."""
+        return int(self.model.rename_items(pairs))
 
     def remove(self, doc_ids: Sequence[int]) -> None:
         remove = getattr(self.model, "remove_items", None)

@@ -132,6 +132,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         if report.fingerprinted:
             refresh_index_file(store, args.index)
+        if report.replaced:  # edited posts keep their vectors in the reader models
+            from textrec.collab.factors import rename_in_model_files
+
+            index = args.index or default_index_path(store)
+            if index:
+                rename_in_model_files(str(index), report.replaced)
         total_stored += len(report.stored)
         rejected += len(report.rejected)
         extra = f", {report.fingerprinted} fingerprinted" if report.fingerprinted else ""

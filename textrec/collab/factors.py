@@ -47,7 +47,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -120,6 +120,21 @@ def model_files(index_path: str) -> Iterator[tuple[str, str, FactorModel | Model
             yield name, path, FactorModel.load(path)
         except ModelFileError as exc:
             yield name, path, exc
+
+
+def rename_in_model_files(index_path: str, pairs: Sequence[tuple[int, int]]) -> list[str]:
+    """After documents were edited outside a :class:`~textrec.recommend.Recommender` (``textrec
+    ingest --update``): rename them in the model files beside the index (see
+    :meth:`FactorModel.rename_items`), written again atomically. Returns the models changed;
+    a file that cannot be read is left alone (``check`` reports it)."""
+    changed: list[str] = []
+    if not pairs:
+        return changed
+    for name, path, model in model_files(index_path):
+        if isinstance(model, FactorModel) and model.rename_items(pairs):
+            model.save(path)
+            changed.append(name)
+    return changed
 
 
 def model_path(index_path: str, model: str) -> str:
@@ -561,6 +576,22 @@ class FactorModel:
             self.item_factors[col] = np.linalg.solve(a, b).astype(np.float32)
         self._yty = None
         self._unit = None
+
+    def rename_items(self, pairs: Iterable[tuple[int, int]]) -> int:
+        """Edited documents: each ``(old id, new id)`` the store gave a document it replaced
+        keeps the document's trained vector under its new id (its readers' events went with
+        it). Returns how many of them the model holds."""
+        renamed = 0
+        for old, new in pairs:
+            col = self._columns.pop(int(old), None)
+            if col is None:
+                continue
+            if not renamed:  # a copy: a reader of the old array keeps a consistent one
+                self.items = self.items.copy()
+            self.items[col] = int(new)
+            self._columns[int(new)] = col
+            renamed += 1
+        return renamed
 
     def remove_items(self, doc_ids: Collection[int]) -> None:
         """Drop documents (removed from the store): they never appear in an answer again."""

@@ -42,6 +42,9 @@ class IngestReport:
     fingerprinted: int = 0
     updated: list[str] = field(default_factory=list)
     """The ids among ``stored`` that replaced a stored document (``update=True``)."""
+    replaced: list[tuple[int, int]] = field(default_factory=list)
+    """``(old internal id, new internal id)`` of each of :attr:`updated`: an edited document
+    gets a new internal id (the indexes only append)."""
     warnings: list[RecordError] = field(default_factory=list)
     """Stored records worth a look: those whose title and text gave no terms (stored and
     fetchable, but with no related posts: :data:`NO_TERMS`)."""
@@ -253,6 +256,7 @@ def _replace_batch(
                 raise
     report.stored.extend(r.id for r in good)
     report.updated.extend(r.id for (old, _), r in zip(pairs, good, strict=True) if old is not None)
+    report.replaced.extend((old, new) for old, new in pairs if old is not None)
     report.warnings.extend(
         RecordError(r.source, r.line, NO_TERMS, r.id)
         for r, d in zip(good, docs, strict=True)
