@@ -275,6 +275,7 @@ class Recommender:
                 continue
             self._model_files[name] = seen
             changed = True
+            self._renamed_in_models.discard(name)  # the file read now is the one to keep
             self.models.pop(name, None)
             self.sources.pop(name, None)
             self.model_errors.pop(name, None)
