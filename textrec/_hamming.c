@@ -152,9 +152,8 @@ static inline int group_lim(state_t *const *s, int g) {
         int lim = s->lim;                                                                  \
         for (size_t i = 0; i < n; i++) SCALAR_STEP(POPCNT, i);                             \
     }                                                                                      \
-    /* one query over codes in memory: the same, 8 codes a step with a prefetch ahead     \
-     * (60 M codes on the Xeon host: popcnt 47 -> 26 ms, generic 297 -> 73 ms); its own   \
-     * loop, as calling NAME##_block for each 8 codes measured 1.8x slower */              \
+    /* one query over codes in memory: the same, 8 codes a step with a prefetch ahead, in \
+     * its own loop (calling NAME##_block per step is slower) */                           \
     ATTR static void NAME(state_t *s, const uint64_t *c, size_t n, uint64_t base) {       \
         uint64_t q = s->q;                                                                 \
         int lim = s->lim;                                                                  \
@@ -165,10 +164,9 @@ static inline int group_lim(state_t *const *s, int g) {
         }                                                                                  \
         NAME##_block(s, c + i, n - i, base + i);                                           \
     }                                                                                      \
-    /* a batch: each query in turn over the block, which is in L1 after the first. (Four  \
-     * queries per loaded code with a min of their distances, as the AVX-512 kernel does, \
-     * measured 0.86x as fast: the scalar loop is bound by its instruction count, and the \
-     * min and cmov cost as much as the loads and branches they save.) */                \
+    /* a batch: each query in turn over the block, which is in L1 after the first (a     \
+     * scalar loop is bound by its instruction count: sharing loads between queries does   \
+     * not pay) */                                                                         \
     ATTR static void NAME##_group(state_t **s, int g, const uint64_t *c, size_t n,         \
                                   uint64_t base, const uint64_t *next) {                   \
         (void)next;                                                                        \
@@ -199,7 +197,7 @@ SCALAR_SCAN(scan_generic, popcount_generic, )
 SCALAR_SCAN(scan_popcnt, POPCNT_HW, __attribute__((target("popcnt"))))
 
 /* The codes of mask m (bit j: code c[j]) whose distance is below the bound, in position order;
- * kept out of line so that the hot loop below stays short (measured 10% faster at 60 M). */
+ * kept out of line so that the hot loop below stays short. */
 __attribute__((noinline, target("popcnt"))) static void accept_mask(state_t *s, const uint64_t *c,
                                                                   uint32_t m, uint64_t base) {
     while (m) {
@@ -254,10 +252,8 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
 }
 
 /* One query over STREAMS contiguous parts of the codes at once, each part with its own
- * selection state, plus a software prefetch PREFETCH codes ahead in every part. A single
- * sequential stream left the memory system idle on some CPUs: on a 2-core Xeon (KVM) one stream
- * scanned 60 M codes in 43-45 ms where a NumPy sum read them in 30-34 ms; four streams with the
- * prefetch took 30-32 ms, and on codes in cache they are no slower. Each part's state accepts
+ * selection state, plus a software prefetch PREFETCH codes ahead in every part, because a
+ * single sequential stream leaves the memory system idle on some CPUs. Each part's state accepts
  * its codes in position order; then the candidates of parts 1.. are fed to part 0's state in
  * position order, which is exactly the order a single stream would have offered them in, so
  * the result is the same (a code of the global top k is in its own part's top k). */
@@ -310,10 +306,9 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static void scan_avx51
  * when a lane is below it (rare once the bounds have shrunk) are the 8 codes redone per query
  * with its own bound. The vector popcount is the limit (one VPOPCNTQ per 8 distance checks), so
  * in a full group the last query runs on the scalar POPCNT unit in the same loop, which has
- * room for it (+9% pairs/s measured on Zen 5). A smaller group runs nv = 2, 4 or 8 vector
- * queries (the fewest that hold it, repeating its first query, which changes no minimum) and
- * no scalar one: with 16 whatever the group's size, a batch of 2 queries took 68 ms at 60 M
- * codes on the Xeon host, more than two single queries. */
+ * room for it. A smaller group runs nv = 2, 4 or 8 vector queries (the fewest that hold it,
+ * repeating its first query, which changes no minimum) and no scalar one, so that a small
+ * batch costs no more than its single queries. */
 #define GROUP_VEC 16
 __attribute__((target("avx512f,avx512vpopcntdq,popcnt"), always_inline)) static inline void
 group_run(state_t **s, int g, const uint64_t *c, size_t n, uint64_t base, const uint64_t *next,
@@ -400,7 +395,7 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t within_s
     const __m512i rv = _mm512_set1_epi64(r);
     size_t i = 0;
     for (; i + 32 <= n && len != (size_t)-1; i += 32) {
-        prefetch32(c + i + 2048); /* 16 KiB ahead (alone: 1.24x faster at 60 M, Xeon host) */
+        prefetch32(c + i + 2048); /* 16 KiB ahead: the hardware prefetcher alone falls behind */
         len = within32(c + i, qv, rv, q, r, buf, cap, len, i);
     }
     if (len == (size_t)-1) return len;
@@ -466,7 +461,7 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t scan_avx
 /* ---- bit-sliced batch kernel (AVX-512) -------------------------------------------------------
  *
  * For a batch of many queries the popcount kernel above is bound by VPOPCNTQ and the min that
- * follows it (both run on two of Zen 5's four vector pipes: one check per pair per 8 lanes).
+ * follows it (both run on only two of a core's vector pipes: one check per pair per 8 lanes).
  * This kernel does without popcount. Each sub-block of 512 codes is transposed once per batch
  * into 64 bit planes (plane b, a 512-bit vector, holds bit b of every code), plus the
  * popcounts px of the codes as 8 planes (of px + 64) and a zero plane. For a query q with
@@ -478,12 +473,10 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t scan_avx
  * <= 32 selected planes (padded with the zero plane) and the 7 bits of K/2; an 8-bit
  * bit-sliced comparison with px + 64 leaves the 512-bit mask of the codes below the query's own
  * bound. Only those codes are checked again with POPCNT and passed to accept(), in position
- * order, so results are the same as every other kernel's. ~80 vector ops per 512 pairs, against
- * ~3 per 8 pairs for the popcount kernel. The transposition (~400 cycles a sub-block) costs
- * about nine queries' work; a batch of up to 17 queries fills one group of the popcount kernel,
- * which is faster there, so this kernel runs for batches of at least SLICED_MIN = 18 queries
- * (measured: 1.4x the popcount kernel at 18-20 queries, 1.03x at 34, 1.2-1.3x at 50-64;
- * sliced_min() sets the threshold for tests and benchmarks). */
+ * order, so results are the same as every other kernel's. The transposition is shared by the
+ * batch but costs several queries' work, so a batch of up to 17 queries (one group of the
+ * popcount kernel) runs that kernel and this one runs for at least SLICED_MIN = 18 queries
+ * (sliced_min() sets it for tests and benchmarks; the crossover is in bench/README.md). */
 #define SB 512     /* codes per sub-block */
 #define SLOTS 73   /* vectors per sub-block: planes 0-63, px + 64 in 64-71, zero in 72 */
 #define SB_PER_BLOCK (BLOCK / SB)
@@ -529,8 +522,7 @@ static void slq_init(slq_t *a, uint64_t q) {
  * and afterwards lane l, bit r of plane b is bit b of code 8r + l. Its six steps pair
  * registers i and i + j for j = 32, 16, ..., 1; they run in two register-resident passes,
  * j = 32 and 16 on groups of four registers (i, i + 16, i + 32, i + 48), then j = 8 to 1 on
- * groups of sixteen (measured 4x faster than one loop over the steps, which kept its 64
- * registers in memory). */
+ * groups of sixteen (one loop over the steps keeps its 64 registers in memory). */
 __attribute__((target("avx512f"))) static void sl_transpose(const uint64_t *c, __m512i *P) {
     __m512i T[64];
     const __m512i m32 = _mm512_set1_epi64(0x00000000FFFFFFFFLL);
@@ -677,7 +669,7 @@ __attribute__((target("avx512f,popcnt"))) static void sl_run(state_t *s, const s
             w0 = _mm512_set1_epi64(-(long long)(K & 1));
         }
         const __m512i *P = P0 + SLOTS * sb;
-        /* keep the offsets in memory: hoisted out of this loop they spill (measured 1.3x) */
+        /* keep the offsets in memory: hoisted out of this loop they spill */
         __asm__("" : "+r"(off));
         __m512i v[7];
         sl_sum(P, off, kb, v);
