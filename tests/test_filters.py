@@ -19,8 +19,8 @@ from textrec.filters import NO_FILTERS, FilterError, Filters, select
 from textrec.serve.app import create_app
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "petitions_300.jsonl"
-QUERY = "petition-531"
-LABEL = "인권/성평등"  # 9 of the 300 petitions (3 %), none in QUERY's unfiltered top 60
+QUERY = "petition-814"
+LABEL = "인권/성평등"  # 9 of the 300 petitions (3 %), none in QUERY's unfiltered top 36
 
 
 @pytest.fixture(scope="module")

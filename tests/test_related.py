@@ -236,15 +236,15 @@ def test_a_file_of_the_first_format_is_refused(tmp_path: Path) -> None:
 
 def test_ranking_weights_follow_the_formula() -> None:
     snapshot = DFSnapshot.from_documents([{"a": 1, "b": 1}, {"a": 1}, {"c": 1}, {"b": 1}])
-    ranking = Ranking(min_pivot=1.0).fitted([4, 2, 2])
-    assert ranking.pivot == pytest.approx(0.5 * (16 + 4 + 4) / 8)  # 1.5
+    ranking = Ranking(min_pivot=1.0).fitted([8, 2, 2])
+    assert ranking.pivot == pytest.approx(0.3 * (64 + 4 + 4) / 12)  # 1.8
     w = ranking.document_weights({"a": 3, "c": 1}, snapshot)
     norm = 1.2 * 4 / ranking.pivot  # longer than the pivot, b = 1: |d| / pivot
     assert w["a"] == pytest.approx(math.log(2) * 3 * 2.2 / (3 + norm))
     assert w["c"] == pytest.approx(math.log(4) * 1 * 2.2 / (1 + norm))
     short = ranking.document_weights({"c": 1}, snapshot)  # shorter: b_short = 0.3
-    assert short["c"] == pytest.approx(math.log(4) * 2.2 / (1 + 1.2 * (0.7 + 0.3 / 1.5)))
-    assert Ranking().fitted([4, 2, 2]).pivot == 15.0  # never below min_pivot
+    assert short["c"] == pytest.approx(math.log(4) * 2.2 / (1 + 1.2 * (0.7 + 0.3 / 1.8)))
+    assert Ranking().fitted([8, 2, 2]).pivot == 15.0  # never below min_pivot
     q = ranking.query_weights({"a": 3, "zz": 1}, snapshot)
     assert q["a"] == pytest.approx((1 + math.log(3)) * math.log(2) ** 0.1)
     assert q["zz"] == pytest.approx(math.log(4) ** 0.1)  # unseen: df taken as 1

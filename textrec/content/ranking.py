@@ -53,7 +53,7 @@ class Ranking:
     k1: float = 1.2
     b: float = 1.0
     b_short: float = 0.3
-    pivot_scale: float = 0.5
+    pivot_scale: float = 0.3
     min_pivot: float = 15.0
     query_idf_exponent: float = 0.1
     pivot: float = 0.0
