@@ -346,6 +346,13 @@ def test_an_edited_post_keeps_its_vector_in_the_models(tmp_path: Path) -> None:
     new = rec.store.internal_ids([target])[target]
     assert new != old and new in rec.models["als"] and old not in rec.models["als"]
     assert lists(rec) == before  # the same vector answers under the new id
+    # another process rewrites the model file before this one saved: the edit still holds
+    stale = FactorModel.load(f"{db}.index.als")
+    assert old in stale
+    stale.params["rewritten"] = 1
+    stale.save(f"{db}.index.als")
+    assert rec.load_models() and rec.models["als"].params.get("rewritten") == 1
+    assert new in rec.models["als"] and lists(rec) == before
     rec.save()
     assert lists(Recommender(url)) == before  # the saved file holds the new id
     edit = tmp_path / "edit.jsonl"

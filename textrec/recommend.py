@@ -224,6 +224,7 @@ class Recommender:
         self._model_files: dict[str, tuple[int, int]] = {}
         self._trained: dict[str, npt.NDArray[np.int64]] = {}  # each model's posts, sorted
         self._renamed_in_models: set[str] = set()  # models with edited posts not yet saved
+        self._renames: list[tuple[int, int]] = []  # (old id, new id) of edits since the save
         self.load_models()
         self._write_lock = threading.Lock()
         self._shown: dict[int, set[str] | None] = {}
@@ -275,7 +276,7 @@ class Recommender:
                 continue
             self._model_files[name] = seen
             changed = True
-            self._renamed_in_models.discard(name)  # the file read now is the one to keep
+            self._renamed_in_models.discard(name)
             self.models.pop(name, None)
             self.sources.pop(name, None)
             self.model_errors.pop(name, None)
@@ -292,6 +293,8 @@ class Recommender:
                 )
                 log.warning("%s; its mode answers as hybrid", self.model_errors[name])
                 continue
+            if model.rename_items(self._renames):  # edits made here since the file was written
+                self._renamed_in_models.add(name)
             self.models[name] = model
             self._trained.pop(name, None)
             self.sources[name] = FactorSource(name, model)
@@ -795,6 +798,7 @@ class Recommender:
 
         def unindex(pairs: list[tuple[int, int]]) -> None:
             old = [o for o, _ in pairs]
+            self._renames.extend(pairs)
             for name, source in self.sources.items():
                 if isinstance(source, FactorSource):  # so do the models' vectors
                     if source.rename(pairs):
@@ -880,6 +884,7 @@ class Recommender:
                 if model is not None:
                     self._save_model(name, model)
             self._renamed_in_models.clear()
+            self._renames.clear()
         return self.index_path
 
     def remove(self, id: str) -> None:
