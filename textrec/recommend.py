@@ -798,7 +798,8 @@ class Recommender:
 
         def unindex(pairs: list[tuple[int, int]]) -> None:
             old = [o for o, _ in pairs]
-            self._renames.extend(pairs)
+            if self.index_path is not None:  # where model files can be read again
+                self._renames.extend(pairs)
             for name, source in self.sources.items():
                 if isinstance(source, FactorSource):  # so do the models' vectors
                     if source.rename(pairs):
