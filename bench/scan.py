@@ -353,7 +353,7 @@ def main() -> None:
     args = ap.parse_args()
     threads_list = tuple(int(t) for t in args.threads.split(",") if t)
     if args.kernel:
-        from textrec.index import _compiled
+        from textrec.content.hamming import _compiled
 
         if _compiled is None:
             ap.error("--kernel needs the compiled kernel (textrec._hamming)")

@@ -255,6 +255,29 @@ def test_sliced_batch_equals_popcount_batch(
 
 
 @pytest.mark.parametrize("kernel", ["avx512-vpopcntdq", "avx2"])
+def test_each_kernel_has_its_own_sliced_threshold(
+    restore_sliced_min: None, force: Callable[[str], None], kernel: str
+) -> None:
+    """0 is each kernel's own threshold (AVX2's full adders cost more, so the bit-sliced kernel
+    overtakes the popcount group later there: 22 queries against 18); the batch's results do
+    not depend on which of the two ran."""
+    assert compiled is not None
+    force(kernel)
+    assert compiled.sliced_min(0) == 64 and compiled.sliced_min(0) == 0
+    rng = np.random.default_rng(7)
+    codes = tied_codes(rng, 5_000)
+    for m in (17, 18, 21, 22, 23):
+        queries = codes[rng.integers(0, len(codes), m)] ^ np.uint64(5)
+        outs = []
+        for threshold in (0, 2, 10**9):
+            compiled.sliced_min(threshold)
+            out = np.zeros((m, 10), dtype=np.uint64)
+            compiled.topk(codes, queries, 10, out)
+            outs.append(out)
+        assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2]), m
+
+
+@pytest.mark.parametrize("kernel", ["avx512-vpopcntdq", "avx2"])
 @pytest.mark.parametrize("n", [4096, 4096 + 31, 4096 + 4 * 32 + 5, 50_001])
 def test_streamed_single_query_equals_one_stream(
     force: Callable[[str], None], kernel: str, n: int

@@ -1,5 +1,5 @@
 /*
- * textrec._hamming: fused Hamming-distance kernels for textrec.index.
+ * textrec._hamming: fused Hamming-distance kernels for textrec.content.hamming.
  *
  * Everything here works on positions into a uint64 array of fingerprints. A result is a
  * "packed key" (distance << 56) | position, so sorting keys sorts by (distance, position),
@@ -475,8 +475,8 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) static size_t scan_avx
  * bound. Only those codes are checked again with POPCNT and passed to accept(), in position
  * order, so results are the same as every other kernel's. The transposition is shared by the
  * batch but costs several queries' work, so a batch of up to 17 queries (one group of the
- * popcount kernel) runs that kernel and this one runs for at least SLICED_MIN = 18 queries
- * (sliced_min() sets it for tests and benchmarks; the crossover is in bench/README.md). */
+ * popcount kernel) runs that kernel and this one runs for at least SLICED_MIN_AVX512 = 18
+ * queries (sliced_min() sets it for tests and benchmarks; the crossover is in bench/README.md). */
 #define SB 512     /* codes per sub-block */
 #define SLOTS 73   /* vectors per sub-block: planes 0-63, px + 64 in 64-71, zero in 72 */
 #define SB_PER_BLOCK (BLOCK / SB)
@@ -711,8 +711,8 @@ __attribute__((target("avx512f,popcnt"))) static void sl_run(state_t *s, const s
  * popcount and the sum of absolute differences over 8 bytes is the code's distance, with no
  * add between the two lookups. The single query, the radius scan and the small-batch group
  * follow the AVX-512 kernels' structure (32-code steps, four prefetched parts, a min over a
- * group's queries); batches of at least SLICED_MIN queries run a bit-sliced kernel on 256-code
- * sub-blocks whose full adders take five AVX2 logic ops each (no VPTERNLOGQ). */
+ * group's queries); batches of at least SLICED_MIN_AVX2 queries run a bit-sliced kernel on
+ * 256-code sub-blocks whose full adders take five AVX2 logic ops each (no VPTERNLOGQ). */
 #define AVX2_ATTR __attribute__((target("avx2,bmi2,popcnt")))
 
 /* the distances of the 4 codes of x to the query whose low and high nibbles are ql, qh (each
@@ -1144,8 +1144,11 @@ static group_fn GROUP_RUN = scan_generic_group;
 static within_fn WITHIN = scan_generic_within;
 static const char *KERNEL = "generic";
 /* with the AVX-512 or AVX2 kernel chosen, batches of at least this many queries run the
- * bit-sliced one */
-static size_t SLICED_MIN = 18;
+ * bit-sliced one: where it overtakes the popcount group on each (bench/README.md); 0 in
+ * SLICED_MIN means each kernel's own, another value is set by sliced_min() */
+#define SLICED_MIN_AVX512 18
+#define SLICED_MIN_AVX2 22
+static size_t SLICED_MIN = 0;
 
 #if TX_X86
 static int has_avx2(void) {
@@ -1266,7 +1269,8 @@ static PyObject *py_topk(PyObject *self, PyObject *args) {
             state_t **order = (state_t **)malloc(m * sizeof(state_t *));
 #if TX_X86
             int avx2 = GROUP_RUN == scan_avx2_group;
-            int sliced = (GROUP_RUN == scan_avx512_group || avx2) && m >= SLICED_MIN;
+            size_t smin = SLICED_MIN ? SLICED_MIN : avx2 ? SLICED_MIN_AVX2 : SLICED_MIN_AVX512;
+            int sliced = (GROUP_RUN == scan_avx512_group || avx2) && m >= smin;
             size_t sb = avx2 ? SB2 : SB; /* codes per sub-block */
             slq_t *aux = sliced ? (slq_t *)malloc(m * sizeof(slq_t)) : NULL;
             __m512i *planes = NULL;
@@ -1631,8 +1635,15 @@ static PyObject *py_streams_min(PyObject *self, PyObject *args) {
 }
 
 /* sliced_min(n) -> previous: batches of >= n queries use the bit-sliced kernel where the
- * AVX-512 or AVX2 kernel is chosen */
+ * AVX-512 or AVX2 kernel is chosen; 0: each kernel's own threshold */
 static PyObject *py_sliced_min(PyObject *self, PyObject *args) {
+    Py_ssize_t v;
+    if (!PyArg_ParseTuple(args, "n", &v)) return NULL;
+    if (v == 0) {
+        size_t prev = SLICED_MIN;
+        SLICED_MIN = 0;
+        return PyLong_FromSize_t(prev);
+    }
     return set_threshold(args, &SLICED_MIN, 2, "sliced_min");
 }
 
@@ -1656,7 +1667,8 @@ static PyMethodDef methods[] = {
      "use_kernel(name): use the generic, popcnt, avx2 or avx512-vpopcntdq kernel, or the best "
      "one."},
     {"sliced_min", py_sliced_min, METH_VARARGS,
-     "sliced_min(n) -> previous n: batches of at least n queries use the bit-sliced kernel."},
+     "sliced_min(n) -> previous n: batches of at least n queries use the bit-sliced kernel "
+     "(0: each kernel's own threshold, 18 with AVX-512 and 22 with AVX2)."},
     {"streams_min", py_streams_min, METH_VARARGS,
      "streams_min(n) -> previous n: single queries over at least n codes scan parallel streams."},
     {"mih_layout", py_mih_layout, METH_NOARGS,
@@ -1664,9 +1676,9 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hamming",
-                                    "Fused Hamming-distance kernels for textrec.index.", -1,
-                                    methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_hamming",
+    "Fused Hamming-distance kernels for textrec.content.hamming.", -1, methods};
 
 PyMODINIT_FUNC PyInit__hamming(void) {
     choose_kernel();
