@@ -87,3 +87,23 @@ def built_petitions(db_url: str, folder: Path, n: int) -> str:
     ingest(store, read_records(str(src)))
     build(store, index_path=str(folder / "i.index"))
     return db_url
+
+
+def stored_events(url: str) -> list[tuple[str, str, str | None, str]]:
+    """``(document, kind, source, reader)`` of every event stored in ``url``, in order."""
+    import sqlalchemy as sa
+
+    from textrec import Store
+
+    store = Store(url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT d.external_id, e.kind, e.source, e.user_id FROM events e "
+                    "JOIN documents d ON d.id = e.document_id ORDER BY e.id"
+                )
+            ).all()
+    finally:
+        store.close()
+    return [(r[0], r[1], r[2], r[3]) for r in rows]

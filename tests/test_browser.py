@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_database, required_parts
+from tests.helpers import copy_database, required_parts, stored_events
 from textrec import Store
 
 from .live_server import serve
@@ -226,17 +226,7 @@ DO_NOT_TRACK = "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: (
 
 def _events(url: str) -> list[tuple[str, str, str | None]]:
     """``(document, kind, source)`` of every stored event, in order."""
-    import sqlalchemy as sa
-
-    store = Store(url)
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT d.external_id, e.kind, e.source, e.user_id FROM events e "
-                "JOIN documents d ON d.id = e.document_id ORDER BY e.id"
-            )
-        ).all()
-    store.close()
+    rows = stored_events(url)
     assert len({r[3] for r in rows}) <= 1  # one anonymous reader: this browser
     return [(r[0], r[1], r[2]) for r in rows]
 

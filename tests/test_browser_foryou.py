@@ -17,7 +17,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.helpers import copy_database
+from tests.helpers import copy_database, stored_events
 from textrec import Recommender
 from textrec.cli.main import main
 
@@ -169,21 +169,7 @@ def test_a_reader_with_history_sees_their_list_change_as_they_read(
 
 
 def _events_of(url: str, user: str) -> list[tuple[str, str, str | None]]:
-    import sqlalchemy as sa
-
-    from textrec import Store
-
-    store = Store(url)
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT d.external_id, e.kind, e.source FROM events e "
-                "JOIN documents d ON d.id = e.document_id WHERE e.user_id = :u ORDER BY e.id"
-            ),
-            {"u": user},
-        ).all()
-    store.close()
-    return [(r[0], r[1], r[2]) for r in rows]
+    return [(d, kind, source) for d, kind, source, u in stored_events(url) if u == user]
 
 
 def test_readers_also_read_beside_the_related_posts(seeded: Seeded, tmp_path: Path) -> None:
