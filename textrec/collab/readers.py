@@ -75,12 +75,13 @@ READERS_SCHEME = f"minhash{NUM_PERM}-affine32-sha1-seed{SEED}/datasketch-2.0"
 the UTF-8 user id, 128 permutations drawn with seed 1."""
 
 RERANKS = ("bm25", "cosine", "minhash")
+"""How candidates are ranked; the first is the default."""
+
 RECENT_SECONDS = 60.0
 """How old a readers-also-read list may be when it serves a reader's own list
 (:meth:`ReadersIndex.similar_recent`)."""
-_RECENT_DOCS = 50_000
-_RECENT_LIST = 200
-"""How candidates are ranked; the first is the default."""
+_RECENT_DOCS = 50_000  # lists kept at most
+_RECENT_LIST = 200  # results kept in each
 
 _BM25_K1 = 1.2  # implicit's BM25Recommender defaults
 _BM25_B = 0.75
