@@ -547,6 +547,13 @@ def _collapse(value: int | None) -> int | _Default | None:
     return None if value < 0 else value
 
 
+def _filtered_out(matches: Sequence[Match], filters: Filters) -> str | None:
+    """The note of an empty related list that the filters emptied."""
+    if not matches and filters.filters():
+        return f"no related document passes the filters ({filters.describe()})"
+    return None
+
+
 def _match(m: Match) -> MatchOut:
     return MatchOut(
         id=m.id,
@@ -855,13 +862,13 @@ def create_app(
             return JSONResponse(get_document(f"{id}/similar", rec).model_dump(mode="json"))
         filters = _filters("query", exclude, where, since, recency_days)
         matches = rec.similar(id, k=k, mode=mode, collapse=_collapse(collapse), filters=filters)
-        note = None
+        note: str | None
         if not matches and mode == "readers" and rec.readers_of(id) == 0:
             note = "this document has no readers yet: no events name it"
-        elif not matches and filters.filters():
-            note = f"no related document passes the filters ({filters.describe()})"
-        elif mode in ("als", "bpr") and mode not in rec.models:
-            note = rec.model_problem(mode)
+        else:
+            note = _filtered_out(matches, filters)
+            if note is None and mode in ("als", "bpr") and mode not in rec.models:
+                note = rec.model_problem(mode)
         return SimilarOut(id=id, results=[_match(m) for m in matches], note=note)
 
     @app.get(
@@ -892,9 +899,7 @@ def create_app(
                 collapse=_collapse(body.collapse),
                 filters=filters,
             )
-        note = None
-        if not matches and filters.filters():
-            note = f"no related document passes the filters ({filters.describe()})"
+        note = _filtered_out(matches, filters)
         return SimilarOut(id=None, results=[_match(m) for m in matches], note=note)
 
     @app.post(
