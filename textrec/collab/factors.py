@@ -99,8 +99,8 @@ BPR_FOLD_IN_PAIRS = 5_000
 """At most this many pairs for one reader (fewer unread documents for each read one in a long
 history): a bound on the time of a fold-in."""
 BPR_FOLD_IN_NEWTON_STEPS = 20
-"""At most this many (read, unread) pairs in all when a BPR reader's vector is folded in: a
-bound on the time for a reader with a long history."""
+"""At most this many Newton steps when a BPR reader's vector is folded in (it stops sooner once
+the loss no longer falls): with :data:`BPR_FOLD_IN_PAIRS`, a bound on the time of a fold-in."""
 
 _EMPTY_IDS = np.zeros(0, np.int64)
 
