@@ -345,6 +345,7 @@ def test_an_edited_post_keeps_its_vector_in_the_models(tmp_path: Path) -> None:
     rec.update(target, {"text": "분야의 소식을 고친 기사 본문입니다"})
     new = rec.store.internal_ids([target])[target]
     assert new != old and new in rec.models["als"] and old not in rec.models["als"]
+    assert rec.models["als"].holds(np.array([new, old])).tolist() == [True, False]
     assert lists(rec) == before  # the same vector answers under the new id
     # another process rewrites the model file before this one saved: the edit still holds
     stale = FactorModel.load(f"{db}.index.als")

@@ -222,7 +222,6 @@ class Recommender:
             "hybrid": HybridSource(lambda: self.sources, self._knows),
         }
         self._model_files: dict[str, tuple[int, int]] = {}
-        self._trained: dict[str, npt.NDArray[np.int64]] = {}  # each model's posts, sorted
         self._renamed_in_models: set[str] = set()  # models with edited posts not yet saved
         self._renames: list[tuple[int, int]] = []  # (old id, new id) of edits since the save
         self.load_models()
@@ -238,15 +237,7 @@ class Recommender:
             return self.readers.have_readers
         model = self.models.get(mode)
         if model is not None:
-            trained = self._trained.get(mode)
-            if trained is None or len(trained) != len(model.items):
-                trained = self._trained[mode] = np.sort(model.items)
-
-            def knows(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-                pos = np.minimum(np.searchsorted(trained, ids), max(len(trained) - 1, 0))
-                return trained[pos] == ids if len(trained) else np.zeros(len(ids), bool)
-
-            return knows
+            return model.holds
         return lambda ids: np.ones(len(ids), bool)
 
     def load_models(self) -> bool:
@@ -296,7 +287,6 @@ class Recommender:
             if model.rename_items(self._renames):  # edits made here since the file was written
                 self._renamed_in_models.add(name)
             self.models[name] = model
-            self._trained.pop(name, None)
             self.sources[name] = FactorSource(name, model)
         return changed
 
@@ -803,7 +793,6 @@ class Recommender:
             for name, source in self.sources.items():
                 if isinstance(source, FactorSource):  # so do the models' vectors
                     if source.rename(pairs):
-                        self._trained.pop(name, None)
                         self._renamed_in_models.add(name)
                 elif not isinstance(source, ReadersSource):  # readers follow the document
                     source.remove(old)

@@ -194,11 +194,13 @@ class FactorModel:
     _columns: dict[int, int] = field(default_factory=dict, init=False, repr=False)
     _yty: npt.NDArray[np.float64] | None = field(default=None, init=False, repr=False)
     _unit: npt.NDArray[np.float32] | None = field(default=None, init=False, repr=False)
+    _sorted: npt.NDArray[np.int64] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.model not in FACTOR_MODELS:
             raise ValueError(f"model must be one of {', '.join(FACTOR_MODELS)}, got {self.model!r}")
         self._columns = {int(d): c for c, d in enumerate(self.items.tolist())}
+        self._sorted = None
 
     def __repr__(self) -> str:
         return (
@@ -208,6 +210,16 @@ class FactorModel:
 
     def __contains__(self, doc_id: object) -> bool:
         return doc_id in self._columns
+
+    def holds(self, doc_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Which of these documents the model has vectors for (a mask)."""
+        held = self._sorted
+        if held is None:
+            held = self._sorted = np.sort(self.items)
+        if not len(held):
+            return np.zeros(len(doc_ids), bool)
+        pos = np.minimum(np.searchsorted(held, doc_ids), len(held) - 1)
+        return np.asarray(held[pos] == doc_ids, bool)
 
     # training -----------------------------------------------------------------------------
 
@@ -591,6 +603,8 @@ class FactorModel:
             self.items[col] = int(new)
             self._columns[int(new)] = col
             renamed += 1
+        if renamed:
+            self._sorted = None
         return renamed
 
     def remove_items(self, doc_ids: Collection[int]) -> None:
@@ -605,6 +619,7 @@ class FactorModel:
         self._columns = {int(d): c for c, d in enumerate(self.items.tolist())}
         self._yty = None
         self._unit = None
+        self._sorted = None
 
     # the file -----------------------------------------------------------------------------
 
