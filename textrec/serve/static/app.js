@@ -155,14 +155,21 @@ function titleOf(id) {
   return titles.get(id);
 }
 
+// One suggested post of a list: its link, a bar of its score against the list's top (max),
+// what the score means (label) and one more detail, then anything more.
+function postItem(m, max, label, detail, ...more) {
+  return el("li", { class: "rel", dataset: { id: m.id } },
+    el("a", { href: `#${encodeURIComponent(m.id)}`, dataset: { id: m.id } }, m.title || m.id),
+    el("div", { class: "meta" }, scoreBar(m.score, max),
+      el("span", { class: "score" }, label),
+      el("span", {}, detail)),
+    ...more);
+}
+
 function renderRelated(sim) {
   const related = $("related");
-  related.replaceChildren(...sim.results.map((m) => el("li", { class: "rel", dataset: { id: m.id } },
-    el("a", { href: `#${encodeURIComponent(m.id)}`, dataset: { id: m.id } }, m.title || m.id),
-    el("div", { class: "meta" }, scoreBar(m.score, 1),
-      el("span", { class: "score" }, `score ${m.score.toFixed(3)}`),
-      el("span", {}, `· ${m.distance} bits apart`)),
-    terms(m.shared_terms))));
+  related.replaceChildren(...sim.results.map((m) => postItem(m, 1, `score ${m.score.toFixed(3)}`,
+    `· ${m.distance} bits apart`, terms(m.shared_terms))));
   if (!sim.results.length) related.replaceChildren(el("li", { class: "empty" }, "No related posts."));
 }
 
@@ -184,11 +191,8 @@ function renderReaders(sim) {
   }
   note.textContent = "Posts that the readers of this one read too, most read together first.";
   const max = Math.max(...sim.results.map((m) => m.score));
-  list.replaceChildren(...sim.results.map((m) => el("li", { class: "rel", dataset: { id: m.id } },
-    el("a", { href: `#${encodeURIComponent(m.id)}`, dataset: { id: m.id } }, m.title || m.id),
-    el("div", { class: "meta" }, scoreBar(m.score, max),
-      el("span", { class: "score" }, `read together, score ${m.score.toFixed(3)}`),
-      el("span", {}, `· ${readersText(m.readers)}`)))));
+  list.replaceChildren(...sim.results.map((m) => postItem(m, max,
+    `read together, score ${m.score.toFixed(3)}`, `· ${readersText(m.readers)}`)));
 }
 
 // "For you": the reader's own list, with why each post is there. Without a reader id (Do Not
