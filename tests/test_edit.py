@@ -175,6 +175,20 @@ def test_put_document_over_http(client: TestClient) -> None:
     assert client.get(f"{url}/similar").json()["results"] == []
 
 
+def test_a_post_edited_while_its_list_is_made_is_not_its_own_related_post(built: str) -> None:
+    """The window the threads below hit: the query post is read, then edited (a new version
+    under a new internal id) before the search runs. The new version is the post itself, so it
+    is left out like the old one, and k others still come back."""
+    rec = Recommender(built)
+    target = str(_rows(0, 1)[0]["id"])
+    doc = rec._document(target)  # the query post as the search has read it
+    rec.update(target, {"title": doc.title, "text": doc.text})  # the same words, a new id
+    found = rec._matches(rec._terms(doc), 10, doc.id, "related", None, None, itself=target)
+    assert target not in [m.id for m in found] and len(found) == 10
+    unguarded = rec._matches(rec._terms(doc), 10, doc.id, "related", None, None)
+    assert unguarded[0].id == target  # what the guard removes: itself, ranked first
+
+
 def test_queries_during_edits_never_fail_nor_see_a_post_twice(built: str) -> None:
     """Readers in other threads while a post is edited over and over: every answer is whole
     (k results where there are k, the edited post at most once, never itself), and check

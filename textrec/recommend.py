@@ -383,6 +383,7 @@ class Recommender:
         shown: set[str] | None = None,
         collapse: int | _Default | None = DEFAULT,
         filters: Filters = NO_FILTERS,
+        itself: str | None = None,
     ) -> list[Match]:
         check_k(k)
         if mode not in MODES:
@@ -440,10 +441,16 @@ class Recommender:
             )
             docs = {i: d for i, _, d in chosen if isinstance(d, StoredDocument)}
             docs.update(self.store.get_documents([i for i, _, _ in chosen if i not in docs]))
-            missing = [i for i, _, _ in chosen if i not in docs]
+            # removed since the filters read them, or the query post itself edited meanwhile
+            # (a new version under a new internal id): ask again without them
+            missing = [
+                i
+                for i, _, _ in chosen
+                if i not in docs or (itself is not None and docs[i].external_id == itself)
+            ]
             if not missing:
                 break
-            gone.update(missing)  # removed since the filters read them: ask again without
+            gone.update(missing)
         out: list[Match] = []
         related = self.sources["related"]
         for doc_id, score, _ in chosen:
@@ -545,7 +552,7 @@ class Recommender:
         check_k(k)
         doc = self._document(id)
         return self._matches(
-            self._terms(doc), k, doc.id, mode, self._shown_terms(doc), collapse, filters
+            self._terms(doc), k, doc.id, mode, self._shown_terms(doc), collapse, filters, id
         )
 
     def _shown_terms(self, doc: StoredDocument) -> set[str] | None:
