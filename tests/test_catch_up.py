@@ -120,3 +120,26 @@ def test_a_stopping_server_keeps_a_fresher_build(wikinews_db: Path, tmp_path: Pa
     indexes = StoreIndexes.open(store, Recommender(store).analyzer, f"{db}.index")
     assert indexes.snapshot.id == built and not indexes.changed  # the files are the build's
     assert check(store).ok
+
+
+@pytest.mark.slow
+def test_a_running_server_saves_its_files(wikinews_db: Path, tmp_path: Path) -> None:
+    """``--save-interval``: the files a running server writes match the store, so that a
+    start-up after a crash has nothing to catch up with."""
+    url = copy_database(wikinews_db, tmp_path)
+    db = Path(url.removeprefix("sqlite:///"))
+    store = Store(url)
+    analyzer = Recommender(store).analyzer
+
+    def saved() -> bool:
+        return not StoreIndexes.open(store, analyzer, f"{db}.index").changed
+
+    assert saved()
+    with serve(url, "--save-interval", "1", "--refresh-interval", "3600") as base:
+        req = urllib.request.Request(
+            f"{base}/documents",
+            json.dumps({"documents": NEW}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=60).close()
+        _until("a save by the running server", saved)  # the files lag the store until then

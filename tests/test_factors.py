@@ -109,7 +109,7 @@ def test_golden_values(kind: str, golden: list[float]) -> None:
     rows = [0, 0, 1, 1, 2, 2, 3, 3]
     cols = [0, 1, 1, 2, 2, 3, 3, 0]
     matrix = sp.csr_matrix((np.ones(8), (rows, cols)), shape=(4, 4))
-    rate = {"learning_rate": 0.01} if kind == "bpr" else {}
+    rate: dict[str, Any] = {"learning_rate": 0.01} if kind == "bpr" else {}
     model = FactorModel.fit(matrix, model=kind, factors=2, iterations=5, regularization=0.1, **rate)
     scores = model.user_factors[0] @ model.item_factors.T
     assert scores.tolist() == pytest.approx(golden, abs=2e-4)
@@ -366,3 +366,60 @@ def test_an_edited_post_keeps_its_vector_in_the_models(tmp_path: Path) -> None:
     assert new != old and new in now and old not in now
     assert now.items[was.items == old][0] == new
     assert np.array_equal(now.item_factors, was.item_factors)
+
+
+def _trained(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    _fill(url, tmp_path)
+    assert main(["--db", url, "-q", "build"]) == 0
+    assert main(["--db", url, "-q", "train", "--model", "als", "--factors", "8"]) == 0
+    return url
+
+
+def test_a_servers_periodic_save_keeps_edits_past_a_crash(tmp_path: Path) -> None:
+    """A server saves its files while it runs (``--save-interval``): what another process
+    reads then, as a start-up after a crash would, holds the edited post's vector. Before
+    the save it does not: the edit lived only in the server's memory."""
+    from textrec.serve.app import _save_files
+
+    url = _trained(tmp_path)
+    rec = Recommender(url)
+    target = rec.recommend("reader-0003", 5, mode="als", collapse=None).results[0].id
+    old = rec.store.internal_ids([target])[target]
+    assert _save_files(rec) is None  # nothing changed: no file written
+    rec.update(target, {"text": "분야의 소식을 고친 기사 본문입니다"})
+    new = rec.store.internal_ids([target])[target]
+    crashed = Recommender(url)  # the files as a crash now would leave them
+    assert new not in crashed.models["als"] and old in crashed.models["als"]
+    assert _save_files(rec) == rec.index_path
+    restarted = Recommender(url)
+    assert new in restarted.models["als"]
+    assert [m.id for m in restarted.similar(target, k=5, mode="als", collapse=None)] == [
+        m.id for m in rec.similar(target, k=5, mode="als", collapse=None)
+    ]
+    assert not rec.changed and _save_files(rec) is None
+
+
+@pytest.mark.slow  # waits for the server's timer
+def test_a_running_server_saves_its_files_every_interval(tmp_path: Path) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from textrec.serve.app import create_app
+
+    url = _trained(tmp_path)
+    rec = Recommender(url)
+    target = rec.recommend("reader-0003", 5, mode="als", collapse=None).results[0].id
+    app = create_app(recommender=lambda: rec, save_interval=0.2, refresh_interval=None)
+    with TestClient(app) as client:
+        r = client.put(f"/documents/{target}", json={"text": "분야의 소식을 고친 기사 본문입니다"})
+        assert r.status_code == 200, r.text
+        new = rec.store.internal_ids([target])[target]
+        deadline = time.monotonic() + 60
+        while new not in FactorModel.load(f"{tmp_path / 'm.db'}.index.als"):
+            assert time.monotonic() < deadline, "no save within 60 s of a 0.2 s interval"
+            time.sleep(0.1)
+        assert new in Recommender(url).models["als"]  # while the server still runs
+    with pytest.raises(ValueError, match="save_interval"):
+        create_app(recommender=lambda: rec, save_interval=0)

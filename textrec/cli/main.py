@@ -781,6 +781,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout=args.request_timeout,
         refresh_interval=args.refresh_interval,
         events_retention_days=args.events_retention_days,
+        save_interval=args.save_interval or None,
     )
     print(
         f"textrec: serving {len(rec):,} documents on http://{args.host}:{args.port}/",
@@ -821,6 +822,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
 
 
@@ -1348,6 +1359,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often to look for writes by other processes (ingest from cron, other "
         "servers, a build) and catch up with them (default: %(default)s)",
+    )
+    p.add_argument(
+        "--save-interval",
+        type=_non_negative_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how often to save the index files while serving, when anything changed, so "
+        "that a crash loses less and the next start-up has less to catch up with; 0: only "
+        "at shutdown (default: %(default)s)",
     )
     p.add_argument(
         "--events-retention-days",

@@ -420,6 +420,30 @@ async def _follow_store(rec: Recommender, interval: float, metrics: Metrics) -> 
             log.warning("could not catch up with the store: %s", exc)
 
 
+DEFAULT_SAVE_INTERVAL = 600.0
+
+
+def _save_files(rec: Recommender) -> str | None:
+    """Catch up with the store, then write the index files (and the model files holding
+    edited posts) if anything changed since they were read or saved; returns the path
+    written, or None."""
+    rec.refresh()  # up to date first: never write index files older than another process's
+    return rec.save() if rec.changed else None
+
+
+async def _save_periodically(rec: Recommender, interval: float) -> None:
+    """Every ``interval`` seconds, save what changed: a crash then loses at most that much,
+    and a start-up after it has that much to catch up with."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            path = await run_in_threadpool(_save_files, rec)
+            if path is not None:
+                log.info("index files saved to %s", path)
+        except Exception as exc:  # logged; the next round tries again
+            log.warning("index files not saved: %s", exc)
+
+
 DEFAULT_RETENTION_INTERVAL = 3600.0
 
 
@@ -606,6 +630,7 @@ def create_app(
     events_retention_days: float | None = None,
     retention_interval: float = DEFAULT_RETENTION_INTERVAL,
     reader_secret: str | None = None,
+    save_interval: float | None = DEFAULT_SAVE_INTERVAL,
 ) -> FastAPI:
     """The ASGI app over the store ``db`` (a SQLAlchemy URL, default ``$TEXTREC_DB``).
 
@@ -629,6 +654,11 @@ def create_app(
     ``events_retention_days`` (default ``$TEXTREC_EVENTS_RETENTION_DAYS``; None: keep them):
     readers' events older than that many days are deleted at start-up and every
     ``retention_interval`` seconds (:meth:`Recommender.expire_events`).
+    ``save_interval``: seconds between saves of the index files while serving, when
+    anything changed (:meth:`Recommender.save`; None: only at shutdown). A crash loses the
+    edited posts' renames in the model files made since the last save (those posts answer
+    without their reader vectors until ``textrec train``), and the next start-up catches up
+    with every write since.
     ``reader_secret`` (default ``$TEXTREC_READER_SECRET``, else a random one made once and
     kept in the store): signs the reader ids ``POST /readers`` makes, so that
     ``GET /users/{id}/...`` can tell a reader's own browser (``X-Reader-Key``) from anyone
@@ -645,6 +675,8 @@ def create_app(
         guard = EventGuard(new_readers=int(cap) or None)
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+    if save_interval is not None and not 0 < save_interval < float("inf"):
+        raise ValueError(f"save_interval must be a number of seconds > 0, got {save_interval}")
     token = token if token is not None else os.environ.get("TEXTREC_TOKEN") or None
     retention = retention_days_from(events_retention_days)
     secret_given = reader_secret or os.environ.get("TEXTREC_READER_SECRET") or None
@@ -669,7 +701,12 @@ def create_app(
         if retention is not None:  # once now, before the first request, then periodically
             await run_in_threadpool(_expire_once, rec, retention)
             expirer = asyncio.create_task(_expire_events(rec, retention, retention_interval))
+        saver = None
+        if save_interval is not None:
+            saver = asyncio.create_task(_save_periodically(rec, save_interval))
         yield
+        if saver is not None:
+            saver.cancel()
         if expirer is not None:
             expirer.cancel()
         if follower is not None:
