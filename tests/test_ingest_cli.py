@@ -92,7 +92,8 @@ def test_ingest_build_similar_query(
     first = json.loads(lines[0])
     assert first["query"] == "bus-1"
     assert first["results"][0]["id"] == "bus-2"
-    assert set(first["results"][0]) == {"id", "title", "distance", "score"}
+    assert set(first["results"][0]) == {"id", "title", "distance", "score", "shared_terms"}
+    assert "버스" in first["results"][0]["shared_terms"]  # the terms the text output shows
     assert all(r["id"] != "bus-1" for r in first["results"])
     assert run(db, "similar", "soccer-1") == 0
     out = capsys.readouterr().out

@@ -92,10 +92,7 @@ def _print_matches(out: TextIO, query: str, title: str | None, matches: list[Mat
 def _json_line(out: TextIO, query: str, matches: list[Match]) -> None:
     payload = {
         "query": query,
-        "results": [
-            {"id": m.id, "title": m.title, "distance": m.distance, "score": round(m.score, 6)}
-            for m in matches
-        ],
+        "results": [m.to_dict() for m in matches],  # as over HTTP
     }
     out.write(json.dumps(payload, ensure_ascii=False) + "\n")
 
