@@ -285,7 +285,7 @@ def _print_recommendations(out: TextIO, user: str, answer: Recommendations) -> N
         if r.shared_terms:
             extra.append(", ".join(r.shared_terms))
         if r.readers:
-            extra.append(f"{r.readers} readers")
+            extra.append("1 reader" if r.readers == 1 else f"{r.readers:,} readers")
         if r.because:
             extra.append("because you read " + ", ".join(r.because))
         print(f"{n:>3}. {r.score:8.4f}  {r.id}  {r.title or ''}  [{'+'.join(r.sources)}]", file=out)
@@ -470,7 +470,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.save(path)
     elapsed = time.perf_counter() - started
     print(
-        f"{args.model}: {len(model.users):,} users, {len(model.items):,} documents, "
+        f"{args.model}: {len(model.users):,} readers, {len(model.items):,} documents, "
         f"{model.params['events']:,} events (through event {model.last_event}), "
         f"{model.params['factors']} factors, {model.params['iterations']} iterations, "
         f"in {elapsed:.1f} s; written to {path}",
