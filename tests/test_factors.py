@@ -275,7 +275,7 @@ def test_train_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["--db", url, "events", "import", str(_events)]) == 0
     assert main(["--db", url, "-q", "train", "--model", "als", "--factors", "6"]) == 0
     err = capsys.readouterr().err
-    assert "50 users, 40 documents" in err and f"{db}.index.als" in err
+    assert "50 readers, 40 documents" in err and f"{db}.index.als" in err
     model = FactorModel.load(f"{db}.index.als")
     assert model.params["factors"] == 6 and len(model.users) == 50
     assert main(["--db", url, "train", "--model", "bpr", "--index", str(tmp_path / "x"), "-q"]) == 0
