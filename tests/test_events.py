@@ -20,6 +20,7 @@ from textrec.collab.events import KIND_WEIGHTS, Event, parse_event, read_events,
 from textrec.collab.readers import NUM_PERM, READERS_SCHEME, ReadersIndex
 from textrec.collab.synthetic import click_log
 from textrec.evaluation.events import Interactions, evaluate_events
+from textrec.pipeline.records import RecordError
 from textrec.serve.app import create_app
 from textrec.serve.guard import EventGuard
 
@@ -62,6 +63,7 @@ def test_events_are_stored_and_bad_ones_refused_with_the_reason(small: str, tmp_
     assert "unknown item 'no-such-post'" in reasons[5]
     assert "the kinds are view, click, like, share" in reasons[6]
     assert "not an ISO 8601 time" in reasons[7] and "in the future" in reasons[8]
+    assert "Unix time" not in reasons[7]
     assert "unknown field 'colour'" in reasons[9] and "an event is an object" in reasons[10]
     stats = rec.store.event_stats()
     assert (
@@ -357,3 +359,12 @@ def test_a_bad_readers_store_is_a_clear_error(copy_of_built: str) -> None:
         Recommender(copy_of_built, readers_store="http://localhost:1")
     with pytest.raises(ValueError, match="cannot reach the readers store"):
         Recommender(copy_of_built, readers_store="redis://127.0.0.1:1/0")
+
+
+def test_a_unix_time_is_refused_with_how_to_write_it() -> None:
+    for raw in ("1733011200", 1733011200, 1733011200.5):
+        err = parse_event({"user": "u", "item": "d", "time": raw}, line=4, where="log.csv")
+        assert isinstance(err, RecordError) and err.line == 4
+        assert "a Unix time?" in err.reason and "2024-12-01T00:00:00+00:00" in err.reason
+    ok = parse_event({"user": "u", "item": "d", "time": "2024-12-01T00:00:00+00:00"}, line=1)
+    assert not isinstance(ok, RecordError)

@@ -69,6 +69,10 @@ class Event(NamedTuple):
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+_UNIX_HINT = (
+    " (a Unix time? write it as ISO 8601 in UTC, e.g. in Python "
+    "datetime.fromtimestamp(t, UTC).isoformat(): 2024-12-01T00:00:00+00:00)"
+)
 
 
 def _bad_string(value: str) -> bool:
@@ -134,11 +138,13 @@ def parse_event(
     if raw_time in (None, ""):
         time = now
     elif not isinstance(raw_time, str):
-        return error("field 'time' must be an ISO 8601 string")
+        hint = _UNIX_HINT if isinstance(raw_time, int | float) else ""
+        return error(f"field 'time' must be an ISO 8601 string{hint}")
     else:
         parsed = _parse_time(raw_time)
         if parsed is None:
-            return error(f"field 'time' is not an ISO 8601 time: {raw_time[:40]!r}")
+            hint = _UNIX_HINT if raw_time.strip().replace(".", "", 1).isdigit() else ""
+            return error(f"field 'time' is not an ISO 8601 time: {raw_time[:40]!r}{hint}")
         if not _EPOCH <= parsed <= now + timedelta(days=1):
             return error(f"field 'time' {raw_time[:40]!r} is before 1970 or in the future")
         time = parsed
