@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from textrec.artifacts import Freshness, freshness
-from textrec.artifacts.indexes import default_index_path, related_path
+from textrec.artifacts.indexes import default_index_path, related_key, related_path, related_terms
 from textrec.content.analyzer import Analyzer
 from textrec.content.hamming import HammingIndex
 from textrec.content.related import RelatedIndex
@@ -163,7 +163,8 @@ def check(
                 f"{len(index)} documents, the store has {len(ids)} fingerprints",
             )
             report.facts["indexed"] = len(index)
-        _check_related(report, related_path(path), (scheme, sid, stamp), ids)
+        key = related_key(sid, related_terms(store))  # and the terms a document it keeps
+        _check_related(report, related_path(path), (scheme, key, stamp), ids)
         _check_readers(report, path, store, stamp)
         _check_models(report, path, store)
         _check_leftovers(report, path)
@@ -359,7 +360,7 @@ def _check_related(
         f"related-posts index file {path}",
         (
             str(header.get("scheme")),
-            str(header.get("snapshot_id")),
+            related_key(str(header.get("snapshot_id")), related.top_terms),
             str(header.get("provenance") or ""),
         ),
         store,

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from textrec.collab.readers import ReadersIndex
 from textrec.content.hamming import HammingIndex
 from textrec.content.ranking import DEFAULT_RANKING, Ranking
-from textrec.content.related import RelatedIndex
+from textrec.content.related import DEFAULT_TOP_TERMS, RelatedIndex
 from textrec.content.simhash import estimated_cosine
 from textrec.content.tfidf import DFSnapshot, Weighting
 from textrec.hybrid import CANDIDATES, DEFAULT_WEIGHTS, Fused, Knows, fuse
@@ -100,13 +100,21 @@ class _OverIndex(Generic[IndexT]):
 
 
 def related_index_for(
-    snapshot: DFSnapshot, lengths: Iterable[int], ranking: Ranking = DEFAULT_RANKING
+    snapshot: DFSnapshot,
+    lengths: Iterable[int],
+    ranking: Ranking = DEFAULT_RANKING,
+    *,
+    top_terms: int = DEFAULT_TOP_TERMS,
 ) -> RelatedIndex:
     """An empty related-posts index for documents of a DF snapshot, under ``ranking`` with
-    its pivot fitted to documents of these total term counts."""
+    its pivot fitted to documents of these total term counts, keeping ``top_terms`` terms
+    of each document."""
     fitted = ranking.fitted(lengths)
     return RelatedIndex(
-        snapshot.df.keys(), max_impact=fitted.max_impact(snapshot), ranking=fitted.params()
+        snapshot.df.keys(),
+        top_terms=top_terms,
+        max_impact=fitted.max_impact(snapshot),
+        ranking=fitted.params(),
     )
 
 

@@ -89,7 +89,7 @@ def open_derived(
         log.warning("%s %s not used (%s); rebuilding it from the store", what, path, exc)
         return build(), False
     if (scheme, snapshot_id) != expect:
-        log.info("%s %s is of another scheme or DF snapshot; rebuilding it", what, path)
+        log.info("%s %s is of another scheme, DF snapshot or setting; rebuilding it", what, path)
         return build(), False
     state = freshness(provenance, stamp)
     if state is Freshness.CURRENT:

@@ -23,7 +23,7 @@ from textrec.artifacts import open_derived
 from textrec.content.analyzer import Analyzer
 from textrec.content.hamming import HammingIndex
 from textrec.content.ranking import DEFAULT_RANKING, Ranking
-from textrec.content.related import RelatedIndex
+from textrec.content.related import DEFAULT_TOP_TERMS, RelatedIndex
 from textrec.content.tfidf import DFSnapshot
 from textrec.sources import RelatedSource, related_index_for
 from textrec.store.sql import NotBuiltError, Store, StoreStamp
@@ -80,12 +80,14 @@ def build_related_index(
     analyzer: Analyzer,
     *,
     ranking: Ranking | None = None,
+    top_terms: int = DEFAULT_TOP_TERMS,
     batch_size: int = 20_000,
 ) -> RelatedIndex:
     """A :class:`~textrec.content.related.RelatedIndex` of every stored document under
     ``snapshot``, from the term counts stored with each document: one pass to fit the
-    ranking's length pivot (unless ``ranking`` is already fitted), one to index. Documents
-    without weighted terms (fingerprint 0) are left out, as from the Hamming index."""
+    ranking's length pivot (unless ``ranking`` is already fitted), one to index, keeping
+    ``top_terms`` terms of each document. Documents without weighted terms (fingerprint 0)
+    are left out, as from the Hamming index."""
 
     def each() -> Iterator[tuple[int, dict[str, int]]]:
         for doc_id, terms, title, text in store.iter_terms():
@@ -96,11 +98,17 @@ def build_related_index(
 
     if ranking is not None and ranking.is_fitted:
         related = RelatedIndex(
-            snapshot.df.keys(), max_impact=ranking.max_impact(snapshot), ranking=ranking.params()
+            snapshot.df.keys(),
+            top_terms=top_terms,
+            max_impact=ranking.max_impact(snapshot),
+            ranking=ranking.params(),
         )
     else:
         related = related_index_for(
-            snapshot, (sum(t.values()) for _, t in each()), ranking or DEFAULT_RANKING
+            snapshot,
+            (sum(t.values()) for _, t in each()),
+            ranking or DEFAULT_RANKING,
+            top_terms=top_terms,
         )
     source = RelatedSource(related, snapshot, analyzer.weighting)
     ids: list[int] = []
@@ -128,7 +136,7 @@ def _read_related(path: str) -> tuple[RelatedIndex, str, str, str]:
     return (
         related,
         str(header.get("scheme")),
-        str(header.get("snapshot_id")),
+        related_key(str(header.get("snapshot_id")), related.top_terms),
         str(header.get("provenance") or ""),
     )
 
@@ -142,6 +150,7 @@ class _StoreAt:
     stamp: StoreStamp
     snapshot: DFSnapshot
     scheme: str
+    top_terms: int  # the related-posts index's terms a document (the store's setting)
     stored: npt.NDArray[np.int64] | None = None
 
     @classmethod
@@ -150,12 +159,27 @@ class _StoreAt:
         current = store.current_snapshot()
         if current is None:
             raise NotBuiltError(store.url)
-        return cls(store, stamp, *current)
+        return cls(store, stamp, *current, related_terms(store))
+
+    def related_key(self) -> str:
+        """What a related-posts index file must have been made under besides the scheme: the
+        DF snapshot and the terms a document."""
+        return related_key(self.snapshot.id, self.top_terms)
 
     def stored_ids(self) -> npt.NDArray[np.int64]:
         if self.stored is None:
             self.stored = self.store.fingerprinted_ids(self.snapshot.id, indexed=True)
         return self.stored
+
+
+def related_terms(store: Store) -> int:
+    """The terms of each document the store's related-posts index keeps."""
+    return store.related_terms() or DEFAULT_TOP_TERMS
+
+
+def related_key(snapshot_id: str, top_terms: int) -> str:
+    """A related-posts index's DF snapshot, and its terms a document unless the default."""
+    return snapshot_id if top_terms == DEFAULT_TOP_TERMS else f"{snapshot_id}, {top_terms} terms"
 
 
 def _catch_up_hamming(at: _StoreAt, index: HammingIndex, *, always: bool = False) -> bool:
@@ -217,10 +241,10 @@ def _open_related(
         related_path(index_path) if index_path is not None else None,
         what="related-posts index file",
         read=_read_related,
-        expect=(at.scheme, snapshot.id),
+        expect=(at.scheme, at.related_key()),
         stamp=at.stamp,
         catch_up=lambda related: _catch_up_related(at, analyzer, related),
-        build=lambda: build_related_index(store, snapshot, analyzer),
+        build=lambda: build_related_index(store, snapshot, analyzer, top_terms=at.top_terms),
     )
 
 
@@ -266,7 +290,9 @@ class StoreIndexes:
             return False
         if store.current_snapshot_id() != self.snapshot.id:
             return None
-        at = _StoreAt(store, stamp, self.snapshot, self.scheme)
+        at = _StoreAt(store, stamp, self.snapshot, self.scheme, related_terms(store))
+        if at.top_terms != self.related.top_terms:  # a build set another number of terms
+            return None
         if not (
             _catch_up_hamming(at, self.hamming, always=True)
             and _catch_up_related(at, analyzer, self.related, always=True)

@@ -185,8 +185,14 @@ def run_build(
     analyzer: Analyzer | None = None,
     index_path: str | None = None,
     upgrade: bool = True,
+    related_terms: int | None = None,
 ) -> BuildReport:
     """The build sequence of the module docstring, with ``passes`` for steps 2 and 3.
+
+    ``related_terms``: how many terms of each document the related-posts index keeps from
+    this build on (the store remembers it; default: as before, at first 512, which serves
+    the exact top k of the score). Fewer take less memory, and the lists then differ from
+    the exact score's (bench/README.md, "Fewer terms a document").
 
     ``upgrade`` (the default): a store of an older term scheme (``simhash64-v1``) is rebuilt
     under the current one with the same settings (:func:`~textrec.content.scheme.upgraded_scheme`):
@@ -195,6 +201,10 @@ def run_build(
     switch of snapshot and scheme is one transaction; the new term counts are then stored.
     With ``upgrade=False`` (or an ``analyzer`` of the old scheme) the store keeps its scheme.
     """
+    if related_terms is not None and (
+        not isinstance(related_terms, int) or isinstance(related_terms, bool) or related_terms < 1
+    ):
+        raise ValueError(f"related_terms must be a whole number >= 1, got {related_terms!r}")
     stored = store.scheme()
     analyzer, upgrading = _build_analyzer(store, stored, analyzer, upgrade)
     if store.count_documents() == 0:
@@ -211,7 +221,9 @@ def run_build(
             store.begin_snapshot(snapshot, analyzer.scheme, upgrade=upgrading)
         todo = store.ids_without_fingerprint(snapshot.id)
         done = passes.fingerprint(store, analyzer, snapshot, todo) if todo else 0
-    store.activate_snapshot(snapshot.id, scheme=analyzer.scheme if upgrading else None)
+    store.activate_snapshot(
+        snapshot.id, scheme=analyzer.scheme if upgrading else None, related_terms=related_terms
+    )
     late = store.ids_without_fingerprint(snapshot.id)
     if late:
         log.info("fingerprinting %d document(s) ingested during the build", len(late))
@@ -268,6 +280,7 @@ def build(
     progress: bool = False,
     batch_size: int = 5000,
     upgrade: bool = True,
+    related_terms: int | None = None,
 ) -> BuildReport:
     """Compute the DF snapshot of all stored documents in process, fingerprint them, make it
     current and write the index files (:func:`run_build` with :class:`InProcessPasses`).
@@ -276,7 +289,14 @@ def build(
     documents without a fingerprint under it are fingerprinted.
     """
     passes = InProcessPasses(progress=progress, batch_size=batch_size)
-    return run_build(store, passes, analyzer=analyzer, index_path=index_path, upgrade=upgrade)
+    return run_build(
+        store,
+        passes,
+        analyzer=analyzer,
+        index_path=index_path,
+        upgrade=upgrade,
+        related_terms=related_terms,
+    )
 
 
 def refresh_index_file(

@@ -371,6 +371,7 @@ def build_with_runner(
     analyzer: Analyzer | None = None,
     extra_args: Sequence[str] = (),
     upgrade: bool = True,
+    related_terms: int | None = None,
 ) -> JobsReport:
     """:func:`textrec.pipeline.build.build` with the DF and fingerprint passes run as mrjob
     jobs: the same sequence (:func:`~textrec.pipeline.build.run_build`), so documents
@@ -382,7 +383,14 @@ def build_with_runner(
     passes = JobPasses(
         runner, inputs=inputs, conf_path=conf_path, cores=cores, extra_args=extra_args
     )
-    report = run_build(store, passes, analyzer=analyzer, index_path=index_path, upgrade=upgrade)
+    report = run_build(
+        store,
+        passes,
+        analyzer=analyzer,
+        index_path=index_path,
+        upgrade=upgrade,
+        related_terms=related_terms,
+    )
     return JobsReport(**vars(report), runner=runner, bad_records=passes.bad_records)
 
 

@@ -1456,9 +1456,14 @@ class Store:
             self._bump(s)
         return len(rows)
 
-    def activate_snapshot(self, snapshot_id: str, *, scheme: str | None = None) -> None:
+    def activate_snapshot(
+        self, snapshot_id: str, *, scheme: str | None = None, related_terms: int | None = None
+    ) -> None:
         """Mark a snapshot ready and current, and drop the fingerprints of older snapshots,
         in one transaction: readers see either the old snapshot or the new one.
+
+        ``related_terms``: how many terms of each document the related-posts index keeps from
+        now on (:meth:`related_terms`), when it changes.
 
         ``scheme``: the store's scheme from now on, when it changes (an upgrade): in the same
         transaction the stored term counts, which are the old scheme's, are cleared (a
@@ -1472,8 +1477,18 @@ class Store:
                 update(SnapshotRow).where(SnapshotRow.id == snapshot_id).values(status="ready")
             )
             self._set_meta(s, "current_snapshot", snapshot_id)
+            if related_terms is not None:
+                self._set_meta(s, "related_terms", str(int(related_terms)))
             s.execute(delete(FingerprintRow).where(FingerprintRow.snapshot_id != snapshot_id))
             self._bump(s)
+
+    def related_terms(self) -> int | None:
+        """How many terms of each document the related-posts index keeps, as the last build
+        that said so set it (``textrec build --related-terms N``); None: the index's
+        default."""
+        with self._session() as s:
+            value = self._meta(s, "related_terms")
+        return int(value) if value is not None else None
 
     def fingerprints(
         self,
