@@ -259,6 +259,24 @@ def test_ranking_weights_follow_the_formula() -> None:
         Ranking.from_params(older)  # an index made under other parameters is rebuilt
 
 
+def test_a_document_cut_to_its_top_terms_is_weighed_at_its_kept_length() -> None:
+    snapshot = DFSnapshot.from_documents([{f"t{i}": 1 for i in range(j, 40)} for j in range(40)])
+    ranking = Ranking(min_pivot=1.0).fitted([40, 2, 2])
+    counts = {f"t{i}": 1 + i % 3 for i in range(40)}
+    full = ranking.document_weights(counts, snapshot)
+    assert ranking.index_weights(counts, snapshot, top_terms=40) == full  # nothing cut
+    cut = ranking.index_weights(counts, snapshot, top_terms=10)
+    top = sorted(sorted(full, key=lambda t: -full[t])[:10])
+    assert list(cut) == top  # the ten largest, in term order
+    kept = {t: counts[t] for t in top}
+    assert cut == ranking.document_weights(kept, snapshot)  # weighed as a 10-term document
+    assert all(cut[t] > full[t] for t in top)  # shorter: each kept term weighs more
+    whole = Ranking(min_pivot=1.0, kept_length=0.0).fitted([40, 2, 2])
+    assert whole.index_weights(counts, snapshot, top_terms=10) == {t: full[t] for t in top}
+    with pytest.raises(ValueError, match="kept_length"):
+        Ranking(kept_length=0.5)
+
+
 def brute_force(
     ranking: Ranking,
     snapshot: DFSnapshot,

@@ -186,7 +186,11 @@ class RelatedSource(_OverIndex[RelatedIndex]):
     def add(
         self, doc_ids: Sequence[int], codes: Sequence[int], terms: Sequence[Mapping[str, int]]
     ) -> None:
-        self.index.add(list(doc_ids), [self.document_weights(t) for t in terms])
+        top = self.index.top_terms
+        weigh = self.ranking.index_weights
+        self.index.add(
+            list(doc_ids), [weigh(t, self.snapshot, self.weighting, top_terms=top) for t in terms]
+        )
 
     def remove(self, doc_ids: Sequence[int]) -> None:
         self.index.remove(list(doc_ids))

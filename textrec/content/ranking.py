@@ -25,6 +25,11 @@ the pivot never falls below ``min_pivot`` terms, so that among headlines and one
 a headline is not judged padded. Each query term counts by its own (log-damped) frequency in
 the query and, slightly, by its rarity.
 
+The index keeps each document's ``top_terms`` largest weights (512 by default, which serves
+the score's exact top k). A document with more terms is weighed again as a document of only
+the kept ones (``kept_length``), so that a long post cut short is not outranked by short
+posts that lost nothing (:meth:`Ranking.index_weights`).
+
 The parameters were chosen by measurement (topic precision@10 on petitions alone, petitions
 with 712k short reviews added, and news headlines; ``bench/README.md``, "Choosing the
 score"). They are recorded with the related-posts index, so an index is only ever queried
@@ -48,6 +53,8 @@ class Ranking:
     """The related-posts score's parameters (see the module docstring).
 
     ``pivot`` is fitted from the corpus by :meth:`fitted`; 0 means not fitted yet.
+    ``kept_length``: 1 weighs a document cut to its top terms by the index as a document of
+    those terms (:meth:`index_weights`), 0 by its whole length.
     """
 
     k1: float = 1.2
@@ -56,6 +63,7 @@ class Ranking:
     pivot_scale: float = 0.3
     min_pivot: float = 15.0
     query_idf_exponent: float = 0.1
+    kept_length: float = 1.0
     pivot: float = 0.0
 
     name = "bm25-pivot"
@@ -73,6 +81,8 @@ class Ranking:
             raise ValueError(f"pivot_scale must be > 0, got {self.pivot_scale!r}")
         if not self.query_idf_exponent >= 0:
             raise ValueError(f"query_idf_exponent must be >= 0, got {self.query_idf_exponent!r}")
+        if self.kept_length not in (0.0, 1.0):
+            raise ValueError(f"kept_length must be 0 or 1, got {self.kept_length!r}")
         if not self.pivot >= 0:
             raise ValueError(f"pivot must be >= 0, got {self.pivot!r}")
 
@@ -132,6 +142,28 @@ class Ranking:
             if w > 0:
                 out[term] = w
         return out
+
+    def index_weights(
+        self,
+        counts: Mapping[str, int],
+        snapshot: DFSnapshot,
+        weighting: Weighting | None = None,
+        *,
+        top_terms: int,
+    ) -> dict[str, float]:
+        """The weights the related-posts index keeps for a document: ``w(t, d)`` of its
+        ``top_terms`` largest (ties: the first term in order), sorted by term. When some
+        were left out and ``kept_length`` is 1, the kept terms are weighed again as a
+        document of only those terms: a long post cut to its top terms then competes at the
+        length it is stored with, instead of losing to short posts the score of the terms it
+        no longer has (bench/README.md, "Fewer terms a document")."""
+        w = self.document_weights(counts, snapshot, weighting)
+        if len(w) <= top_terms:
+            return w
+        keep = sorted(sorted(w, key=lambda t: -w[t])[:top_terms])
+        if not self.kept_length:
+            return {t: w[t] for t in keep}
+        return self.document_weights({t: counts[t] for t in keep}, snapshot, weighting)
 
     def query_weights(
         self,
