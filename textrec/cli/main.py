@@ -1088,8 +1088,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="terms of each document the related-posts index keeps, from this build on "
         "(default: as the last build set it, at first 512: the exact top k of the score); "
         "fewer take less memory on long posts and rank differently from the exact score "
-        "(measured on petitions: 128 terms, 3/4 of the memory, topic precision within 0.01; "
-        "64 terms, half, 0.02 lower among many short posts; bench/README.md)",
+        "(measured on petitions: 64 terms, half the memory, 32 a third, topic precision "
+        "within 0.01 of the exact score's; bench/README.md)",
     )
     p.set_defaults(func=cmd_build)
 
