@@ -319,15 +319,21 @@ def test_train_from_postgresql(postgres, tmp_path: Path, capsys) -> None:  # typ
     assert np.array_equal(back.item_factors, model.item_factors)
 
 
+def _trained(tmp_path: Path) -> str:
+    """A built store beside its trained ALS model file: its URL (the file is m.db.index.als)."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    _fill(url, tmp_path)
+    assert main(["--db", url, "-q", "build"]) == 0
+    assert main(["--db", url, "-q", "train", "--model", "als", "--factors", "8"]) == 0
+    return url
+
+
 def test_an_edited_post_keeps_its_vector_in_the_models(tmp_path: Path) -> None:
     """An edit gives a post a new internal id; the models keep its trained vector under it,
     in the Recommender that made the edit, in the model files it saves, and in the files
     ``textrec ingest --update`` renames."""
+    url = _trained(tmp_path)
     db = tmp_path / "m.db"
-    url = f"sqlite:///{db}"
-    _fill(url, tmp_path)
-    assert main(["--db", url, "-q", "build"]) == 0
-    assert main(["--db", url, "-q", "train", "--model", "als", "--factors", "8"]) == 0
     rec = Recommender(url)
     assert "als" in rec.models
     reader = "reader-0003"
@@ -366,14 +372,6 @@ def test_an_edited_post_keeps_its_vector_in_the_models(tmp_path: Path) -> None:
     assert new != old and new in now and old not in now
     assert now.items[was.items == old][0] == new
     assert np.array_equal(now.item_factors, was.item_factors)
-
-
-def _trained(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    _fill(url, tmp_path)
-    assert main(["--db", url, "-q", "build"]) == 0
-    assert main(["--db", url, "-q", "train", "--model", "als", "--factors", "8"]) == 0
-    return url
 
 
 def test_a_servers_periodic_save_keeps_edits_past_a_crash(tmp_path: Path) -> None:
