@@ -111,7 +111,7 @@ def test_corrupt_related_index_file(built: str, capsys: pytest.CaptureFixture[st
     assert path.exists()
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as z:  # flip a byte of the postings' data, not of a zip header
-        member = z.getinfo("rows.npy")
+        member = z.getinfo("packed.npy")
     name_len, extra_len = struct.unpack_from("<HH", data, member.header_offset + 26)
     start = member.header_offset + 30 + name_len + extra_len
     data[start + member.compress_size // 2] ^= 0xFF  # the member's CRC no longer matches

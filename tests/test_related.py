@@ -3,6 +3,7 @@ appends, removals, concurrent queries and its file; the pivoted BM25 score it se
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -191,15 +192,63 @@ def test_compiled_and_numpy_kernels_give_identical_scores(monkeypatch: pytest.Mo
         assert a_s.tobytes() == b_s.tobytes()  # bit for bit
 
 
-def test_corrupt_postings_raise_instead_of_reading_out_of_bounds() -> None:
-    if related_module._compiled is None:
-        pytest.skip("textrec._related is not built here")
-    index = build(random_docs(50, 30, seed=1), top=8)
+@pytest.mark.parametrize("damage", ["first", "gap", "width"])
+def test_corrupt_postings_raise_instead_of_reading_out_of_bounds(damage: str, kernels: str) -> None:
+    index = build(random_docs(400, 30, seed=1), top=8)
     seg = index._state.segments[0]
-    seg.rows[0] = 10**6  # a row beyond every accumulator, as a damaged file could hold
-    with pytest.raises(ValueError, match="corrupt"):
+    if damage == "first":
+        seg.first[:] = 10**6  # a row beyond every document, as a damaged file could hold
+    elif damage == "gap":
+        seg.packed[:-8] = 0xFF  # every gap at its block's largest value
+    else:
+        seg.widths[0] = 200
+    with pytest.raises((ValueError, IndexError)) as caught:
         for t in range(0, 30):
             index.search({f"t{t}": 1.0}, 5)
+    if kernels == "compiled":
+        assert "corrupt" in str(caught.value)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_packed_rows_round_trip(seed: int) -> None:
+    """Gaps of every width from 0 to 32 bits, terms that cross block boundaries, terms
+    without postings, and rows up to 2**32 - 1 come back exactly."""
+    rng = np.random.default_rng(seed)
+    lens = rng.choice([0, 1, 2, 5, 127, 128, 129, 300], size=40)
+    lens[7] = 3  # the largest rows
+    ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    rows = []
+    for t, n in enumerate(lens.tolist()):
+        if t == 7:
+            rows.append(np.array([0, 2**31 + 1, 2**32 - 1]))  # a 32-bit gap
+            continue
+        scale = 2 ** int(rng.integers(0, 24))
+        steps = rng.integers(1, scale + 1, size=n)
+        rows.append(np.cumsum(steps) - 1)
+    flat = np.concatenate(rows).astype(np.int64)
+    impacts = rng.integers(1, 256, size=len(flat)).astype(np.uint8)
+    seg = related_module._Segment.from_rows(ptr, flat, impacts)
+    assert seg.rows().tolist() == flat.tolist()
+    for t in range(len(lens)):
+        assert seg.term_rows(t).tolist() == flat[ptr[t] : ptr[t + 1]].tolist()
+    assert int(seg.widths.max()) == 32
+    unaligned = np.zeros(len(seg.packed) + 1, np.uint8)[1:]  # as a buffer could come
+    unaligned[:] = seg.packed
+    assert dataclasses.replace(seg, packed=unaligned).rows().tolist() == flat.tolist()
+    merged = related_module._Segment.merge([seg])
+    assert (
+        merged.rows().tolist() == flat.tolist() and merged.packed.tobytes() == seg.packed.tobytes()
+    )
+
+
+def test_packed_postings_are_smaller_than_plain_rows() -> None:
+    """Dense postings (every document shares the term) take about a bit a row."""
+    index = RelatedIndex(["a"], max_impact=1.0)
+    index.add(list(range(1, 10_001)), [{"a": 0.5}] * 10_000)
+    seg = index._state.segments[0]
+    assert int(seg.widths.max()) == 0 and len(seg.packed) == 8
+    # impacts, ids and tombstones, 9 bytes a block of 128 postings, and no rows at all
+    assert index.nbytes < 10_000 * (1 + 9) + 79 * 9 + 100
 
 
 def test_file_round_trip_keeps_the_ranking(tmp_path: Path, kernels: str) -> None:
@@ -209,7 +258,7 @@ def test_file_round_trip_keeps_the_ranking(tmp_path: Path, kernels: str) -> None
     path = str(tmp_path / "r.related")
     index.save(path, scheme="s", snapshot_id="x", provenance="p")
     again, header = RelatedIndex.load(path)
-    assert header["format"] == "textrec-related/2" and header["provenance"] == "p"
+    assert header["format"] == "textrec-related/3" and header["provenance"] == "p"
     assert again.ranking == index.ranking and again.max_impact == 6.0 and again.top_terms == 8
     for q in random_docs(20, 40, seed=9):
         a, b = index.search(q, 10), again.search(q, 10)
@@ -338,3 +387,28 @@ def test_short_posts_do_not_crowd_out_a_related_long_one() -> None:
     source.add(list(range(len(corpus))), [], corpus)
     ids, _ = index.search(source.query_weights(long_a), 3, exclude=0)
     assert ids[0] == 1
+
+
+@pytest.mark.parametrize(
+    "damage", ["widths above 32", "packed too short", "first beyond the documents", "ptr"]
+)
+def test_a_file_with_inconsistent_postings_is_refused(tmp_path: Path, damage: str) -> None:
+    """A file whose members pass their checksums but do not fit together (as a buggy writer
+    could make) is refused at load, before any query reads it."""
+    path = str(tmp_path / "r.related")
+    build(random_docs(300, 30, seed=3), top=8).save(path, scheme="s", snapshot_id="x")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    if damage == "widths above 32":
+        arrays["widths"] = arrays["widths"].copy()
+        arrays["widths"][0] = 33
+    elif damage == "packed too short":
+        arrays["packed"] = arrays["packed"][:-9]
+    elif damage == "first beyond the documents":
+        arrays["first"] = arrays["first"] + len(arrays["doc_ids"])
+    else:
+        arrays["ptr"] = arrays["ptr"][::-1].copy()
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(ValueError, match="not a readable textrec related-posts index"):
+        RelatedIndex.load(path)

@@ -1,12 +1,16 @@
 /*
  * textrec._related: the two query kernels of textrec.related.RelatedIndex.
  *
- * accumulate(q_terms, q_w, ptr, rows, impacts, lut, acc, touched, nt) -> nt
+ * accumulate(q_terms, q_w, ptr, first, widths, offsets, packed, impacts, lut, acc, touched,
+ *            nt) -> nt
  *     For every query term t (int64) with weight w (float32), over its postings
- *     rows[ptr[t]:ptr[t+1]] (uint32) with impacts (uint8): acc[row] += w * lut[impact]
+ *     p in ptr[t]:ptr[t+1] (uint32 or int64) with impacts[p] (uint8): acc[row] += w * lut[impact]
  *     (float32 multiply, then float32 add: no fused multiply-add, -ffp-contract=off), noting
  *     in touched[nt++] (int64) each row whose accumulator was 0 before. Terms beyond the
- *     postings are skipped.
+ *     postings are skipped. Rows: the term's first is first[t] (uint32); each next one is the
+ *     previous + 1 + the posting's gap, bit-packed in blocks of 128 postings: block b at
+ *     widths[b] bits (uint8, at most 32) from byte offsets[b] (int64) of packed (uint8,
+ *     least significant bit first, 8 bytes of slack at the end).
  *
  * top_k(acc, touched, nt, exclude, dead, best_rows, best_scores) -> None
  *     Reads the touched accumulators (resetting them to 0 for the next query), skips the
@@ -23,11 +27,16 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#error "the packed postings are read as little-endian 64-bit words"
+#endif
+
+/* itemsize 0: 4 or 8 bytes. */
 static int getbuf(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable,
                   const char *what) {
     int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
-    if (view->itemsize != itemsize) {
+    if (itemsize == 0 ? view->itemsize != 4 && view->itemsize != 8 : view->itemsize != itemsize) {
         PyErr_Format(PyExc_TypeError, "%s: items of %zd bytes expected, got %zd", what, itemsize,
                      view->itemsize);
         PyBuffer_Release(view);
@@ -36,33 +45,47 @@ static int getbuf(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writa
     return 0;
 }
 
+#define BLOCK 128
+
 static PyObject *accumulate(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *o[8];
+    enum { N = 11 };
+    PyObject *o[N];
     Py_ssize_t nt;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOn", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
-                          &o[7], &nt))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOn", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8], &o[9], &o[10], &nt))
         return NULL;
-    static const Py_ssize_t sizes[8] = {8, 4, 8, 4, 1, 4, 4, 8};
-    static const int writable[8] = {0, 0, 0, 0, 0, 0, 1, 1};
-    static const char *names[8] = {"q_terms", "q_w", "ptr", "rows",
-                                   "impacts", "lut", "acc", "touched"};
-    Py_buffer b[8];
+    static const Py_ssize_t sizes[N] = {8, 4, 0, 4, 1, 8, 1, 1, 4, 4, 8}; /* 0: 4 or 8 */
+    static const int writable[N] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
+    static const char *names[N] = {"q_terms", "q_w",    "ptr",     "first", "widths", "offsets",
+                                   "packed",  "impacts", "lut",    "acc",   "touched"};
+    Py_buffer b[N];
     int got = 0;
-    for (; got < 8; got++)
+    for (; got < N; got++)
         if (getbuf(o[got], &b[got], sizes[got], writable[got], names[got]) < 0) goto fail;
     const int64_t *q_terms = (const int64_t *)b[0].buf;
     const float *q_w = (const float *)b[1].buf;
-    const int64_t *ptr = (const int64_t *)b[2].buf;
-    const uint32_t *rows = (const uint32_t *)b[3].buf;
-    const uint8_t *impacts = (const uint8_t *)b[4].buf;
-    const float *lut = (const float *)b[5].buf;
-    float *acc = (float *)b[6].buf;
-    int64_t *touched = (int64_t *)b[7].buf;
-    Py_ssize_t nq = b[0].len / 8, nw = b[1].len / 4, nptr = b[2].len / 8, nrows = b[3].len / 4;
-    Py_ssize_t nimp = b[4].len, nlut = b[5].len / 4, nacc = b[6].len / 4, ntouch = b[7].len / 8;
-    if (nw != nq || nimp != nrows || nlut != 256 || nptr < 1 || nt < 0 || nt > ntouch) {
+    Py_ssize_t ptr_size = b[2].itemsize;
+    const int64_t *ptr64 = (const int64_t *)b[2].buf;
+    const uint32_t *ptr32 = (const uint32_t *)b[2].buf;
+    const uint32_t *first = (const uint32_t *)b[3].buf;
+    const uint8_t *widths = (const uint8_t *)b[4].buf;
+    const int64_t *offsets = (const int64_t *)b[5].buf;
+    const uint8_t *packed = (const uint8_t *)b[6].buf;
+    const uint8_t *impacts = (const uint8_t *)b[7].buf;
+    const float *lut = (const float *)b[8].buf;
+    float *acc = (float *)b[9].buf;
+    int64_t *touched = (int64_t *)b[10].buf;
+    Py_ssize_t nq = b[0].len / 8, nw = b[1].len / 4, nptr = b[2].len / ptr_size, nfirst = b[3].len / 4;
+    Py_ssize_t nblocks = b[4].len, noff = b[5].len / 8, npacked = b[6].len, nimp = b[7].len;
+    Py_ssize_t nlut = b[8].len / 4, nacc = b[9].len / 4, ntouch = b[10].len / 8;
+    if (nw != nq || nptr < 1 || nfirst != nptr - 1 || noff != nblocks + 1 ||
+        nblocks != (nimp + BLOCK - 1) / BLOCK || nlut != 256 || nt < 0 || nt > ntouch) {
         PyErr_SetString(PyExc_ValueError, "accumulate: inconsistent array sizes");
+        goto fail;
+    }
+    if ((uint64_t)nacc > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "accumulate: more than 2**32 accumulators");
         goto fail;
     }
     int64_t n_terms = (int64_t)nptr - 1;
@@ -71,31 +94,58 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < nq && !err; i++) {
         int64_t t = q_terms[i];
         if (t < 0 || t >= n_terms) continue;
-        int64_t lo = ptr[t], hi = ptr[t + 1];
-        if (lo < 0 || hi < lo || hi > nrows) {
+        int64_t lo = ptr_size == 8 ? ptr64[t] : (int64_t)ptr32[t];
+        int64_t hi = ptr_size == 8 ? ptr64[t + 1] : (int64_t)ptr32[t + 1];
+        if (lo < 0 || hi < lo || hi > nimp) {
             err = "postings pointers out of range";
             break;
         }
         float w = q_w[i];
-        for (int64_t p = lo; p < hi; p++) {
-            uint32_t r = rows[p];
-            if ((Py_ssize_t)r >= nacc) {
+        /* A term's first posting holds gap 0, so the row before it is first[t] - 1
+         * (unsigned: wraps to 2**64 - 1 for row 0 and back to 0 on the first step). */
+        uint64_t row = (uint64_t)first[t] - 1;
+        for (int64_t p = lo; p < hi && !err;) {
+            int64_t blk = p / BLOCK, end = (blk + 1) * BLOCK;
+            if (end > hi) end = hi;
+            unsigned width = widths[blk];
+            int64_t off = offsets[blk];
+            if (width > 32 || off < 0 || off + (int64_t)width * (BLOCK / 8) + 8 > npacked) {
+                err = "packed postings out of range";
+                break;
+            }
+            /* Decode the block's rows first, then add: two tight loops. */
+            uint32_t rows[BLOCK];
+            int64_t count = end - p;
+            uint64_t mask = ((uint64_t)1 << width) - 1;
+            uint64_t bit = (uint64_t)off * 8 + (uint64_t)(p % BLOCK) * width;
+            for (int64_t j = 0; j < count; j++, bit += width) {
+                uint64_t word;
+                memcpy(&word, packed + (bit >> 3), 8); /* little-endian hosts */
+                row += ((word >> (bit & 7)) & mask) + 1;
+                rows[j] = (uint32_t)row;
+            }
+            if (row >= (uint64_t)nacc) { /* rows ascend: the last is the largest */
                 err = "posting row out of range";
                 break;
             }
-            if (acc[r] == 0.0f) {
-                if (nt >= ntouch) {
-                    err = "more touched rows than accumulators";
-                    break;
+            const uint8_t *imp = impacts + p;
+            for (int64_t j = 0; j < count; j++) {
+                uint32_t r = rows[j];
+                if (acc[r] == 0.0f) {
+                    if (nt >= ntouch) {
+                        err = "more touched rows than accumulators";
+                        break;
+                    }
+                    touched[nt++] = (int64_t)r;
                 }
-                touched[nt++] = r;
+                float x = w * lut[imp[j]];
+                acc[r] = acc[r] + x;
             }
-            float x = w * lut[impacts[p]];
-            acc[r] = acc[r] + x;
+            p = end;
         }
     }
     Py_END_ALLOW_THREADS
-    for (int j = 0; j < 8; j++) PyBuffer_Release(&b[j]);
+    for (int j = 0; j < N; j++) PyBuffer_Release(&b[j]);
     if (err) {
         PyErr_Format(PyExc_ValueError, "related index: %s (corrupt file?)", err);
         return NULL;

@@ -11,7 +11,11 @@ and JASS do with quantised impacts:
   smaller term id); quantise each to one byte on a log scale relative to the index's
   ``max_impact`` (``LUT[c] = max_impact · exp(ln(1e-4) · (1 − (c − 1)/254))``, relative
   error within ±1.8 %; weights below ``1e-4 · max_impact`` count as that).
-- **Postings**: for every term, the documents that kept it, as (row uint32, impact uint8).
+- **Postings**: for every term, the documents that kept it, as rows and impacts (one byte).
+  The rows of a term ascend; each is stored as its gap from the previous one, bit-packed in
+  blocks of 128 postings at the width of the block's largest gap (a term's first row is kept
+  whole): about 1.2 bytes a row on petitions and 1.6 among short reviews, where a plain
+  uint32 took 4, for about a tenth more query time (``bench/README.md``, "Packed rows").
 - **Query**: the query's weights ``q(t)`` over *all* its terms; for every query term, add
   ``q(t) · LUT[impact]`` into a per-document accumulator over its postings, then take the top
   k (ties: the smaller document id). This is the exact top k of the quantised score over the
@@ -50,7 +54,8 @@ DEFAULT_TOP_TERMS = 512
 document's terms, so pruning harder loses recall of the exact score (measured in
 ``bench/README.md``: 64 terms recalled 0.45 of the exact top 10 on petitions, 384 terms 0.94)."""
 
-_FILE_FORMAT = "textrec-related/2"
+_FILE_FORMAT = "textrec-related/3"
+_POSTINGS = ("ptr", "first", "widths", "packed", "impacts")
 _QMIN = 1e-4
 _LOGMIN = math.log(_QMIN)
 IMPACT_LUT: npt.NDArray[np.float32] = np.zeros(256, np.float32)
@@ -82,20 +87,161 @@ def _impact_rows(weights: sp.csr_matrix, top_terms: int) -> sp.csr_matrix:
     return w
 
 
+BLOCK = 128
+"""Postings per block of packed row gaps: each block has its own bit width."""
+
+
+def _bit_length(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Bits needed for each non-negative value (0 for 0); exact below 2**53."""
+    return np.frexp(values.astype(np.float64))[1].astype(np.int64)
+
+
+def _pack_rows(
+    ptr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """``(first, widths, packed)`` of term-major postings (rows ascending within each term):
+    each term's first row, and every posting's gap (its row − the term's previous row − 1;
+    0 at a term's first posting) bit-packed in blocks of :data:`BLOCK` postings, each at the
+    width of its largest gap, least significant bit first, followed by 8 zero bytes (the
+    kernel reads 8 bytes at a time)."""
+    n = len(rows)
+    lens = np.diff(ptr)
+    first = np.zeros(len(lens), np.uint32)
+    starts = ptr[:-1][lens > 0]
+    first[lens > 0] = rows[starts]
+    gaps = np.zeros(-(-n // BLOCK) * BLOCK, np.int64)
+    if n:
+        gaps[1:n] = rows[1:] - rows[:-1] - 1
+        gaps[starts] = 0
+    if len(gaps) and (gaps.min() < 0 or gaps.max() >= 2**32):
+        raise ValueError("postings rows must ascend within each term and fit in 32 bits")
+    blocks = gaps.reshape(-1, BLOCK)
+    widths = _bit_length(blocks.max(axis=1, initial=0))
+    offsets = _block_offsets(widths)
+    words = np.zeros(int(offsets[-1]) // 8 + 1, np.uint64)  # + 8 bytes of slack
+    w = np.repeat(widths, BLOCK)
+    bit = np.repeat(offsets[:-1] * 8, BLOCK) + np.tile(np.arange(BLOCK), len(widths)) * w
+    keep = w > 0
+    vals, bit, w = gaps[keep].astype(np.uint64), bit[keep], w[keep]
+    if len(vals):
+        word, shift = bit >> 6, (bit & 63).astype(np.uint64)
+        # Values never share bits, so OR-ing each word's values is writing them; a value
+        # spills into the next word at most once a word (widths are at most 32 bits).
+        starts = np.flatnonzero(np.diff(word, prepend=-1))
+        words[word[starts]] = np.bitwise_or.reduceat(vals << shift, starts)
+        spill = shift + w.astype(np.uint64) > 64
+        words[word[spill] + 1] |= vals[spill] >> (np.uint64(64) - shift[spill])
+    packed = words.view(np.uint8)
+    return first, widths.astype(np.uint8), packed
+
+
+def _compact_ptr(ptr: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
+    """Per-term offsets as uint32 when every posting's index fits (4 bytes a term instead of
+    8), else int64."""
+    return ptr.astype(np.uint32 if len(ptr) and int(ptr[-1]) < 2**32 else np.int64)
+
+
+def _block_offsets(widths: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+    """Byte offset of each block in the packed gaps (a block of width w takes 16·w bytes)."""
+    out = np.zeros(len(widths) + 1, np.int64)
+    np.cumsum(widths.astype(np.int64) * (BLOCK // 8), out=out[1:])
+    return out
+
+
 @dataclass(frozen=True)
 class _Segment:
-    """Term-major postings of a range of rows: ``ptr[t]:ptr[t+1]`` in ``rows``/``impacts``."""
+    """Term-major postings of a range of rows: term t's postings are ``ptr[t]:ptr[t+1]``, the
+    first at row ``first[t]``, each next one at the previous row + 1 + its gap, bit-packed
+    (:func:`_pack_rows`: block b at width ``widths[b]`` from byte ``offsets[b]`` of
+    ``packed``); ``impacts[p]`` is posting p's impact code."""
 
-    ptr: npt.NDArray[np.int64]
-    rows: npt.NDArray[np.uint32]
+    ptr: npt.NDArray[Any]  # uint32 or int64 (_compact_ptr)
+    first: npt.NDArray[np.uint32]
+    widths: npt.NDArray[np.uint8]
+    packed: npt.NDArray[np.uint8]
     impacts: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.int64]  # _block_offsets(widths), one more than the blocks
+
+    @classmethod
+    def from_rows(
+        cls,
+        ptr: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.int64],
+        impacts: npt.NDArray[np.uint8],
+    ) -> _Segment:
+        first, widths, packed = _pack_rows(ptr, rows)
+        return cls(_compact_ptr(ptr), first, widths, packed, impacts, _block_offsets(widths))
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> _Segment:
+        """A segment from the arrays of a file, checked so that the kernels never read past
+        them; ValueError names what is inconsistent."""
+        ptr, first = arrays["ptr"].astype(np.int64), arrays["first"].astype(np.uint32)
+        widths, packed = arrays["widths"].astype(np.uint8), arrays["packed"].astype(np.uint8)
+        impacts = arrays["impacts"].astype(np.uint8)
+        n = len(impacts)
+        offsets = _block_offsets(widths)
+        if (
+            len(ptr) != len(first) + 1
+            or ptr[0] != 0
+            or ptr[-1] != n
+            or np.any(np.diff(ptr) < 0)
+            or len(widths) != -(-n // BLOCK)
+            or np.any(widths > 32)
+            or len(packed) != offsets[-1] + 8
+        ):
+            raise ValueError("postings arrays are inconsistent")
+        return cls(_compact_ptr(ptr), first, widths, packed, impacts, offsets)
+
+    def gaps(self, lo: int, hi: int) -> npt.NDArray[np.int64]:
+        """The packed gaps of postings ``lo:hi``."""
+        p = np.arange(lo, hi, dtype=np.int64)
+        b = p // BLOCK
+        w = self.widths[b].astype(np.uint64)
+        bit = self.offsets[b] * 8 + (p % BLOCK) * w.astype(np.int64)
+        if len(self.packed) % 8 == 0 and self.packed.ctypes.data % 8 == 0:
+            words = self.packed.view("<u8")  # the layout _pack_rows writes: whole words
+            word, shift = bit >> 6, (bit & 63).astype(np.uint64)
+            high = words[np.minimum(word + 1, len(words) - 1)]
+            # (two shifts: a shift by 64 would be undefined; this one gives 0 at shift 0)
+            value: npt.NDArray[np.uint64] = (words[word] >> shift) | (
+                high << (np.uint64(63) - shift) << np.uint64(1)
+            )
+        else:  # as a file could give it: read 8 bytes at each value's first byte
+            byte, shift = bit >> 3, (bit & 7).astype(np.uint64)
+            value = self.packed[byte[:, None] + np.arange(8)].view("<u8").ravel() >> shift
+        return (value & ((np.uint64(1) << w) - np.uint64(1))).astype(np.int64)
+
+    def term_rows(self, t: int) -> npt.NDArray[np.int64]:
+        """Rows of term t's postings, ascending."""
+        lo, hi = int(self.ptr[t]), int(self.ptr[t + 1])
+        if lo == hi:
+            return np.zeros(0, np.int64)
+        steps = self.gaps(lo, hi) + 1
+        steps[0] = int(self.first[t])
+        rows: npt.NDArray[np.int64] = np.cumsum(steps)
+        return rows
+
+    def rows(self) -> npt.NDArray[np.int64]:
+        """Rows of every posting, term-major."""
+        lens = np.diff(self.ptr)
+        steps = self.gaps(0, len(self.impacts)) + 1
+        has = lens > 0
+        starts = self.ptr[:-1][has]
+        steps[starts] = self.first[has]
+        total = np.cumsum(steps)
+        before = np.repeat(total[starts] - steps[starts], lens[has])
+        rows: npt.NDArray[np.int64] = total - before
+        return rows
 
     @classmethod
     def build(cls, kept: sp.csr_matrix, first_row: int, max_impact: float) -> _Segment:
         csc = kept.tocsc()
         csc.sort_indices()
-        rows = (csc.indices.astype(np.int64) + first_row).astype(np.uint32)
-        return cls(csc.indptr.astype(np.int64), rows, quantize_impacts(csc.data / max_impact))
+        rows = csc.indices.astype(np.int64) + first_row
+        return cls.from_rows(
+            csc.indptr.astype(np.int64), rows, quantize_impacts(csc.data / max_impact)
+        )
 
     @classmethod
     def merge(cls, segments: Sequence[_Segment]) -> _Segment:
@@ -104,16 +250,23 @@ class _Segment:
         terms = np.concatenate(
             [np.repeat(np.arange(len(s.ptr) - 1), np.diff(s.ptr)) for s in segments]
         )
-        rows = np.concatenate([s.rows for s in segments])
+        rows = np.concatenate([s.rows() for s in segments])
         impacts = np.concatenate([s.impacts for s in segments])
         order = np.lexsort((rows, terms))
         ptr = np.zeros(n_terms + 1, np.int64)
         ptr[1:] = np.cumsum(np.bincount(terms, minlength=n_terms))
-        return cls(ptr, rows[order], impacts[order])
+        return cls.from_rows(ptr, rows[order], impacts[order])
 
     @property
     def nbytes(self) -> int:
-        return int(self.ptr.nbytes + self.rows.nbytes + self.impacts.nbytes)
+        return int(
+            self.ptr.nbytes
+            + self.first.nbytes
+            + self.widths.nbytes
+            + self.packed.nbytes
+            + self.impacts.nbytes
+            + self.offsets.nbytes
+        )
 
 
 # The query kernels: compiled (textrec/_related.c, built by pip install) or, where that could
@@ -130,27 +283,40 @@ _kernels: Any = _compiled
 def _accumulate(
     q_terms: npt.NDArray[np.int64],
     q_w: npt.NDArray[np.float32],
-    ptr: npt.NDArray[np.int64],
-    rows: npt.NDArray[np.uint32],
-    impacts: npt.NDArray[np.uint8],
+    seg: _Segment,
     lut: npt.NDArray[np.float32],
     acc: npt.NDArray[np.float32],
     touched: npt.NDArray[np.int64],
     nt: int,
 ) -> int:
-    """acc[row] += q_w · lut[impact] over each query term's postings; returns the new count
-    of touched rows (each row's first touch is recorded in ``touched``)."""
+    """acc[row] += q_w · lut[impact] over each query term's postings in ``seg``; returns the
+    new count of touched rows (each row's first touch is recorded in ``touched``)."""
     if _kernels is not None:
-        return int(_kernels.accumulate(q_terms, q_w, ptr, rows, impacts, lut, acc, touched, nt))
-    n_terms = len(ptr) - 1
+        return int(
+            _kernels.accumulate(
+                q_terms,
+                q_w,
+                seg.ptr,
+                seg.first,
+                seg.widths,
+                seg.offsets,
+                seg.packed,
+                seg.impacts,
+                lut,
+                acc,
+                touched,
+                nt,
+            )
+        )
+    n_terms = len(seg.ptr) - 1
     for t, w in zip(q_terms.tolist(), q_w, strict=True):
         if not 0 <= t < n_terms:
             continue
-        r = rows[ptr[t] : ptr[t + 1]].astype(np.int64)  # distinct within one term
+        r = seg.term_rows(t)  # distinct within one term
         new = r[acc[r] == 0.0]
         touched[nt : nt + len(new)] = new
         nt += len(new)
-        acc[r] = acc[r] + w * lut[impacts[ptr[t] : ptr[t + 1]]]
+        acc[r] = acc[r] + w * lut[seg.impacts[seg.ptr[t] : seg.ptr[t + 1]]]
     return nt
 
 
@@ -250,12 +416,6 @@ class RelatedIndex:
         code = quantize_impacts(np.array([weight / self.max_impact]))[0]
         return float(self._lut[code])
 
-    def postings_bytes_per_document(self) -> float:
-        """Postings bytes (5 per kept term) per indexed document."""
-        state = self._state
-        postings = sum(s.rows.nbytes + s.impacts.nbytes for s in state.segments)
-        return postings / max(len(state.doc_ids), 1)
-
     # writes ----------------------------------------------------------------------------------
 
     def _matrix(self, weights: Sequence[Mapping[str, float]]) -> sp.csr_matrix:
@@ -341,7 +501,9 @@ class RelatedIndex:
         seg = (
             state.segments[0]
             if state.segments
-            else _Segment(np.zeros(1, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint8))
+            else _Segment.from_rows(
+                np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8)
+            )
         )
         header = {
             "format": _FILE_FORMAT,
@@ -362,7 +524,9 @@ class RelatedIndex:
                 doc_ids=state.doc_ids,
                 dead=state.dead,
                 ptr=seg.ptr,
-                rows=seg.rows,
+                first=seg.first,
+                widths=seg.widths,
+                packed=seg.packed,
                 impacts=seg.impacts,
             )
 
@@ -381,7 +545,10 @@ class RelatedIndex:
                 if header.get("format") != _FILE_FORMAT:
                     raise ValueError(f"format {header.get('format')!r} is not {_FILE_FORMAT!r}")
                 vocab = json.loads(bytes(z["vocabulary"]).decode("utf-8"))
-                arrays = {k: z[k] for k in ("doc_ids", "dead", "ptr", "rows", "impacts")}
+                arrays = {k: z[k] for k in ("doc_ids", "dead", *_POSTINGS)}
+                segment = _Segment.from_arrays(arrays)
+                if len(segment.first) and int(segment.first.max()) >= len(arrays["doc_ids"]):
+                    raise ValueError("a posting's row is beyond the documents")
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable textrec related-posts index ({exc})") from exc
         try:
@@ -394,8 +561,8 @@ class RelatedIndex:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: malformed related-posts index header ({exc})") from exc
         segments: tuple[_Segment, ...] = ()
-        if len(arrays["rows"]):
-            segments = (_Segment(arrays["ptr"], arrays["rows"], arrays["impacts"]),)
+        if len(segment.impacts):
+            segments = (segment,)
         index._state = _State(segments, arrays["doc_ids"], arrays["dead"])
         return index, header
 
@@ -454,12 +621,11 @@ class RelatedIndex:
             row = int(np.searchsorted(state.doc_ids, exclude))
             if row < len(state.doc_ids) and state.doc_ids[row] == exclude:
                 exclude_row = row
-        acc, touched = self._take_buffers(len(state.doc_ids))
+        n = len(state.doc_ids)
+        acc, touched = self._take_buffers(n)
         nt = 0
-        for seg in state.segments:
-            nt = _accumulate(
-                q_terms, q_w, seg.ptr, seg.rows, seg.impacts, self._lut, acc, touched, nt
-            )
+        for seg in state.segments:  # acc[:n]: a row beyond the documents is a corrupt posting
+            nt = _accumulate(q_terms, q_w, seg, self._lut, acc[:n], touched, nt)
         rows, scores = _top_k(acc, touched, nt, exclude_row, state.dead, k)
         self._give_back(acc, touched)  # top_k has reset every touched accumulator
         found = scores >= 0
