@@ -264,3 +264,77 @@ def test_a_related_index_file_of_the_cosine_format_is_rebuilt(
     assert any("rebuilding it from the store" in r.message for r in caplog.records)
     assert len(rec.related) == 644 and rec.related.ranking["name"] == "bm25-pivot"
     assert "wikinews-0054" in [m.id for m in rec.similar("wikinews-0001", k=3)]
+
+
+def test_writes_do_not_wait_for_the_index_files(
+    wikinews_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save takes what to write under the writers' lock and writes it after letting go:
+    a document added while the files are being written is stored and searchable at once,
+    the files hold the state from before it (their stamp says so), and the next start-up
+    catches it up from the store."""
+    import threading
+
+    from textrec.content import related as related_module
+
+    url = copy_database(wikinews_db, tmp_path)
+    rec = Recommender(url)
+    rec.add([{"id": "first-new", "text": "대통령 선거 결과가 발표되었다", "title": "선거"}])
+    writing, release = threading.Event(), threading.Event()
+    real = related_module.atomic_write
+
+    def held(path: str, write: object) -> None:
+        writing.set()
+        assert release.wait(120), "the test never let the save finish"
+        real(path, write)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(related_module, "atomic_write", held)
+    failures: list[BaseException] = []
+
+    def run(fn: object) -> threading.Thread:
+        def body() -> None:
+            try:
+                fn()  # type: ignore[operator]
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        t = threading.Thread(target=body)
+        t.start()
+        return t
+
+    saver = run(rec.save)
+    assert writing.wait(120)
+    text = "선거 결과 발표 이후 대통령의 첫 기자회견이 열렸다"
+    adder = run(lambda: rec.add([{"id": "during-save", "text": text, "title": "기자회견"}]))
+    adder.join(120)
+    done_while_saving = not adder.is_alive()
+    release.set()
+    saver.join(120)
+    adder.join(120)
+    assert not failures and not saver.is_alive()
+    assert done_while_saving, "the add waited for the save to write its files"
+    assert "during-save" in [m.id for m in rec.similar("first-new", k=5, collapse=None)]
+    monkeypatch.setattr(related_module, "atomic_write", real)
+    path = url.removeprefix("sqlite:///") + ".index.related"
+    saved, _ = related_module.RelatedIndex.load(path)
+    during = rec.document("during-save")
+    assert during.id not in saved.document_ids()[0].tolist()  # written as it was before
+    assert rec.changed  # the add is not in the files yet: the next save writes it
+    again = Recommender(url)
+    assert "during-save" in [m.id for m in again.similar("first-new", k=5, collapse=None)]
+
+
+def test_saving_compacts_the_related_index_it_froze(copy_of_built: str) -> None:
+    rec = Recommender(copy_of_built)
+    for i in range(12):  # more appended segments than the index keeps apart
+        rec.add(
+            [{"id": f"new-{i}", "text": f"대통령 선거 결과 발표 {i}번째 기사", "title": "선거"}]
+        )
+    related = rec.sources["related"]
+    assert isinstance(related, RelatedSource)
+    before = related.index.search({"선거": 1.0, "대통령": 0.5}, 10)
+    assert len(related.index._state.segments) > 1
+    rec.save()
+    assert len(related.index._state.segments) == 1
+    after = related.index.search({"선거": 1.0, "대통령": 0.5}, 10)
+    assert before[0].tolist() == after[0].tolist() and before[1].tobytes() == after[1].tobytes()

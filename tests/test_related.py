@@ -412,3 +412,26 @@ def test_a_file_with_inconsistent_postings_is_refused(tmp_path: Path, damage: st
         np.savez(f, **arrays)
     with pytest.raises(ValueError, match="not a readable textrec related-posts index"):
         RelatedIndex.load(path)
+
+
+def test_a_frozen_copy_is_saved_and_its_compaction_adopted(tmp_path: Path) -> None:
+    docs = random_docs(400, 40, seed=11)
+    index = build(docs[:300], top=8, chunks=2)  # two segments (of at most three)
+    copy = index.frozen()
+    index.add([5000], [docs[300]])  # after freezing: not in the copy
+    copy.save(str(tmp_path / "r.related"), scheme="s", snapshot_id="x")
+    saved, _ = RelatedIndex.load(str(tmp_path / "r.related"))
+    assert 5000 not in saved.document_ids()[0].tolist() and len(saved) == 300
+    query = {"t2": 1.0, "t4": 0.5, "t6": 0.25}
+    before = index.search(query, 10)
+    assert index.adopt_compacted(copy)
+    assert len(index._state.segments) == 2  # the compacted two, then the new one
+    after = index.search(query, 10)
+    assert before[0].tolist() == after[0].tolist() and before[1].tobytes() == after[1].tobytes()
+    # A copy whose segments were merged meanwhile is not adopted.
+    copy = index.frozen()
+    for i in range(10):
+        index.add([6000 + i], [docs[301 + i]])  # merges past max_segments
+    copy.save(str(tmp_path / "r2.related"), scheme="s", snapshot_id="x")
+    assert not index.adopt_compacted(copy)
+    assert len(index) == 311

@@ -226,6 +226,7 @@ class Recommender:
         self._renames: list[tuple[int, int]] = []  # (old id, new id) of edits since the save
         self.load_models()
         self._write_lock = threading.Lock()
+        self._save_lock = threading.Lock()
         self._shown: dict[int, set[str] | None] = {}
         self._shown_lock = threading.Lock()
         self._facts: dict[int, DocumentFacts] = {}
@@ -872,16 +873,25 @@ class Recommender:
         start-up reads them instead of rebuilding from the store. Returns the path."""
         if self.index_path is None:
             return None
-        with self._write_lock:
-            self._indexes.save(self.index_path)
-            self.readers.catch_up(self.store)
+        with self._save_lock:  # one save at a time: files of one state each
+            with self._write_lock:  # what to write; writes wait only for this part
+                indexes = self._indexes
+                files = indexes.frozen()
+                indexes.changed = False
+                self.readers.catch_up(self.store)
+                for name in sorted(self._renamed_in_models):  # edited posts keep their vectors
+                    model = self.models.get(name)
+                    if model is not None:
+                        self._save_model(name, model)
+                self._renamed_in_models.clear()
+                self._renames.clear()
+            try:
+                files.save(self.index_path)
+            except BaseException:
+                indexes.changed = True  # the next save tries again
+                raise
+            indexes.related.adopt_compacted(files.related)
             self.readers.save(readers_path(self.index_path))
-            for name in sorted(self._renamed_in_models):  # edited posts keep their vectors
-                model = self.models.get(name)
-                if model is not None:
-                    self._save_model(name, model)
-            self._renamed_in_models.clear()
-            self._renames.clear()
         return self.index_path
 
     def remove(self, id: str) -> None:

@@ -302,6 +302,19 @@ class StoreIndexes:
         self.changed = True
         return True
 
+    def frozen(self) -> StoreIndexes:
+        """Both indexes as they are now, sharing their arrays (:meth:`HammingIndex.frozen`,
+        :meth:`RelatedIndex.frozen`): a writer takes this under its lock, then saves it
+        after letting go, so that writes need not wait for the files."""
+        return StoreIndexes(
+            self.snapshot,
+            self.scheme,
+            self.stamp,
+            self.hamming.frozen(),
+            self.related.frozen(),
+            self.changed,
+        )
+
     def save(self, index_path: str) -> None:
         """Write both files (each atomically), recording the stamp they match."""
         self.hamming.provenance = self.stamp.label

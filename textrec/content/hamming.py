@@ -434,6 +434,14 @@ class HammingIndex:
         index._state = (codes, ids)
         return index
 
+    def frozen(self) -> HammingIndex:
+        """A copy of the index as it is now, with its provenance, sharing its read-only
+        arrays (nothing is copied): later writes to this index do not reach it, so a writer
+        can take it under its lock and save it after letting go."""
+        copy = HammingIndex._from_arrays(self._scheme, self._snapshot_id, *self._state)
+        copy.provenance = self.provenance
+        return copy
+
     # ---- read-only accessors ----------------------------------------------------------
 
     @property

@@ -392,6 +392,7 @@ class RelatedIndex:
         self._lut = (IMPACT_LUT.astype(np.float64) * self.max_impact).astype(np.float32)
         self._term_ids: dict[str, int] = {t: i for i, t in enumerate(vocabulary)}
         self._state = _State((), np.zeros(0, np.int64), np.zeros(0, np.bool_))
+        self._origin = self._state  # what a frozen() copy was made from
         self._write_lock = threading.Lock()
         self._scratch = threading.local()
 
@@ -487,6 +488,39 @@ class RelatedIndex:
             if len(state.segments) > 1:
                 merged = (_Segment.merge(state.segments),)
                 self._state = _State(merged, state.doc_ids, state.dead)
+
+    def frozen(self) -> RelatedIndex:
+        """A copy of the index as it is now that later writes to this one do not reach: it
+        shares the postings arrays (no array is copied, only the vocabulary's list), so a
+        writer can take it under its lock and :meth:`save` it after letting go."""
+        with self._write_lock:
+            copy = RelatedIndex(
+                list(self._term_ids),
+                top_terms=self.top_terms,
+                max_segments=self.max_segments,
+                max_impact=self.max_impact,
+                ranking=self.ranking,
+            )
+            copy._state = copy._origin = self._state
+        return copy
+
+    def adopt_compacted(self, copy: RelatedIndex) -> bool:
+        """Take the one segment ``copy`` (a :meth:`frozen` copy of this index) was compacted
+        into by :meth:`save`, in place of the segments it was frozen with, if this index
+        still starts with them (no merge since); returns whether it did. Saving a frozen
+        copy thus compacts this index as saving it would, without holding its lock."""
+        merged, before = copy._state.segments, copy._origin.segments
+        if len(merged) != 1 or len(before) < 2:
+            return False
+        with self._write_lock:
+            state = self._state
+            n = len(before)
+            if len(state.segments) < n or any(
+                a is not b for a, b in zip(state.segments, before, strict=False)
+            ):
+                return False  # merged meanwhile: keep what is there
+            self._state = _State((*merged, *state.segments[n:]), state.doc_ids, state.dead)
+        return True
 
     # persistence -----------------------------------------------------------------------------
 
