@@ -416,22 +416,69 @@ def test_a_file_with_inconsistent_postings_is_refused(tmp_path: Path, damage: st
 
 def test_a_frozen_copy_is_saved_and_its_compaction_adopted(tmp_path: Path) -> None:
     docs = random_docs(400, 40, seed=11)
-    index = build(docs[:300], top=8, chunks=2)  # two segments (of at most three)
-    copy = index.frozen()
-    index.add([5000], [docs[300]])  # after freezing: not in the copy
-    copy.save(str(tmp_path / "r.related"), scheme="s", snapshot_id="x")
-    saved, _ = RelatedIndex.load(str(tmp_path / "r.related"))
-    assert 5000 not in saved.document_ids()[0].tolist() and len(saved) == 300
+    index = build(docs[:300], top=8)
+    index.add([4000], [docs[300]])  # a second, small segment
+    assert len(index._state.segments) == 2
     query = {"t2": 1.0, "t4": 0.5, "t6": 0.25}
     before = index.search(query, 10)
+    copy = index.frozen()
+    copy.save(str(tmp_path / "r.related"), scheme="s", snapshot_id="x")
     assert index.adopt_compacted(copy)
-    assert len(index._state.segments) == 2  # the compacted two, then the new one
+    assert len(index._state.segments) == 1
     after = index.search(query, 10)
     assert before[0].tolist() == after[0].tolist() and before[1].tobytes() == after[1].tobytes()
-    # A copy whose segments were merged meanwhile is not adopted.
-    copy = index.frozen()
-    for i in range(10):
-        index.add([6000 + i], [docs[301 + i]])  # merges past max_segments
+    # A write after freezing is not in the copy's file, and once it merged the segments
+    # the copy was made from, the copy's compaction is not taken.
+    index.add([4100], [docs[301]])
+    index.add([4200], [docs[302]])
+    copy = index.frozen()  # the whole index, then two appended segments
+    index.add([5000], [docs[303]])
+    index.add([5100], [docs[304]])  # past max_segments (3): the appended ones merged
     copy.save(str(tmp_path / "r2.related"), scheme="s", snapshot_id="x")
+    saved, _ = RelatedIndex.load(str(tmp_path / "r2.related"))
+    assert 5000 not in saved.document_ids()[0].tolist() and len(saved) == 303
     assert not index.adopt_compacted(copy)
-    assert len(index) == 311
+    assert len(index) == 305
+
+
+def test_appends_merge_each_posting_a_few_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One document at a time: at most three segments a level, each posting merged a few
+    times (not every few appends, as merging every segment after the first into one did),
+    and the same ranking as one segment."""
+    docs = random_docs(2000, 50, seed=12)
+    merged = [0]
+    real = related_module._Segment.merge.__func__
+
+    def counting(cls: type, segments: list) -> object:
+        merged[0] += sum(len(s.impacts) for s in segments)
+        return real(cls, segments)
+
+    monkeypatch.setattr(related_module._Segment, "merge", classmethod(counting))
+    index = RelatedIndex([f"t{i}" for i in range(50)], max_impact=6.0)
+    for i, d in enumerate(docs):
+        index.add([i + 1], [d])
+        levels = [s.level for s in index._state.segments]
+        assert all(levels.count(v) < 4 for v in levels), levels  # four of a level merge
+        assert levels == sorted(levels, reverse=True)
+    postings = sum(len(s.impacts) for s in index._state.segments)
+    assert merged[0] <= 6 * postings, (merged[0], postings)  # log4(2000) is about 5.5
+    one = RelatedIndex([f"t{i}" for i in range(50)], max_impact=6.0)
+    one.add(list(range(1, 2001)), docs)
+    for q in random_docs(20, 50, seed=13):
+        a, b = index.search(q, 10), one.search(q, 10)
+        assert a[0].tolist() == b[0].tolist() and a[1].tobytes() == b[1].tobytes()
+
+
+def test_a_large_segment_is_not_merged_for_a_few_appends() -> None:
+    """An index added at once (one large segment), then appends: the appends merge among
+    themselves; the large segment moves up a level instead of being rewritten for them."""
+    docs = random_docs(12_000, 400, seed=14)
+    index = RelatedIndex([f"t{i}" for i in range(400)], max_impact=6.0, top_terms=16)
+    index.add(list(range(1, 12_001)), docs)
+    large = index._state.segments[0]
+    assert len(large.impacts) > 65536
+    for i, d in enumerate(random_docs(16, 400, seed=15)):
+        index.add([20_000 + i], [d])
+        assert index._state.segments[0].impacts is large.impacts  # never rewritten
+    assert index._state.segments[0].level > 0
+    assert [s.level for s in index._state.segments[1:]] == [2]  # 16 appends: 4 of 4

@@ -21,8 +21,9 @@ and JASS do with quantised impacts:
   k (ties: the smaller document id). This is the exact top k of the quantised score over the
   stored postings: there is no candidate count to tune and no second stage. Cost:
   proportional to the postings of the query's terms.
-- **Append** adds a new small segment (rows continue the sequence; segments are merged when
-  there are more than ``max_segments``); **remove** sets a tombstone. A new DF snapshot needs
+- **Append** adds a new small segment (rows continue the sequence); the newest four are
+  merged when they are of one level, as in an LSM tree (:func:`_merge_policy`); **remove**
+  sets a tombstone. A new DF snapshot needs
   a rebuild, which :class:`~textrec.recommend.Recommender` does from the store.
 
 Its recall of the same score computed exactly (without quantisation or pruning), its topic
@@ -33,6 +34,7 @@ quality".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -161,6 +163,7 @@ class _Segment:
     packed: npt.NDArray[np.uint8]
     impacts: npt.NDArray[np.uint8]
     offsets: npt.NDArray[np.int64]  # _block_offsets(widths), one more than the blocks
+    level: int = 0  # merges that made it (_merge_policy); _WHOLE for a compacted index
 
     @classmethod
     def from_rows(
@@ -191,7 +194,7 @@ class _Segment:
             or len(packed) != offsets[-1] + 8
         ):
             raise ValueError("postings arrays are inconsistent")
-        return cls(_compact_ptr(ptr), first, widths, packed, impacts, offsets)
+        return cls(_compact_ptr(ptr), first, widths, packed, impacts, offsets, _WHOLE)
 
     def gaps(self, lo: int, hi: int) -> npt.NDArray[np.int64]:
         """The packed gaps of postings ``lo:hi``."""
@@ -255,7 +258,8 @@ class _Segment:
         order = np.lexsort((rows, terms))
         ptr = np.zeros(n_terms + 1, np.int64)
         ptr[1:] = np.cumsum(np.bincount(terms, minlength=n_terms))
-        return cls.from_rows(ptr, rows[order], impacts[order])
+        merged = cls.from_rows(ptr, rows[order], impacts[order])
+        return dataclasses.replace(merged, level=max(s.level for s in segments) + 1)
 
     @property
     def nbytes(self) -> int:
@@ -267,6 +271,39 @@ class _Segment:
             + self.impacts.nbytes
             + self.offsets.nbytes
         )
+
+
+_MERGE_FACTOR = 4
+_WHOLE = 1 << 20
+"""The level of a segment that holds a whole index (compacted, or read from a file): the
+merge policy never merges appended segments into it (only :meth:`RelatedIndex.compact`)."""
+
+
+def _merge_policy(segments: tuple[_Segment, ...], max_segments: int) -> tuple[_Segment, ...]:
+    """Segments after an append, as an LSM tree keeps them: a new segment is of level 0, and
+    whenever the newest 4 are of one level they are merged into one of the next level, so
+    that every posting is merged about log4(n) times over a build or a stream of n appends,
+    with at most 3 segments a level. One of them far larger than the other three together
+    (over 64k postings and 16 times theirs, as a whole index added at once, then appends)
+    is moved up a level instead of being merged for their sake. Past ``max_segments``
+    every segment after the first is merged into one. Merging only neighbours keeps the
+    rows of the segments in order."""
+    out = list(segments)
+    f = _MERGE_FACTOR
+    while len(out) >= f:
+        tail = out[-f:]
+        if len({s.level for s in tail}) != 1 or tail[0].level >= _WHOLE:
+            break
+        sizes = [len(s.impacts) for s in tail]
+        big = max(sizes)
+        if big > 65536 and big > f * f * (sum(sizes) - big):
+            j = len(out) - f + sizes.index(big)
+            out[j] = dataclasses.replace(out[j], level=out[j].level + 1)
+            continue
+        out[-f:] = [_Segment.merge(tail)]
+    if len(out) > max_segments:
+        out[1:] = [_Segment.merge(out[1:])]
+    return tuple(out)
 
 
 # The query kernels: compiled (textrec/_related.c, built by pip install) or, where that could
@@ -373,7 +410,7 @@ class RelatedIndex:
         vocabulary: Iterable[str] = (),
         *,
         top_terms: int = DEFAULT_TOP_TERMS,
-        max_segments: int = 8,
+        max_segments: int = 24,
         max_impact: float = 1.0,
         ranking: Mapping[str, object] | None = None,
     ) -> None:
@@ -456,9 +493,7 @@ class RelatedIndex:
                 raise ValueError("document ids must be added in strictly increasing order")
             kept = _impact_rows(self._matrix(weights), self.top_terms)
             segment = _Segment.build(kept, len(state.doc_ids), self.max_impact)
-            segments = (*state.segments, segment)
-            if len(segments) > self.max_segments:
-                segments = (segments[0], _Segment.merge(segments[1:]))
+            segments = _merge_policy((*state.segments, segment), self.max_segments)
             self._state = _State(
                 segments,
                 np.concatenate([state.doc_ids, new_ids]),
@@ -485,8 +520,11 @@ class RelatedIndex:
         """Merge all segments into one (faster queries after many appends)."""
         with self._write_lock:
             state = self._state
-            if len(state.segments) > 1:
-                merged = (_Segment.merge(state.segments),)
+            if state.segments and (len(state.segments) > 1 or state.segments[0].level != _WHOLE):
+                whole = (
+                    _Segment.merge(state.segments) if len(state.segments) > 1 else state.segments[0]
+                )
+                merged = (dataclasses.replace(whole, level=_WHOLE),)
                 self._state = _State(merged, state.doc_ids, state.dead)
 
     def frozen(self) -> RelatedIndex:
