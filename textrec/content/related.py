@@ -14,7 +14,7 @@ and JASS do with quantised impacts:
 - **Postings**: for every term, the documents that kept it, as rows and impacts (one byte).
   The rows of a term ascend; each is stored as its gap from the previous one, bit-packed in
   blocks of 128 postings at the width of the block's largest gap (a term's first row is kept
-  whole): about 1.2 bytes a row on petitions and 1.6 among short reviews, where a plain
+  whole): about 1.1 bytes a row on petitions and 1.6 among short reviews, where a plain
   uint32 took 4, for about a tenth more query time (``bench/README.md``, "Packed rows").
 - **Query**: the query's weights ``q(t)`` over *all* its terms; for every query term, add
   ``q(t) · LUT[impact]`` into a per-document accumulator over its postings, then take the top
