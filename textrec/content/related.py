@@ -179,21 +179,24 @@ class _Segment:
     def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> _Segment:
         """A segment from the arrays of a file, checked so that the kernels never read past
         them; ValueError names what is inconsistent."""
-        ptr, first = arrays["ptr"].astype(np.int64), arrays["first"].astype(np.uint32)
-        widths, packed = arrays["widths"].astype(np.uint8), arrays["packed"].astype(np.uint8)
-        impacts = arrays["impacts"].astype(np.uint8)
+        ptr = arrays["ptr"].astype(np.int64)
+        first = arrays["first"].astype(np.uint32, copy=False)  # no copy of a large array
+        widths = arrays["widths"].astype(np.uint8, copy=False)
+        packed = arrays["packed"].astype(np.uint8, copy=False)
+        impacts = arrays["impacts"].astype(np.uint8, copy=False)
         n = len(impacts)
         offsets = _block_offsets(widths)
-        if (
-            len(ptr) != len(first) + 1
-            or ptr[0] != 0
-            or ptr[-1] != n
-            or np.any(np.diff(ptr) < 0)
-            or len(widths) != -(-n // BLOCK)
-            or np.any(widths > 32)
-            or len(packed) != offsets[-1] + 8
-        ):
-            raise ValueError("postings arrays are inconsistent")
+        problems = {
+            "ptr and first differ in length": len(ptr) != len(first) + 1,
+            "ptr does not run from 0 to the postings": len(ptr) == 0 or ptr[0] != 0 or ptr[-1] != n,
+            "ptr decreases": bool(np.any(np.diff(ptr) < 0)),
+            "widths do not match the postings' blocks": len(widths) != -(-n // BLOCK),
+            "a block is wider than 32 bits": bool(np.any(widths > 32)),
+            "packed does not match the widths": len(packed) != offsets[-1] + 8,
+        }
+        wrong = [what for what, bad in problems.items() if bad]
+        if wrong:
+            raise ValueError(f"postings arrays: {wrong[0]}")
         return cls(_compact_ptr(ptr), first, widths, packed, impacts, offsets, _WHOLE)
 
     def gaps(self, lo: int, hi: int) -> npt.NDArray[np.int64]:
