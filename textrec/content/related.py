@@ -100,12 +100,14 @@ def _bit_length(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 def _pack_rows(
     ptr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-    """``(first, widths, packed)`` of term-major postings (rows ascending within each term):
-    each term's first row, and every posting's gap (its row − the term's previous row − 1;
-    0 at a term's first posting) bit-packed in blocks of :data:`BLOCK` postings, each at the
-    width of its largest gap, least significant bit first, followed by 8 zero bytes (the
-    kernel reads 8 bytes at a time)."""
+) -> tuple[
+    npt.NDArray[np.uint32], npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.int64]
+]:
+    """``(first, widths, packed, offsets)`` of term-major postings (rows ascending within each
+    term): each term's first row, and every posting's gap (its row − the term's previous row
+    − 1; 0 at a term's first posting) bit-packed in blocks of :data:`BLOCK` postings, each at
+    the width of its largest gap, least significant bit first, followed by 8 zero bytes (the
+    kernel reads 8 bytes at a time); ``offsets`` are the blocks' (:func:`_block_offsets`)."""
     n = len(rows)
     lens = np.diff(ptr)
     first = np.zeros(len(lens), np.uint32)
@@ -129,12 +131,11 @@ def _pack_rows(
         word, shift = bit >> 6, (bit & 63).astype(np.uint64)
         # Values never share bits, so OR-ing each word's values is writing them; a value
         # spills into the next word at most once a word (widths are at most 32 bits).
-        starts = np.flatnonzero(np.diff(word, prepend=-1))
-        words[word[starts]] = np.bitwise_or.reduceat(vals << shift, starts)
+        runs = np.flatnonzero(np.diff(word, prepend=-1))  # each word's first value
+        words[word[runs]] = np.bitwise_or.reduceat(vals << shift, runs)
         spill = shift + w.astype(np.uint64) > 64
         words[word[spill] + 1] |= vals[spill] >> (np.uint64(64) - shift[spill])
-    packed = words.view(np.uint8)
-    return first, widths.astype(np.uint8), packed
+    return first, widths.astype(np.uint8), words.view(np.uint8), offsets
 
 
 def _compact_ptr(ptr: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
@@ -172,8 +173,8 @@ class _Segment:
         rows: npt.NDArray[np.int64],
         impacts: npt.NDArray[np.uint8],
     ) -> _Segment:
-        first, widths, packed = _pack_rows(ptr, rows)
-        return cls(_compact_ptr(ptr), first, widths, packed, impacts, _block_offsets(widths))
+        first, widths, packed, offsets = _pack_rows(ptr, rows)
+        return cls(_compact_ptr(ptr), first, widths, packed, impacts, offsets)
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> _Segment:
