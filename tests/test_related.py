@@ -100,7 +100,7 @@ def test_search_equals_the_definition(chunks: int, kernels: str) -> None:
     docs = random_docs(300, 60, seed=chunks)
     index = build(docs, top=8, chunks=chunks)
     by_id = dict(zip(range(10, 10 + 3 * len(docs), 3), docs, strict=True))
-    term_ids = index._term_ids
+    term_ids = {t: i for i, t in enumerate(index.terms())}
     for q in random_docs(40, 60, seed=99):
         assert_same_ranking(
             index.search(q, 10), reference(by_id, q, 10, 8, None, term_ids, max_impact=6.0)

@@ -18,6 +18,12 @@
  *     best by score descending then row ascending in best_rows (int64, pre-filled with
  *     2**62) and best_scores (float32, pre-filled with -1).
  *
+ * lookup(blob, starts, keys, key_starts, out) -> None
+ *     The term dictionary's search (textrec.content.lexicon): blob (uint8) holds n terms'
+ *     UTF-8 bytes, term i at starts[i]:starts[i+1] (uint32 or int64, n + 1 of them),
+ *     strictly ascending in byte order; for each key j (keys[key_starts[j]:key_starts[j+1]],
+ *     uint8 and int64) out[j] (int64) becomes the index of the equal term, or -1.
+ *
  * The same arithmetic in the same order as the Python fallback in related.py, so both give
  * identical scores. Every index is checked: a corrupt postings file raises ValueError rather
  * than touching memory it does not own.
@@ -217,7 +223,85 @@ f1:
     Py_RETURN_NONE;
 }
 
+/* Byte order of a and b, as Python compares bytes: memcmp, then the shorter first. */
+static int compare_bytes(const uint8_t *a, size_t la, const uint8_t *b, size_t lb) {
+    int r = memcmp(a, b, la < lb ? la : lb);
+    if (r) return r;
+    return la < lb ? -1 : la > lb;
+}
+
+static PyObject *lookup(PyObject *self, PyObject *args) {
+    (void)self;
+    enum { N = 5 };
+    PyObject *o[N];
+    if (!PyArg_ParseTuple(args, "OOOOO", &o[0], &o[1], &o[2], &o[3], &o[4])) return NULL;
+    static const Py_ssize_t sizes[N] = {1, 0, 1, 8, 8};
+    static const int writable[N] = {0, 0, 0, 0, 1};
+    static const char *names[N] = {"blob", "starts", "keys", "key_starts", "out"};
+    Py_buffer b[N];
+    int got = 0;
+    for (; got < N; got++)
+        if (getbuf(o[got], &b[got], sizes[got], writable[got], names[got]) < 0) goto fail;
+    const uint8_t *blob = (const uint8_t *)b[0].buf;
+    Py_ssize_t ssize = b[1].itemsize, nstarts = b[1].len / ssize;
+    const uint32_t *s32 = (const uint32_t *)b[1].buf;
+    const int64_t *s64 = (const int64_t *)b[1].buf;
+    const uint8_t *keys = (const uint8_t *)b[2].buf;
+    const int64_t *kst = (const int64_t *)b[3].buf;
+    int64_t *out = (int64_t *)b[4].buf;
+    Py_ssize_t nblob = b[0].len, nkeys = b[2].len, nk = b[3].len / 8 - 1, nout = b[4].len / 8;
+    if (nstarts < 1 || nk < 0 || nout != nk) {
+        PyErr_SetString(PyExc_ValueError, "lookup: inconsistent array sizes");
+        goto fail;
+    }
+#define START(i) (ssize == 8 ? s64[i] : (int64_t)s32[i])
+    int64_t n = (int64_t)nstarts - 1;
+    if (START(0) != 0 || START(n) != nblob) {
+        PyErr_SetString(PyExc_ValueError, "lookup: term offsets do not span the terms");
+        goto fail;
+    }
+    const char *err = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t j = 0; j < nk && !err; j++) {
+        int64_t klo = kst[j], khi = kst[j + 1];
+        if (klo < 0 || khi < klo || khi > nkeys) {
+            err = "key offsets out of range";
+            break;
+        }
+        int64_t lo = 0, hi = n; /* the answer is in [lo, hi) */
+        out[j] = -1;
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo) / 2, a = START(mid), e = START(mid + 1);
+            if (a < 0 || e < a || e > nblob) {
+                err = "term offsets out of range";
+                break;
+            }
+            int c = compare_bytes(blob + a, (size_t)(e - a), keys + klo, (size_t)(khi - klo));
+            if (c == 0) {
+                out[j] = mid;
+                break;
+            }
+            if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+    }
+    Py_END_ALLOW_THREADS
+#undef START
+    for (int j = 0; j < N; j++) PyBuffer_Release(&b[j]);
+    if (err) {
+        PyErr_Format(PyExc_ValueError, "term dictionary: %s", err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+fail:
+    for (int j = 0; j < got; j++) PyBuffer_Release(&b[j]);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"lookup", lookup, METH_VARARGS, "See textrec/_related.c."},
     {"accumulate", accumulate, METH_VARARGS, "See textrec/_related.c."},
     {"top_k", top_k, METH_VARARGS, "See textrec/_related.c."},
     {NULL, NULL, 0, NULL},

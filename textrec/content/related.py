@@ -48,6 +48,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from textrec.artifacts.atomic import atomic_write
+from textrec.content.lexicon import Lexicon
 
 __all__ = ["DEFAULT_TOP_TERMS", "IMPACT_LUT", "RelatedIndex", "quantize_impacts"]
 
@@ -431,7 +432,7 @@ class RelatedIndex:
         self.max_impact = float(max_impact)
         self.ranking: dict[str, object] = dict(ranking or {})
         self._lut = (IMPACT_LUT.astype(np.float64) * self.max_impact).astype(np.float32)
-        self._term_ids: dict[str, int] = {t: i for i, t in enumerate(vocabulary)}
+        self._lexicon = Lexicon(vocabulary)
         self._state = _State((), np.zeros(0, np.int64), np.zeros(0, np.bool_))
         self._origin = self._state  # what a frozen() copy was made from
         self._write_lock = threading.Lock()
@@ -449,9 +450,18 @@ class RelatedIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held for postings, row ids and tombstones (the vocabulary apart)."""
+        """Bytes held for postings, row ids, tombstones and the term dictionary."""
         state = self._state
-        return sum(s.nbytes for s in state.segments) + state.doc_ids.nbytes + state.dead.nbytes
+        return (
+            sum(s.nbytes for s in state.segments)
+            + state.doc_ids.nbytes
+            + state.dead.nbytes
+            + self._lexicon.nbytes
+        )
+
+    def terms(self) -> list[str]:
+        """Every term the index knows, in term id order."""
+        return self._lexicon.terms()
 
     def impact(self, weight: float) -> float:
         """The value a document weight is stored as (quantised)."""
@@ -462,21 +472,20 @@ class RelatedIndex:
 
     def _matrix(self, weights: Sequence[Mapping[str, float]]) -> sp.csr_matrix:
         indptr = np.zeros(len(weights) + 1, np.int64)
-        indices: list[int] = []
+        terms: list[str] = []
         data: list[float] = []
-        ids = self._term_ids
         for i, w in enumerate(weights):
             for term, value in w.items():
                 if value > 0:
-                    tid = ids.get(term)
-                    if tid is None:
-                        tid = ids[term] = len(ids)
-                    indices.append(tid)
+                    terms.append(term)
                     data.append(value)
-            indptr[i + 1] = len(indices)
+            indptr[i + 1] = len(terms)
+        distinct = list(dict.fromkeys(terms))
+        ids = dict(zip(distinct, self._lexicon.add(distinct).tolist(), strict=True))
+        indices = np.fromiter((ids[t] for t in terms), np.int64, len(terms))
         return sp.csr_matrix(
-            (np.array(data, np.float64), np.array(indices, np.int64), indptr),
-            shape=(len(weights), max(len(ids), 1)),
+            (np.array(data, np.float64), indices, indptr),
+            shape=(len(weights), max(len(self._lexicon), 1)),
         )
 
     def add(self, doc_ids: Sequence[int], weights: Sequence[Mapping[str, float]]) -> None:
@@ -533,16 +542,17 @@ class RelatedIndex:
 
     def frozen(self) -> RelatedIndex:
         """A copy of the index as it is now that later writes to this one do not reach: it
-        shares the postings arrays (no array is copied, only the vocabulary's list), so a
+        shares the postings arrays and the term dictionary (no array is copied, only the
+        dict of terms added since the index was built), so a
         writer can take it under its lock and :meth:`save` it after letting go."""
         with self._write_lock:
             copy = RelatedIndex(
-                list(self._term_ids),
                 top_terms=self.top_terms,
                 max_segments=self.max_segments,
                 max_impact=self.max_impact,
                 ranking=self.ranking,
             )
+            copy._lexicon = self._lexicon.copy()
             copy._state = copy._origin = self._state
         return copy
 
@@ -590,7 +600,7 @@ class RelatedIndex:
             "ranking": self.ranking,
             "provenance": provenance,
         }
-        vocab = json.dumps(list(self._term_ids), ensure_ascii=False).encode("utf-8")
+        vocab = json.dumps(self._lexicon.terms(), ensure_ascii=False).encode("utf-8")
 
         def write(f: BinaryIO) -> None:
             np.savez(
@@ -683,13 +693,13 @@ class RelatedIndex:
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         if k == 0 or not state.segments:
             return empty
-        pairs = [
-            (self._term_ids[t], w) for t, w in weights.items() if w > 0 and t in self._term_ids
-        ]
-        if not pairs:
+        terms = [t for t, w in weights.items() if w > 0]
+        ids = self._lexicon.ids(terms)
+        known = ids >= 0
+        if not known.any():
             return empty
-        q_terms = np.array([p[0] for p in pairs], np.int64)
-        q_w = np.array([p[1] for p in pairs], np.float32)
+        q_terms = ids[known]
+        q_w = np.array([weights[t] for t in terms], np.float32)[known]
         if not q_w.all():  # weights lost to float32 underflow add nothing to any score
             q_terms, q_w = q_terms[q_w > 0], q_w[q_w > 0]
         exclude_row = -1

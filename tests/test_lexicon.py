@@ -1,0 +1,87 @@
+"""The related-posts index's term dictionary (textrec.content.lexicon), compiled and not."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import missing
+from textrec.content import lexicon as lexicon_module
+from textrec.content.lexicon import Lexicon
+from textrec.content.related import RelatedIndex
+
+TERMS = sorted(["docker", "k8s", "가격", "가을", "강", "것", "국민", "청원", "😀", "a", "ab", "b"])
+
+
+@pytest.fixture(params=["compiled", "python"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "python":
+        monkeypatch.setattr(lexicon_module, "_kernel", None)
+    elif lexicon_module._compiled is None:
+        missing("compiled", "textrec._related is not built here")
+    return str(request.param)
+
+
+def test_ids_of_sorted_terms_are_their_positions(kernel: str) -> None:
+    lex = Lexicon(TERMS)
+    assert len(lex) == len(TERMS) and not lex._extra  # all in the blob
+    assert lex.ids(TERMS).tolist() == list(range(len(TERMS)))
+    # prefixes, extensions and strangers are not terms
+    assert lex.ids(["", "가", "가격표", "c", "국", "docke", "dockers"]).tolist() == [-1] * 7
+    assert lex.terms() == TERMS
+
+
+def test_terms_out_of_order_and_added_later_keep_their_ids(kernel: str) -> None:
+    given = ["b", "c", "a", "d", "c2"]  # "a" breaks the order: it and the rest go in the dict
+    lex = Lexicon(given)
+    assert lex.ids(given).tolist() == [0, 1, 2, 3, 4]
+    assert lex.add(["z", "b", "y", "z"]).tolist() == [5, 0, 6, 5]
+    assert lex.terms() == [*given, "z", "y"]
+    assert Lexicon(lex.terms()).ids(["y", "c2", "b"]).tolist() == [6, 4, 0]  # as saved, read
+
+
+def test_a_copy_shares_the_blob_but_not_later_terms(kernel: str) -> None:
+    lex = Lexicon(TERMS)
+    copy = lex.copy()
+    lex.add(["새말"])
+    assert copy.ids(["새말"]).tolist() == [-1] and len(copy) == len(TERMS)
+    assert copy._blob is lex._blob
+
+
+def test_a_term_given_twice_is_an_error() -> None:
+    with pytest.raises(ValueError, match="'b' is given twice"):
+        Lexicon(["a", "b", "c", "b"])
+
+
+def test_it_is_far_smaller_than_a_dict() -> None:
+    terms = sorted({f"용어{i}" for i in range(20000)})
+    lex = Lexicon(terms)
+    as_dict = sys.getsizeof({t: i for i, t in enumerate(terms)}) + sum(map(sys.getsizeof, terms))
+    assert lex.nbytes < as_dict / 5
+    assert lex.nbytes == lex._blob.nbytes + lex._starts.nbytes
+    assert lex.ids(terms[::997]).tolist() == list(range(0, 20000, 997))
+
+
+def test_corrupt_offsets_are_refused() -> None:
+    if lexicon_module._compiled is None:
+        missing("compiled", "textrec._related is not built here")
+    lex = Lexicon(TERMS)
+    keys = np.frombuffer("가을".encode(), np.uint8)
+    key_starts, out = np.array([0, len(keys)], np.int64), np.zeros(1, np.int64)
+    bad = lex._starts.copy()
+    bad[len(TERMS) // 2] = 10**6  # the bisection's first probe
+    with pytest.raises(ValueError, match="term dictionary: term offsets out of range"):
+        lexicon_module._compiled.lookup(lex._blob, bad, keys, key_starts, out)
+    with pytest.raises(ValueError, match="do not span the terms"):
+        lexicon_module._compiled.lookup(lex._blob[:-1], lex._starts, keys, key_starts, out)
+
+
+def test_the_index_counts_its_term_dictionary() -> None:
+    index = RelatedIndex(TERMS)
+    before = index.nbytes
+    index.add([1], [{"새말": 1.0, "docker": 0.5}])
+    assert index.nbytes > before  # postings, and "새말" in the dict of added terms
+    assert index.terms() == [*TERMS, "새말"]
+    assert index.search({"새말": 1.0}, 5)[0].tolist() == [1]
