@@ -192,12 +192,12 @@ def test_compiled_and_numpy_kernels_give_identical_scores(monkeypatch: pytest.Mo
         assert a_s.tobytes() == b_s.tobytes()  # bit for bit
 
 
-@pytest.mark.parametrize("damage", ["first", "gap", "width"])
+@pytest.mark.parametrize("damage", ["ptr", "gap", "width"])
 def test_corrupt_postings_raise_instead_of_reading_out_of_bounds(damage: str, kernels: str) -> None:
     index = build(random_docs(400, 30, seed=1), top=8)
     seg = index._state.segments[0]
-    if damage == "first":
-        seg.first[:] = 10**6  # a row beyond every document, as a damaged file could hold
+    if damage == "ptr":
+        seg.ptr[-1] += 10**6  # postings beyond the arrays, as a damaged file could hold
     elif damage == "gap":
         seg.packed[:-8] = 0xFF  # every gap at its block's largest value
     else:
@@ -241,6 +241,61 @@ def test_packed_rows_round_trip(seed: int) -> None:
     )
 
 
+def test_a_segment_of_few_terms_is_sparse(kernels: str) -> None:
+    """A segment holding few of the vocabulary's terms lists them instead of keeping an
+    offset for every term id: an append costs its own postings, whatever the vocabulary."""
+    vocabulary = [f"w{i:05d}" for i in range(50_000)]
+    index = RelatedIndex(vocabulary, max_impact=4.0, max_segments=64)
+    docs = random_docs(41, 60, seed=4)
+    docs = [{f"w{int(t[1:]) * 700:05d}": w for t, w in d.items()} for d in docs]
+    ids = list(range(1, 42))
+    for i, d in zip(ids, docs, strict=True):
+        index.add([i], [d])
+    segments = index._state.segments
+    assert all(len(s.terms) == len(s.ptr) - 1 > 0 for s in segments)
+    assert segments[-1].level == 0 and segments[-1].nbytes < 300  # not 4 bytes x 50,000 ids
+    queries = random_docs(30, 60, seed=5)
+    queries = [{f"w{int(t[1:]) * 700:05d}": w for t, w in q.items()} for q in queries]
+    before = [index.search(q, 10) for q in queries]
+    index.compact()
+    (whole,) = index._state.segments
+    assert len(whole.terms) > 0  # 60 of 50,000 term ids: still sparse
+    for q, (a_ids, a_s) in zip(queries, before, strict=True):
+        b_ids, b_s = index.search(q, 10)
+        assert a_ids.tolist() == b_ids.tolist() and np.allclose(a_s, b_s, rtol=1e-6)
+    dense = RelatedIndex([f"t{i}" for i in range(60)], max_impact=4.0)
+    dense.add(ids, random_docs(41, 60, seed=4))
+    assert len(dense._state.segments[0].terms) == 0  # most term ids used: dense
+    for q, (a_ids, _) in zip(random_docs(30, 60, seed=5), before, strict=True):
+        assert dense.search(q, 10)[0].tolist() == a_ids.tolist()
+
+
+def test_sparse_rows_round_trip() -> None:
+    rng = np.random.default_rng(7)
+    lens = np.where(rng.random(500) < 0.05, rng.choice([1, 3, 128, 200], size=500), 0)
+    ptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    flat = np.concatenate(
+        [np.sort(rng.choice(10**6, size=n, replace=False)) for n in lens.tolist()]
+    ).astype(np.int64)
+    seg = related_module._Segment.from_rows(ptr, flat, np.ones(len(flat), np.uint8))
+    assert seg.terms.tolist() == np.flatnonzero(lens).tolist()
+    assert seg.rows().tolist() == flat.tolist() and seg.max_row() == flat.max()
+    for t in range(len(lens)):
+        assert seg.term_rows(t).tolist() == flat[ptr[t] : ptr[t + 1]].tolist()
+    assert seg.slot(len(lens) + 5) == -1 and seg.slot(-1) == -1
+    later = related_module._Segment.from_rows(ptr, flat + 10**6, np.ones(len(flat), np.uint8))
+    merged = related_module._Segment.merge([seg, later])
+    assert (
+        merged.rows().tolist()
+        == np.concatenate(
+            [
+                np.concatenate([flat[ptr[t] : ptr[t + 1]], flat[ptr[t] : ptr[t + 1]] + 10**6])
+                for t in range(len(lens))
+            ]
+        ).tolist()
+    )
+
+
 def test_packed_postings_are_smaller_than_plain_rows() -> None:
     """Dense postings (every document shares the term) take about a bit a row."""
     index = RelatedIndex(["a"], max_impact=1.0)
@@ -258,7 +313,7 @@ def test_file_round_trip_keeps_the_ranking(tmp_path: Path, kernels: str) -> None
     path = str(tmp_path / "r.related")
     index.save(path, scheme="s", snapshot_id="x", provenance="p")
     again, header = RelatedIndex.load(path)
-    assert header["format"] == "textrec-related/3" and header["provenance"] == "p"
+    assert header["format"] == "textrec-related/4" and header["provenance"] == "p"
     assert again.ranking == index.ranking and again.max_impact == 6.0 and again.top_terms == 8
     for q in random_docs(20, 40, seed=9):
         a, b = index.search(q, 10), again.search(q, 10)
@@ -390,7 +445,8 @@ def test_short_posts_do_not_crowd_out_a_related_long_one() -> None:
 
 
 @pytest.mark.parametrize(
-    "damage", ["widths above 32", "packed too short", "first beyond the documents", "ptr"]
+    "damage",
+    ["widths above 32", "packed too short", "rows beyond the documents", "ptr", "terms"],
 )
 def test_a_file_with_inconsistent_postings_is_refused(tmp_path: Path, damage: str) -> None:
     """A file whose members pass their checksums but do not fit together (as a buggy writer
@@ -404,8 +460,10 @@ def test_a_file_with_inconsistent_postings_is_refused(tmp_path: Path, damage: st
         arrays["widths"][0] = 33
     elif damage == "packed too short":
         arrays["packed"] = arrays["packed"][:-9]
-    elif damage == "first beyond the documents":
-        arrays["first"] = arrays["first"] + len(arrays["doc_ids"])
+    elif damage == "rows beyond the documents":
+        arrays["doc_ids"], arrays["dead"] = arrays["doc_ids"][:10], arrays["dead"][:10]
+    elif damage == "terms":
+        arrays["terms"] = np.array([3, 2], np.uint32)
     else:
         arrays["ptr"] = arrays["ptr"][::-1].copy()
     with open(path, "wb") as f:

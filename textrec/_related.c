@@ -1,15 +1,16 @@
 /*
  * textrec._related: the two query kernels of textrec.related.RelatedIndex.
  *
- * accumulate(q_terms, q_w, ptr, first, widths, offsets, packed, impacts, lut, acc, touched,
+ * accumulate(q_terms, q_w, terms, ptr, widths, offsets, packed, impacts, lut, acc, touched,
  *            nt) -> nt
  *     For every query term t (int64) with weight w (float32), over its postings
- *     p in ptr[t]:ptr[t+1] (uint32 or int64) with impacts[p] (uint8): acc[row] += w * lut[impact]
+ *     p in ptr[s]:ptr[s+1] (uint32 or int64) with impacts[p] (uint8): acc[row] += w * lut[impact]
  *     (float32 multiply, then float32 add: no fused multiply-add, -ffp-contract=off), noting
- *     in touched[nt++] (int64) each row whose accumulator was 0 before. Terms beyond the
- *     postings are skipped. Rows: the term's first is first[t] (uint32); each next one is the
- *     previous + 1 + the posting's gap, bit-packed in blocks of 128 postings: block b at
- *     widths[b] bits (uint8, at most 32) from byte offsets[b] (int64) of packed (uint8,
+ *     in touched[nt++] (int64) each row whose accumulator was 0 before. The term's slot s is
+ *     t itself when terms (uint32) is empty, else t's place in terms (ascending; a term not
+ *     there, or beyond ptr, has no postings). Rows: the first posting's is its gap, each
+ *     next one the previous + 1 + its gap; gaps bit-packed in blocks of 128 postings: block
+ *     b at widths[b] bits (uint8, at most 32) from byte offsets[b] (int64) of packed (uint8,
  *     least significant bit first, 8 bytes of slack at the end).
  *
  * top_k(acc, touched, nt, exclude, dead, best_rows, best_scores) -> None
@@ -61,20 +62,20 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOOOOOOOOn", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
                           &o[6], &o[7], &o[8], &o[9], &o[10], &nt))
         return NULL;
-    static const Py_ssize_t sizes[N] = {8, 4, 0, 4, 1, 8, 1, 1, 4, 4, 8}; /* 0: 4 or 8 */
+    static const Py_ssize_t sizes[N] = {8, 4, 4, 0, 1, 8, 1, 1, 4, 4, 8}; /* 0: 4 or 8 */
     static const int writable[N] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
-    static const char *names[N] = {"q_terms", "q_w",    "ptr",     "first", "widths", "offsets",
-                                   "packed",  "impacts", "lut",    "acc",   "touched"};
+    static const char *names[N] = {"q_terms", "q_w",    "terms",   "ptr", "widths", "offsets",
+                                   "packed",  "impacts", "lut",    "acc", "touched"};
     Py_buffer b[N];
     int got = 0;
     for (; got < N; got++)
         if (getbuf(o[got], &b[got], sizes[got], writable[got], names[got]) < 0) goto fail;
     const int64_t *q_terms = (const int64_t *)b[0].buf;
     const float *q_w = (const float *)b[1].buf;
-    Py_ssize_t ptr_size = b[2].itemsize;
-    const int64_t *ptr64 = (const int64_t *)b[2].buf;
-    const uint32_t *ptr32 = (const uint32_t *)b[2].buf;
-    const uint32_t *first = (const uint32_t *)b[3].buf;
+    const uint32_t *terms = (const uint32_t *)b[2].buf;
+    Py_ssize_t ptr_size = b[3].itemsize;
+    const int64_t *ptr64 = (const int64_t *)b[3].buf;
+    const uint32_t *ptr32 = (const uint32_t *)b[3].buf;
     const uint8_t *widths = (const uint8_t *)b[4].buf;
     const int64_t *offsets = (const int64_t *)b[5].buf;
     const uint8_t *packed = (const uint8_t *)b[6].buf;
@@ -82,10 +83,10 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     const float *lut = (const float *)b[8].buf;
     float *acc = (float *)b[9].buf;
     int64_t *touched = (int64_t *)b[10].buf;
-    Py_ssize_t nq = b[0].len / 8, nw = b[1].len / 4, nptr = b[2].len / ptr_size, nfirst = b[3].len / 4;
+    Py_ssize_t nq = b[0].len / 8, nw = b[1].len / 4, nterms = b[2].len / 4, nptr = b[3].len / ptr_size;
     Py_ssize_t nblocks = b[4].len, noff = b[5].len / 8, npacked = b[6].len, nimp = b[7].len;
     Py_ssize_t nlut = b[8].len / 4, nacc = b[9].len / 4, ntouch = b[10].len / 8;
-    if (nw != nq || nptr < 1 || nfirst != nptr - 1 || noff != nblocks + 1 ||
+    if (nw != nq || nptr < 1 || (nterms && nterms != nptr - 1) || noff != nblocks + 1 ||
         nblocks != (nimp + BLOCK - 1) / BLOCK || nlut != 256 || nt < 0 || nt > ntouch) {
         PyErr_SetString(PyExc_ValueError, "accumulate: inconsistent array sizes");
         goto fail;
@@ -94,22 +95,38 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "accumulate: more than 2**32 accumulators");
         goto fail;
     }
-    int64_t n_terms = (int64_t)nptr - 1;
+    int64_t n_slots = (int64_t)nptr - 1;
     const char *err = NULL;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < nq && !err; i++) {
-        int64_t t = q_terms[i];
-        if (t < 0 || t >= n_terms) continue;
-        int64_t lo = ptr_size == 8 ? ptr64[t] : (int64_t)ptr32[t];
-        int64_t hi = ptr_size == 8 ? ptr64[t + 1] : (int64_t)ptr32[t + 1];
+        int64_t t = q_terms[i], slot = -1;
+        if (!nterms) {
+            if (t >= 0 && t < n_slots) slot = t;
+        } else if (t >= 0 && t <= (int64_t)UINT32_MAX) {
+            int64_t a = 0, z = nterms; /* the slot is in [a, z) */
+            while (a < z) {
+                int64_t mid = a + (z - a) / 2;
+                if (terms[mid] == (uint32_t)t) {
+                    slot = mid;
+                    break;
+                }
+                if (terms[mid] < (uint32_t)t)
+                    a = mid + 1;
+                else
+                    z = mid;
+            }
+        }
+        if (slot < 0) continue;
+        int64_t lo = ptr_size == 8 ? ptr64[slot] : (int64_t)ptr32[slot];
+        int64_t hi = ptr_size == 8 ? ptr64[slot + 1] : (int64_t)ptr32[slot + 1];
         if (lo < 0 || hi < lo || hi > nimp) {
             err = "postings pointers out of range";
             break;
         }
         float w = q_w[i];
-        /* A term's first posting holds gap 0, so the row before it is first[t] - 1
-         * (unsigned: wraps to 2**64 - 1 for row 0 and back to 0 on the first step). */
-        uint64_t row = (uint64_t)first[t] - 1;
+        /* A term's first posting holds its row as its gap: the row before it is -1
+         * (unsigned: 2**64 - 1, which the first step wraps back). */
+        uint64_t row = UINT64_MAX;
         for (int64_t p = lo; p < hi && !err;) {
             int64_t blk = p / BLOCK, end = (blk + 1) * BLOCK;
             if (end > hi) end = hi;

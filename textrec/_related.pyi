@@ -4,8 +4,8 @@ from typing import Any
 def accumulate(
     q_terms: Any,
     q_w: Any,
+    terms: Any,
     ptr: Any,
-    first: Any,
     widths: Any,
     offsets: Any,
     packed: Any,

@@ -13,6 +13,7 @@ kept in a ``dict`` until the index is built again.
 from __future__ import annotations
 
 import bisect
+import itertools
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -125,8 +126,5 @@ class Lexicon:
         """Every term, in id order."""
         blob = self._blob.tobytes()
         starts = self._starts.tolist()
-        base = [
-            blob[a:b].decode("utf-8", "surrogatepass")
-            for a, b in zip(starts[:-1], starts[1:], strict=True)
-        ]
+        base = [blob[a:b].decode("utf-8", "surrogatepass") for a, b in itertools.pairwise(starts)]
         return base + sorted(self._extra, key=self._extra.__getitem__)

@@ -57,8 +57,8 @@ DEFAULT_TOP_TERMS = 512
 document's terms, so pruning harder loses recall of the exact score (measured in
 ``bench/README.md``: 64 terms recalled 0.45 of the exact top 10 on petitions, 384 terms 0.94)."""
 
-_FILE_FORMAT = "textrec-related/3"
-_POSTINGS = ("ptr", "first", "widths", "packed", "impacts")
+_FILE_FORMAT = "textrec-related/4"
+_POSTINGS = ("terms", "ptr", "widths", "packed", "impacts")
 _QMIN = 1e-4
 _LOGMIN = math.log(_QMIN)
 IMPACT_LUT: npt.NDArray[np.float32] = np.zeros(256, np.float32)
@@ -101,23 +101,20 @@ def _bit_length(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 def _pack_rows(
     ptr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
-) -> tuple[
-    npt.NDArray[np.uint32], npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.int64]
-]:
-    """``(first, widths, packed, offsets)`` of term-major postings (rows ascending within each
-    term): each term's first row, and every posting's gap (its row − the term's previous row
-    − 1; 0 at a term's first posting) bit-packed in blocks of :data:`BLOCK` postings, each at
-    the width of its largest gap, least significant bit first, followed by 8 zero bytes (the
-    kernel reads 8 bytes at a time); ``offsets`` are the blocks' (:func:`_block_offsets`)."""
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """``(widths, packed, offsets)`` of term-major postings (term slot s's postings are
+    ``ptr[s]:ptr[s+1]``, their rows ascending): every posting's gap (its row − the term's
+    previous row − 1; a term's first posting: its row) bit-packed in blocks of
+    :data:`BLOCK` postings, each at the width of its largest gap, least significant bit
+    first, followed by 8 zero bytes (the kernel reads 8 bytes at a time); ``offsets`` are
+    the blocks' (:func:`_block_offsets`)."""
     n = len(rows)
     lens = np.diff(ptr)
-    first = np.zeros(len(lens), np.uint32)
     starts = ptr[:-1][lens > 0]
-    first[lens > 0] = rows[starts]
     gaps = np.zeros(-(-n // BLOCK) * BLOCK, np.int64)
     if n:
         gaps[1:n] = rows[1:] - rows[:-1] - 1
-        gaps[starts] = 0
+        gaps[starts] = rows[starts]
     if len(gaps) and (gaps.min() < 0 or gaps.max() >= 2**32):
         raise ValueError("postings rows must ascend within each term and fit in 32 bits")
     blocks = gaps.reshape(-1, BLOCK)
@@ -136,7 +133,7 @@ def _pack_rows(
         words[word[runs]] = np.bitwise_or.reduceat(vals << shift, runs)
         spill = shift + w.astype(np.uint64) > 64
         words[word[spill] + 1] |= vals[spill] >> (np.uint64(64) - shift[spill])
-    return first, widths.astype(np.uint8), words.view(np.uint8), offsets
+    return widths.astype(np.uint8), words.view(np.uint8), offsets
 
 
 def _compact_ptr(ptr: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
@@ -152,20 +149,52 @@ def _block_offsets(widths: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64
     return out
 
 
+_CHECK_CHUNK = 1 << 22
+"""Postings decoded at a time when a file's rows are checked at load."""
+
+
 @dataclass(frozen=True)
 class _Segment:
-    """Term-major postings of a range of rows: term t's postings are ``ptr[t]:ptr[t+1]``, the
-    first at row ``first[t]``, each next one at the previous row + 1 + its gap, bit-packed
-    (:func:`_pack_rows`: block b at width ``widths[b]`` from byte ``offsets[b]`` of
-    ``packed``); ``impacts[p]`` is posting p's impact code."""
+    """Term-major postings of a range of rows. A term's *slot*: its id when ``terms`` is
+    empty (dense: ``ptr`` has an entry for every term id up to the last with postings), else
+    its place in ``terms``, the ascending ids of the terms with postings (sparse: a segment of
+    a few documents then costs its own terms, not the vocabulary). Slot s's postings are
+    ``ptr[s]:ptr[s+1]``; the first at row = its gap, each next one at the previous row + 1 +
+    its gap, bit-packed (:func:`_pack_rows`: block b at width ``widths[b]`` from byte
+    ``offsets[b]`` of ``packed``); ``impacts[p]`` is posting p's impact code."""
 
+    terms: npt.NDArray[np.uint32]
     ptr: npt.NDArray[Any]  # uint32 or int64 (_compact_ptr)
-    first: npt.NDArray[np.uint32]
     widths: npt.NDArray[np.uint8]
     packed: npt.NDArray[np.uint8]
     impacts: npt.NDArray[np.uint8]
     offsets: npt.NDArray[np.int64]  # _block_offsets(widths), one more than the blocks
     level: int = 0  # merges that made it (_merge_policy); _WHOLE for a compacted index
+
+    @classmethod
+    def from_sorted(
+        cls,
+        term_of: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.int64],
+        impacts: npt.NDArray[np.uint8],
+    ) -> _Segment:
+        """A segment of postings sorted by term id, then row: sparse when fewer than half
+        of the term ids up to the last have postings, else dense."""
+        n = len(term_of)
+        starts = np.flatnonzero(np.diff(term_of, prepend=-1)) if n else np.zeros(0, np.int64)
+        present = term_of[starts]
+        counts = np.diff(np.append(starts, n))
+        if 2 * len(present) >= (int(present[-1]) + 1 if n else 0):
+            ptr = np.zeros(int(present[-1]) + 2 if n else 1, np.int64)
+            ptr[present + 1] = counts
+            np.cumsum(ptr, out=ptr)
+            terms = np.zeros(0, np.uint32)
+        else:
+            ptr = np.zeros(len(present) + 1, np.int64)
+            np.cumsum(counts, out=ptr[1:])
+            terms = present.astype(np.uint32)
+        widths, packed, offsets = _pack_rows(ptr, rows)
+        return cls(terms, _compact_ptr(ptr), widths, packed, impacts, offsets)
 
     @classmethod
     def from_rows(
@@ -174,22 +203,24 @@ class _Segment:
         rows: npt.NDArray[np.int64],
         impacts: npt.NDArray[np.uint8],
     ) -> _Segment:
-        first, widths, packed, offsets = _pack_rows(ptr, rows)
-        return cls(_compact_ptr(ptr), first, widths, packed, impacts, offsets)
+        """A segment of postings given by term id: term t's are ``ptr[t]:ptr[t+1]``."""
+        term_of = np.repeat(np.arange(len(ptr) - 1, dtype=np.int64), np.diff(ptr))
+        return cls.from_sorted(term_of, rows, impacts)
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> _Segment:
         """A segment from the arrays of a file, checked so that the kernels never read past
         them; ValueError names what is inconsistent."""
+        terms = arrays["terms"].astype(np.uint32, copy=False)
         ptr = arrays["ptr"].astype(np.int64)
-        first = arrays["first"].astype(np.uint32, copy=False)  # no copy of a large array
         widths = arrays["widths"].astype(np.uint8, copy=False)
         packed = arrays["packed"].astype(np.uint8, copy=False)
         impacts = arrays["impacts"].astype(np.uint8, copy=False)
         n = len(impacts)
         offsets = _block_offsets(widths)
         problems = {
-            "ptr and first differ in length": len(ptr) != len(first) + 1,
+            "terms do not ascend": bool(np.any(np.diff(terms.astype(np.int64)) <= 0)),
+            "ptr and terms differ in length": len(terms) > 0 and len(ptr) != len(terms) + 1,
             "ptr does not run from 0 to the postings": len(ptr) == 0 or ptr[0] != 0 or ptr[-1] != n,
             "ptr decreases": bool(np.any(np.diff(ptr) < 0)),
             "widths do not match the postings' blocks": len(widths) != -(-n // BLOCK),
@@ -199,7 +230,20 @@ class _Segment:
         wrong = [what for what, bad in problems.items() if bad]
         if wrong:
             raise ValueError(f"postings arrays: {wrong[0]}")
-        return cls(_compact_ptr(ptr), first, widths, packed, impacts, offsets, _WHOLE)
+        return cls(terms, _compact_ptr(ptr), widths, packed, impacts, offsets, _WHOLE)
+
+    def slot(self, t: int) -> int:
+        """Term id t's slot, or -1 when it has no postings here."""
+        if not len(self.terms):
+            return t if 0 <= t < len(self.ptr) - 1 else -1
+        i = int(np.searchsorted(self.terms, t))
+        return i if i < len(self.terms) and int(self.terms[i]) == t else -1
+
+    def term_of(self) -> npt.NDArray[np.int64]:
+        """The term id of every posting."""
+        lens = np.diff(self.ptr).astype(np.int64)
+        ids = self.terms.astype(np.int64) if len(self.terms) else np.arange(len(lens))
+        return np.repeat(ids, lens)
 
     def gaps(self, lo: int, hi: int) -> npt.NDArray[np.int64]:
         """The packed gaps of postings ``lo:hi``."""
@@ -221,56 +265,67 @@ class _Segment:
         return (value & ((np.uint64(1) << w) - np.uint64(1))).astype(np.int64)
 
     def term_rows(self, t: int) -> npt.NDArray[np.int64]:
-        """Rows of term t's postings, ascending."""
-        lo, hi = int(self.ptr[t]), int(self.ptr[t + 1])
-        if lo == hi:
+        """Rows of term id t's postings, ascending."""
+        s = self.slot(t)
+        if s < 0:
             return np.zeros(0, np.int64)
-        steps = self.gaps(lo, hi) + 1
-        steps[0] = int(self.first[t])
-        rows: npt.NDArray[np.int64] = np.cumsum(steps)
+        lo, hi = int(self.ptr[s]), int(self.ptr[s + 1])
+        rows: npt.NDArray[np.int64] = np.cumsum(self.gaps(lo, hi) + 1) - 1
         return rows
 
-    def rows(self) -> npt.NDArray[np.int64]:
-        """Rows of every posting, term-major."""
-        lens = np.diff(self.ptr)
-        steps = self.gaps(0, len(self.impacts)) + 1
+    def rows(self, first: int = 0, last: int | None = None) -> npt.NDArray[np.int64]:
+        """Rows of the postings of slots ``first:last`` (all by default), term-major."""
+        ptr = self.ptr[first : None if last is None else last + 1].astype(np.int64)
+        lo = int(ptr[0]) if len(ptr) else 0
+        steps = self.gaps(lo, int(ptr[-1]) if len(ptr) else 0) + 1
+        lens = np.diff(ptr)
         has = lens > 0
-        starts = self.ptr[:-1][has]
-        steps[starts] = self.first[has]
+        starts = ptr[:-1][has] - lo
         total = np.cumsum(steps)
         before = np.repeat(total[starts] - steps[starts], lens[has])
-        rows: npt.NDArray[np.int64] = total - before
+        rows: npt.NDArray[np.int64] = total - before - 1
         return rows
+
+    def max_row(self) -> int:
+        """The largest row of any posting (-1 for none), decoded a few million at a time."""
+        best, s, n = -1, 0, len(self.ptr) - 1
+        while s < n:
+            e = int(np.searchsorted(self.ptr, int(self.ptr[s]) + _CHECK_CHUNK, side="right")) - 1
+            e = min(max(e, s + 1), n)
+            rows = self.rows(s, e)
+            if len(rows):
+                best = max(best, int(rows.max()))
+            s = e
+        return best
 
     @classmethod
     def build(cls, kept: sp.csr_matrix, first_row: int, max_impact: float) -> _Segment:
-        csc = kept.tocsc()
-        csc.sort_indices()
-        rows = csc.indices.astype(np.int64) + first_row
-        return cls.from_rows(
-            csc.indptr.astype(np.int64), rows, quantize_impacts(csc.data / max_impact)
+        """The segment of documents (rows of ``kept``, indices sorted) from ``first_row`` on:
+        its cost is that of their postings, whatever the vocabulary's size."""
+        lens = np.diff(kept.indptr)
+        row_of = np.repeat(np.arange(first_row, first_row + kept.shape[0], dtype=np.int64), lens)
+        term_of = kept.indices.astype(np.int64)
+        order = np.argsort(term_of, kind="stable")  # rows stay ascending within each term
+        return cls.from_sorted(
+            term_of[order], row_of[order], quantize_impacts(kept.data[order] / max_impact)
         )
 
     @classmethod
     def merge(cls, segments: Sequence[_Segment]) -> _Segment:
-        """One segment from several, older first: rows stay ascending within each term."""
-        n_terms = max(len(s.ptr) - 1 for s in segments)
-        terms = np.concatenate(
-            [np.repeat(np.arange(len(s.ptr) - 1), np.diff(s.ptr)) for s in segments]
-        )
+        """One segment from several, older first: rows stay ascending within each term (a
+        stable sort by term of their postings, older first)."""
+        term_of = np.concatenate([s.term_of() for s in segments])
         rows = np.concatenate([s.rows() for s in segments])
         impacts = np.concatenate([s.impacts for s in segments])
-        order = np.lexsort((rows, terms))
-        ptr = np.zeros(n_terms + 1, np.int64)
-        ptr[1:] = np.cumsum(np.bincount(terms, minlength=n_terms))
-        merged = cls.from_rows(ptr, rows[order], impacts[order])
+        order = np.argsort(term_of, kind="stable")
+        merged = cls.from_sorted(term_of[order], rows[order], impacts[order])
         return dataclasses.replace(merged, level=max(s.level for s in segments) + 1)
 
     @property
     def nbytes(self) -> int:
         return int(
-            self.ptr.nbytes
-            + self.first.nbytes
+            self.terms.nbytes
+            + self.ptr.nbytes
             + self.widths.nbytes
             + self.packed.nbytes
             + self.impacts.nbytes
@@ -338,8 +393,8 @@ def _accumulate(
             _kernels.accumulate(
                 q_terms,
                 q_w,
+                seg.terms,
                 seg.ptr,
-                seg.first,
                 seg.widths,
                 seg.offsets,
                 seg.packed,
@@ -350,15 +405,15 @@ def _accumulate(
                 nt,
             )
         )
-    n_terms = len(seg.ptr) - 1
     for t, w in zip(q_terms.tolist(), q_w, strict=True):
-        if not 0 <= t < n_terms:
+        s = seg.slot(t)
+        if s < 0:
             continue
         r = seg.term_rows(t)  # distinct within one term
         new = r[acc[r] == 0.0]
         touched[nt : nt + len(new)] = new
         nt += len(new)
-        acc[r] = acc[r] + w * lut[seg.impacts[seg.ptr[t] : seg.ptr[t + 1]]]
+        acc[r] = acc[r] + w * lut[seg.impacts[seg.ptr[s] : seg.ptr[s + 1]]]
     return nt
 
 
@@ -609,8 +664,8 @@ class RelatedIndex:
                 vocabulary=np.frombuffer(vocab, np.uint8),
                 doc_ids=state.doc_ids,
                 dead=state.dead,
+                terms=seg.terms,
                 ptr=seg.ptr,
-                first=seg.first,
                 widths=seg.widths,
                 packed=seg.packed,
                 impacts=seg.impacts,
@@ -633,7 +688,7 @@ class RelatedIndex:
                 vocab = json.loads(bytes(z["vocabulary"]).decode("utf-8"))
                 arrays = {k: z[k] for k in ("doc_ids", "dead", *_POSTINGS)}
                 segment = _Segment.from_arrays(arrays)
-                if len(segment.first) and int(segment.first.max()) >= len(arrays["doc_ids"]):
+                if segment.max_row() >= len(arrays["doc_ids"]):
                     raise ValueError("a posting's row is beyond the documents")
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable textrec related-posts index ({exc})") from exc
