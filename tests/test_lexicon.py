@@ -12,7 +12,9 @@ from textrec.content import lexicon as lexicon_module
 from textrec.content.lexicon import Lexicon
 from textrec.content.related import RelatedIndex
 
-TERMS = sorted(["docker", "k8s", "가격", "가을", "강", "것", "국민", "청원", "😀", "a", "ab", "b"])
+TERMS = sorted(
+    ["docker", "k8s", "가격", "가을", "강", "것", "국민", "청원", "😀", "a", "ab", "b", "\ud800"]
+)
 
 
 @pytest.fixture(params=["compiled", "python"])
@@ -68,14 +70,15 @@ def test_corrupt_offsets_are_refused() -> None:
     if lexicon_module._compiled is None:
         missing("compiled", "textrec._related is not built here")
     lex = Lexicon(TERMS)
-    keys = np.frombuffer("가을".encode(), np.uint8)
-    key_starts, out = np.array([0, len(keys)], np.int64), np.zeros(1, np.int64)
+    out = np.zeros(1, np.int64)
     bad = lex._starts.copy()
     bad[len(TERMS) // 2] = 10**6  # the bisection's first probe
     with pytest.raises(ValueError, match="term dictionary: term offsets out of range"):
-        lexicon_module._compiled.lookup(lex._blob, bad, keys, key_starts, out)
+        lexicon_module._compiled.lookup(lex._blob, bad, ["가을"], out)
     with pytest.raises(ValueError, match="do not span the terms"):
-        lexicon_module._compiled.lookup(lex._blob[:-1], lex._starts, keys, key_starts, out)
+        lexicon_module._compiled.lookup(lex._blob[:-1], lex._starts, ["가을"], out)
+    with pytest.raises(TypeError, match="terms must be str"):
+        lexicon_module._compiled.lookup(lex._blob, lex._starts, [b"x"], out)
 
 
 def test_the_index_counts_its_term_dictionary() -> None:

@@ -19,11 +19,11 @@
  *     best by score descending then row ascending in best_rows (int64, pre-filled with
  *     2**62) and best_scores (float32, pre-filled with -1).
  *
- * lookup(blob, starts, keys, key_starts, out) -> None
+ * lookup(blob, starts, terms, out) -> None
  *     The term dictionary's search (textrec.content.lexicon): blob (uint8) holds n terms'
  *     UTF-8 bytes, term i at starts[i]:starts[i+1] (uint32 or int64, n + 1 of them),
- *     strictly ascending in byte order; for each key j (keys[key_starts[j]:key_starts[j+1]],
- *     uint8 and int64) out[j] (int64) becomes the index of the equal term, or -1.
+ *     strictly ascending in byte order; for each str in the list terms, out[j] (int64)
+ *     becomes the index of the equal term, or -1.
  *
  * The same arithmetic in the same order as the Python fallback in related.py, so both give
  * identical scores. Every index is checked: a corrupt postings file raises ValueError rather
@@ -249,51 +249,50 @@ static int compare_bytes(const uint8_t *a, size_t la, const uint8_t *b, size_t l
 
 static PyObject *lookup(PyObject *self, PyObject *args) {
     (void)self;
-    enum { N = 5 };
-    PyObject *o[N];
-    if (!PyArg_ParseTuple(args, "OOOOO", &o[0], &o[1], &o[2], &o[3], &o[4])) return NULL;
-    static const Py_ssize_t sizes[N] = {1, 0, 1, 8, 8};
-    static const int writable[N] = {0, 0, 0, 0, 1};
-    static const char *names[N] = {"blob", "starts", "keys", "key_starts", "out"};
-    Py_buffer b[N];
-    int got = 0;
-    for (; got < N; got++)
-        if (getbuf(o[got], &b[got], sizes[got], writable[got], names[got]) < 0) goto fail;
-    const uint8_t *blob = (const uint8_t *)b[0].buf;
-    Py_ssize_t ssize = b[1].itemsize, nstarts = b[1].len / ssize;
-    const uint32_t *s32 = (const uint32_t *)b[1].buf;
-    const int64_t *s64 = (const int64_t *)b[1].buf;
-    const uint8_t *keys = (const uint8_t *)b[2].buf;
-    const int64_t *kst = (const int64_t *)b[3].buf;
-    int64_t *out = (int64_t *)b[4].buf;
-    Py_ssize_t nblob = b[0].len, nkeys = b[2].len, nk = b[3].len / 8 - 1, nout = b[4].len / 8;
-    if (nstarts < 1 || nk < 0 || nout != nk) {
-        PyErr_SetString(PyExc_ValueError, "lookup: inconsistent array sizes");
-        goto fail;
-    }
+    PyObject *o_blob, *o_starts, *terms, *o_out;
+    if (!PyArg_ParseTuple(args, "OOO!O", &o_blob, &o_starts, &PyList_Type, &terms, &o_out))
+        return NULL;
+    Py_buffer bb, sb, ob;
+    if (getbuf(o_blob, &bb, 1, 0, "blob") < 0) return NULL;
+    if (getbuf(o_starts, &sb, 0, 0, "starts") < 0) goto f1;
+    if (getbuf(o_out, &ob, 8, 1, "out") < 0) goto f2;
+    const uint8_t *blob = (const uint8_t *)bb.buf;
+    Py_ssize_t ssize = sb.itemsize, nstarts = sb.len / ssize, nblob = bb.len;
+    const uint32_t *s32 = (const uint32_t *)sb.buf;
+    const int64_t *s64 = (const int64_t *)sb.buf;
+    int64_t *out = (int64_t *)ob.buf;
+    Py_ssize_t nk = PyList_GET_SIZE(terms);
 #define START(i) (ssize == 8 ? s64[i] : (int64_t)s32[i])
+    if (nstarts < 1 || ob.len / 8 != nk) {
+        PyErr_SetString(PyExc_ValueError, "lookup: inconsistent array sizes");
+        goto f3;
+    }
     int64_t n = (int64_t)nstarts - 1;
     if (START(0) != 0 || START(n) != nblob) {
-        PyErr_SetString(PyExc_ValueError, "lookup: term offsets do not span the terms");
-        goto fail;
+        PyErr_SetString(PyExc_ValueError, "term dictionary: term offsets do not span the terms");
+        goto f3;
     }
-    const char *err = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t j = 0; j < nk && !err; j++) {
-        int64_t klo = kst[j], khi = kst[j + 1];
-        if (klo < 0 || khi < klo || khi > nkeys) {
-            err = "key offsets out of range";
-            break;
+    for (Py_ssize_t j = 0; j < nk; j++) {
+        PyObject *term = PyList_GET_ITEM(terms, j);
+        if (!PyUnicode_Check(term)) {
+            PyErr_Format(PyExc_TypeError, "lookup: terms must be str, got %.50s",
+                         Py_TYPE(term)->tp_name);
+            goto f3;
         }
+        PyObject *key = PyUnicode_AsEncodedString(term, "utf-8", "surrogatepass");
+        if (!key) goto f3;
+        const uint8_t *k = (const uint8_t *)PyBytes_AS_STRING(key);
+        size_t nkey = (size_t)PyBytes_GET_SIZE(key);
         int64_t lo = 0, hi = n; /* the answer is in [lo, hi) */
         out[j] = -1;
         while (lo < hi) {
             int64_t mid = lo + (hi - lo) / 2, a = START(mid), e = START(mid + 1);
             if (a < 0 || e < a || e > nblob) {
-                err = "term offsets out of range";
-                break;
+                Py_DECREF(key);
+                PyErr_SetString(PyExc_ValueError, "term dictionary: term offsets out of range");
+                goto f3;
             }
-            int c = compare_bytes(blob + a, (size_t)(e - a), keys + klo, (size_t)(khi - klo));
+            int c = compare_bytes(blob + a, (size_t)(e - a), k, nkey);
             if (c == 0) {
                 out[j] = mid;
                 break;
@@ -303,18 +302,17 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
             else
                 hi = mid;
         }
+        Py_DECREF(key);
     }
-    Py_END_ALLOW_THREADS
 #undef START
-    for (int j = 0; j < N; j++) PyBuffer_Release(&b[j]);
-    if (err) {
-        PyErr_Format(PyExc_ValueError, "term dictionary: %s", err);
-        return NULL;
-    }
+f3:
+    PyBuffer_Release(&ob);
+f2:
+    PyBuffer_Release(&sb);
+f1:
+    PyBuffer_Release(&bb);
+    if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
-fail:
-    for (int j = 0; j < got; j++) PyBuffer_Release(&b[j]);
-    return NULL;
 }
 
 static PyMethodDef methods[] = {

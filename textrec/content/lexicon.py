@@ -97,15 +97,11 @@ class Lexicon:
         if not len(terms):
             return out
         if len(self._starts) > 1:
-            keys = [_encode(t) for t in terms]
             if _kernel is not None:
-                key_starts = np.zeros(len(keys) + 1, np.int64)
-                np.cumsum(np.fromiter(map(len, keys), np.int64, len(keys)), out=key_starts[1:])
-                blob = np.frombuffer(b"".join(keys), np.uint8)
-                _kernel.lookup(self._blob, self._starts, blob, key_starts, out)
+                _kernel.lookup(self._blob, self._starts, list(terms), out)
             else:
                 view = _Sorted(self._blob, self._starts)
-                for j, key in enumerate(keys):
+                for j, key in enumerate(map(_encode, terms)):
                     i = bisect.bisect_left(view, key)
                     if i < len(view) and view[i] == key:
                         out[j] = i

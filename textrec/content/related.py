@@ -12,10 +12,15 @@ and JASS do with quantised impacts:
   ``max_impact`` (``LUT[c] = max_impact · exp(ln(1e-4) · (1 − (c − 1)/254))``, relative
   error within ±1.8 %; weights below ``1e-4 · max_impact`` count as that).
 - **Postings**: for every term, the documents that kept it, as rows and impacts (one byte).
-  The rows of a term ascend; each is stored as its gap from the previous one, bit-packed in
-  blocks of 128 postings at the width of the block's largest gap (a term's first row is kept
-  whole): about 1.1 bytes a row on petitions and 1.6 among short reviews, where a plain
-  uint32 took 4, for about a tenth more query time (``bench/README.md``, "Packed rows").
+  The rows of a term ascend; each is stored as its gap from the previous one (the first as
+  its row), bit-packed in blocks of 128 postings at the width of the block's largest gap:
+  about 1.2 bytes a row on petitions and 1.6 among short reviews, where a plain uint32 took
+  4, for about a tenth more query time (``bench/README.md``, "Packed rows"). A segment
+  keeps an offset into its postings for every term id, or, when it holds fewer than half of
+  them (an append of a few documents), the ids of the terms it holds and their offsets.
+- **Term dictionary**: terms to term ids in a :class:`~textrec.content.lexicon.Lexicon`,
+  one UTF-8 blob searched by bisection (about 10 bytes a term, where a dict of strings took
+  about 120).
 - **Query**: the query's weights ``q(t)`` over *all* its terms; for every query term, add
   ``q(t) · LUT[impact]`` into a per-document accumulator over its postings, then take the top
   k (ties: the smaller document id). This is the exact top k of the quantised score over the
