@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +57,23 @@ def test_a_copy_shares_the_blob_but_not_later_terms(kernel: str) -> None:
 def test_a_term_given_twice_is_an_error() -> None:
     with pytest.raises(ValueError, match="'b' is given twice"):
         Lexicon(["a", "b", "c", "b"])
+    with pytest.raises(TypeError, match="terms must be str, got int"):
+        Lexicon(["a", 3])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("vocabulary", [["t0", "t2", "t0"], ["t0", 7]])
+def test_a_file_with_a_bad_vocabulary_is_refused(tmp_path: Path, vocabulary: list[object]) -> None:
+    path = str(tmp_path / "r.related")
+    index = RelatedIndex(["t0", "t2"])
+    index.add([1, 2], [{"t0": 1.0}, {"t2": 1.0}])
+    index.save(path, scheme="s", snapshot_id="x")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["vocabulary"] = np.frombuffer(json.dumps(vocabulary).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(ValueError, match=r"malformed related-posts index header.*term dictionary"):
+        RelatedIndex.load(path)
 
 
 def test_it_is_far_smaller_than_a_dict() -> None:

@@ -32,6 +32,8 @@ _kernel: Any = _compiled
 
 
 def _encode(term: str) -> bytes:
+    if not isinstance(term, str):
+        raise TypeError(f"term dictionary: terms must be str, got {type(term).__name__}")
     return term.encode("utf-8", "surrogatepass")
 
 
@@ -51,7 +53,8 @@ class _Sorted(Sequence[bytes]):
 class Lexicon:
     """Terms ↔ ids ``0 … len − 1``: the ascending prefix of the terms given, as one UTF-8
     blob searched by bisection, then every other term (given out of order, or added later)
-    in a dict. ``ValueError`` for a term given twice."""
+    in a dict. ``ValueError`` for a term given twice, ``TypeError`` for one that is not a
+    str."""
 
     def __init__(self, terms: Iterable[str] = ()) -> None:
         terms = list(terms)
