@@ -296,6 +296,37 @@ def test_sparse_rows_round_trip() -> None:
     )
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 300, 1 << 20])
+def test_a_merge_in_small_pieces_is_the_merge_of_everything(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merging decodes a range of term ids at a time and packs a few blocks at a time: the
+    result is, array for array, the segment of all the postings sorted at once."""
+    rng = np.random.default_rng(chunk)
+    shifted, base = [], 0
+    for n_docs, vocab in [(400, 90), (3, 5000), (150, 40), (1, 3)]:  # dense and sparse
+        postings = {(int(t), base + d) for d in range(n_docs) for t in rng.choice(vocab, size=30)}
+        term_of, rows = np.array(sorted(postings), np.int64).T
+        codes = rng.integers(1, 256, size=len(rows)).astype(np.uint8)
+        shifted.append(related_module._Segment.from_sorted(term_of, rows, codes))
+        base += n_docs
+    assert len(shifted[1].terms) and not len(shifted[0].terms)  # sparse and dense
+    term_of = np.concatenate([s.term_of() for s in shifted])
+    order = np.argsort(term_of, kind="stable")
+    expected = related_module._Segment.from_sorted(
+        term_of[order],
+        np.concatenate([s.rows() for s in shifted])[order],
+        np.concatenate([s.impacts for s in shifted])[order],
+    )
+    monkeypatch.setattr(related_module, "_DECODE_CHUNK", chunk)
+    monkeypatch.setattr(related_module, "_PACK_BLOCKS", 1 if chunk < 10 else 3)
+    merged = related_module._Segment.merge(shifted)
+    for name in ("terms", "ptr", "widths", "packed", "impacts", "offsets"):
+        a, b = getattr(merged, name), getattr(expected, name)
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+    assert merged.level == 1
+
+
 def test_packed_postings_are_smaller_than_plain_rows() -> None:
     """Dense postings (every document shares the term) take about a bit a row."""
     index = RelatedIndex(["a"], max_impact=1.0)

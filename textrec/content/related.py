@@ -104,40 +104,64 @@ def _bit_length(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return np.frexp(values.astype(np.float64))[1].astype(np.int64)
 
 
-def _pack_rows(
-    ptr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    """``(widths, packed, offsets)`` of term-major postings (term slot s's postings are
-    ``ptr[s]:ptr[s+1]``, their rows ascending): every posting's gap (its row − the term's
-    previous row − 1; a term's first posting: its row) bit-packed in blocks of
-    :data:`BLOCK` postings, each at the width of its largest gap, least significant bit
-    first, followed by 8 zero bytes (the kernel reads 8 bytes at a time); ``offsets`` are
-    the blocks' (:func:`_block_offsets`)."""
+_PACK_BLOCKS = 8192
+"""Blocks packed at a time (a million postings): packing's scratch arrays, about 60 bytes a
+posting, stay a few tens of MB however large the segment."""
+
+
+def _row_gaps(ptr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Every posting's gap, of term-major postings (slot s's postings are ``ptr[s]:ptr[s+1]``
+    − ``ptr[0]``, their rows ascending): its row − the term's previous row − 1, and a term's
+    first posting's row itself."""
     n = len(rows)
     lens = np.diff(ptr)
-    starts = ptr[:-1][lens > 0]
-    gaps = np.zeros(-(-n // BLOCK) * BLOCK, np.int64)
+    starts = ptr[:-1][lens > 0] - ptr[0]
+    gaps = np.zeros(n, np.int64)
     if n:
-        gaps[1:n] = rows[1:] - rows[:-1] - 1
+        gaps[1:] = rows[1:] - rows[:-1] - 1
         gaps[starts] = rows[starts]
-    if len(gaps) and (gaps.min() < 0 or gaps.max() >= 2**32):
-        raise ValueError("postings rows must ascend within each term and fit in 32 bits")
-    blocks = gaps.reshape(-1, BLOCK)
-    widths = _bit_length(blocks.max(axis=1, initial=0))
+        if gaps.min() < 0 or gaps.max() >= 2**32:
+            raise ValueError("postings rows must ascend within each term and fit in 32 bits")
+    return gaps
+
+
+def _pack_gaps(
+    gaps: npt.NDArray[np.integer[Any]],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """``(widths, packed, offsets)``: the gaps (each below 2**32) bit-packed in blocks of
+    :data:`BLOCK` postings, each at the width of its largest gap, least significant bit
+    first, followed by 8 zero bytes (the kernel reads 8 bytes at a time); ``offsets`` are the
+    blocks' (:func:`_block_offsets`). A block takes 2·width whole 64-bit words, so blocks
+    never share a word and are packed :data:`_PACK_BLOCKS` at a time."""
+    n = len(gaps)
+    n_blocks = -(-n // BLOCK)
+
+    def blocks(b0: int, b1: int) -> npt.NDArray[np.int64]:
+        out = np.zeros((b1 - b0) * BLOCK, np.int64)
+        part = gaps[b0 * BLOCK : b1 * BLOCK]
+        out[: len(part)] = part
+        return out.reshape(-1, BLOCK)
+
+    widths = np.zeros(n_blocks, np.int64)
+    for b0 in range(0, n_blocks, _PACK_BLOCKS):
+        b1 = min(b0 + _PACK_BLOCKS, n_blocks)
+        widths[b0:b1] = _bit_length(blocks(b0, b1).max(axis=1))
     offsets = _block_offsets(widths)
     words = np.zeros(int(offsets[-1]) // 8 + 1, np.uint64)  # + 8 bytes of slack
-    w = np.repeat(widths, BLOCK)
-    bit = np.repeat(offsets[:-1] * 8, BLOCK) + np.tile(np.arange(BLOCK), len(widths)) * w
-    keep = w > 0
-    vals, bit, w = gaps[keep].astype(np.uint64), bit[keep], w[keep]
-    if len(vals):
-        word, shift = bit >> 6, (bit & 63).astype(np.uint64)
-        # Values never share bits, so OR-ing each word's values is writing them; a value
-        # spills into the next word at most once a word (widths are at most 32 bits).
-        runs = np.flatnonzero(np.diff(word, prepend=-1))  # each word's first value
-        words[word[runs]] = np.bitwise_or.reduceat(vals << shift, runs)
-        spill = shift + w.astype(np.uint64) > 64
-        words[word[spill] + 1] |= vals[spill] >> (np.uint64(64) - shift[spill])
+    for b0 in range(0, n_blocks, _PACK_BLOCKS):
+        b1 = min(b0 + _PACK_BLOCKS, n_blocks)
+        w = np.repeat(widths[b0:b1], BLOCK)
+        bit = np.repeat(offsets[b0:b1] * 8, BLOCK) + np.tile(np.arange(BLOCK), b1 - b0) * w
+        keep = w > 0
+        vals, bit, w = blocks(b0, b1).ravel()[keep].astype(np.uint64), bit[keep], w[keep]
+        if len(vals):
+            word, shift = bit >> 6, (bit & 63).astype(np.uint64)
+            # Values never share bits, so OR-ing each word's values is writing them; a value
+            # spills into the next word at most once a word (widths are at most 32 bits).
+            runs = np.flatnonzero(np.diff(word, prepend=-1))  # each word's first value
+            words[word[runs]] = np.bitwise_or.reduceat(vals << shift, runs)
+            spill = shift + w.astype(np.uint64) > 64
+            words[word[spill] + 1] |= vals[spill] >> (np.uint64(64) - shift[spill])
     return widths.astype(np.uint8), words.view(np.uint8), offsets
 
 
@@ -154,8 +178,9 @@ def _block_offsets(widths: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64
     return out
 
 
-_CHECK_CHUNK = 1 << 22
-"""Postings decoded at a time when a file's rows are checked at load."""
+_DECODE_CHUNK = 1 << 20
+"""Postings decoded at a time when a file's rows are checked at load and when segments are
+merged: their scratch arrays, about 100 bytes a posting, stay near 100 MB."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +190,7 @@ class _Segment:
     its place in ``terms``, the ascending ids of the terms with postings (sparse: a segment of
     a few documents then costs its own terms, not the vocabulary). Slot s's postings are
     ``ptr[s]:ptr[s+1]``; the first at row = its gap, each next one at the previous row + 1 +
-    its gap, bit-packed (:func:`_pack_rows`: block b at width ``widths[b]`` from byte
+    its gap, bit-packed (:func:`_pack_gaps`: block b at width ``widths[b]`` from byte
     ``offsets[b]`` of ``packed``); ``impacts[p]`` is posting p's impact code."""
 
     terms: npt.NDArray[np.uint32]
@@ -198,7 +223,7 @@ class _Segment:
             ptr = np.zeros(len(present) + 1, np.int64)
             np.cumsum(counts, out=ptr[1:])
             terms = present.astype(np.uint32)
-        widths, packed, offsets = _pack_rows(ptr, rows)
+        widths, packed, offsets = _pack_gaps(_row_gaps(ptr, rows))
         return cls(terms, _compact_ptr(ptr), widths, packed, impacts, offsets)
 
     @classmethod
@@ -257,7 +282,7 @@ class _Segment:
         w = self.widths[b].astype(np.uint64)
         bit = self.offsets[b] * 8 + (p % BLOCK) * w.astype(np.int64)
         if len(self.packed) % 8 == 0 and self.packed.ctypes.data % 8 == 0:
-            words = self.packed.view("<u8")  # the layout _pack_rows writes: whole words
+            words = self.packed.view("<u8")  # the layout _pack_gaps writes: whole words
             word, shift = bit >> 6, (bit & 63).astype(np.uint64)
             high = words[np.minimum(word + 1, len(words) - 1)]
             # (two shifts: a shift by 64 would be undefined; this one gives 0 at shift 0)
@@ -295,7 +320,7 @@ class _Segment:
         """The largest row of any posting (-1 for none), decoded a few million at a time."""
         best, s, n = -1, 0, len(self.ptr) - 1
         while s < n:
-            e = int(np.searchsorted(self.ptr, int(self.ptr[s]) + _CHECK_CHUNK, side="right")) - 1
+            e = int(np.searchsorted(self.ptr, int(self.ptr[s]) + _DECODE_CHUNK, side="right")) - 1
             e = min(max(e, s + 1), n)
             rows = self.rows(s, e)
             if len(rows):
@@ -315,16 +340,69 @@ class _Segment:
             term_of[order], row_of[order], quantize_impacts(kept.data[order] / max_impact)
         )
 
+    @property
+    def n_ids(self) -> int:
+        """One more than the largest term id with postings here (0 for none)."""
+        if len(self.terms):
+            return int(self.terms[-1]) + 1
+        return len(self.ptr) - 1
+
+    def slots(self, lo: int, hi: int) -> tuple[int, int]:
+        """The slots of term ids ``lo:hi``."""
+        if len(self.terms):
+            return int(np.searchsorted(self.terms, lo)), int(np.searchsorted(self.terms, hi))
+        n = len(self.ptr) - 1
+        return min(lo, n), min(hi, n)
+
     @classmethod
     def merge(cls, segments: Sequence[_Segment]) -> _Segment:
-        """One segment from several, older first: rows stay ascending within each term (a
-        stable sort by term of their postings, older first)."""
-        term_of = np.concatenate([s.term_of() for s in segments])
-        rows = np.concatenate([s.rows() for s in segments])
-        impacts = np.concatenate([s.impacts for s in segments])
-        order = np.argsort(term_of, kind="stable")
-        merged = cls.from_sorted(term_of[order], rows[order], impacts[order])
-        return dataclasses.replace(merged, level=max(s.level for s in segments) + 1)
+        """One segment from several, older first: rows stay ascending within each term (the
+        older segment's postings of a term first). Decoded a range of term ids at a time
+        (about :data:`_DECODE_CHUNK` postings), so that merging holds the merged gaps (4 bytes
+        a posting) and impacts, not every posting's row, term and order as int64."""
+        n_ids = max(s.n_ids for s in segments)
+        counts = np.zeros(n_ids, np.int64)
+        for seg in segments:
+            lens = np.diff(seg.ptr).astype(np.int64)
+            if len(seg.terms):
+                counts[seg.terms] += lens
+            else:
+                counts[: len(lens)] += lens
+        cum = np.zeros(n_ids + 1, np.int64)
+        np.cumsum(counts, out=cum[1:])
+        total = int(cum[-1])
+        gaps = np.zeros(total, np.uint32)
+        impacts = np.zeros(total, np.uint8)
+        lo = 0
+        while lo < n_ids:
+            hi = int(np.searchsorted(cum, int(cum[lo]) + _DECODE_CHUNK, side="right")) - 1
+            hi = min(max(hi, lo + 1), n_ids)
+            terms, rows, codes = [], [], []
+            for seg in segments:
+                a, b = seg.slots(lo, hi)
+                if b > a:
+                    lens = np.diff(seg.ptr[a : b + 1]).astype(np.int64)
+                    ids = seg.terms[a:b].astype(np.int64) if len(seg.terms) else np.arange(a, b)
+                    terms.append(np.repeat(ids, lens))
+                    rows.append(seg.rows(a, b))
+                    codes.append(seg.impacts[int(seg.ptr[a]) : int(seg.ptr[b])])
+            if terms:
+                order = np.argsort(np.concatenate(terms), kind="stable")
+                p0, p1 = int(cum[lo]), int(cum[hi])
+                gaps[p0:p1] = _row_gaps(cum[lo : hi + 1], np.concatenate(rows)[order])
+                impacts[p0:p1] = np.concatenate(codes)[order]
+            lo = hi
+        present = np.flatnonzero(counts)
+        if 2 * len(present) >= (int(present[-1]) + 1 if len(present) else 0):
+            ptr = cum[: int(present[-1]) + 2] if len(present) else np.zeros(1, np.int64)
+            terms_out = np.zeros(0, np.uint32)
+        else:
+            ptr = np.zeros(len(present) + 1, np.int64)
+            np.cumsum(counts[present], out=ptr[1:])
+            terms_out = present.astype(np.uint32)
+        widths, packed, offsets = _pack_gaps(gaps)
+        level = max(s.level for s in segments) + 1
+        return cls(terms_out, _compact_ptr(ptr), widths, packed, impacts, offsets, level)
 
     @property
     def nbytes(self) -> int:
