@@ -327,6 +327,26 @@ def test_a_merge_in_small_pieces_is_the_merge_of_everything(
     assert merged.level == 1
 
 
+def test_document_ids_take_four_bytes_while_they_fit(kernels: str, tmp_path: Path) -> None:
+    index = RelatedIndex(["a", "b"], max_impact=1.0)
+    index.add([5, 2**32 - 1], [{"a": 0.5}, {"a": 0.25, "b": 0.5}])
+    assert index._state.doc_ids.dtype == np.uint32
+    assert index.search({"a": 1.0}, 5, exclude=5)[0].tolist() == [2**32 - 1]
+    assert index.search({"a": 1.0}, 5, exclude=-3)[0].tolist() == [5, 2**32 - 1]
+    assert index.search({"a": 1.0}, 5, exclude=2**40)[0].dtype == np.int64
+    assert index.remove([-1, 2**40, 7]) == 0
+    index.add([2**40], [{"b": 1.0}])  # an id beyond 32 bits: 8 bytes from now on
+    assert index._state.doc_ids.dtype == np.int64
+    assert index.search({"b": 1.0}, 5)[0].tolist() == [2**40, 2**32 - 1]
+    assert index.remove([2**40, 5]) == 2
+    path = str(tmp_path / "r.related")
+    index.save(path, scheme="s", snapshot_id="x")
+    again, _ = RelatedIndex.load(path)
+    ids, dead = again.document_ids()
+    assert ids.tolist() == [5, 2**32 - 1, 2**40] and dead.tolist() == [True, False, True]
+    assert again.live_summary() == (1, 2**32 - 1)
+
+
 def test_packed_postings_are_smaller_than_plain_rows() -> None:
     """Dense postings (every document shares the term) take about a bit a row."""
     index = RelatedIndex(["a"], max_impact=1.0)

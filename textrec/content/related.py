@@ -526,12 +526,32 @@ def _top_k(
     return best_r, best_s
 
 
+def _compact_ids(ids: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
+    """Ascending document ids as uint32 when they all fit (4 bytes a document instead of
+    8), else int64."""
+    fits = not len(ids) or (int(ids[0]) >= 0 and int(ids[-1]) < 2**32)
+    return ids.astype(np.uint32 if fits else np.int64, copy=False)
+
+
+def _rows_of(
+    doc_ids: npt.NDArray[Any], ids: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """The rows of these ids among ``doc_ids``, and which of them are there. The ids are
+    searched in the array's own type (mixing types would copy the array at every call)."""
+    info = np.iinfo(doc_ids.dtype)
+    ok = (ids >= info.min) & (ids <= info.max)
+    rows = np.searchsorted(doc_ids, np.where(ok, ids, 0).astype(doc_ids.dtype))
+    ok &= rows < len(doc_ids)
+    ok[ok] &= doc_ids[rows[ok]] == ids[ok]
+    return rows.astype(np.int64), ok
+
+
 @dataclass(frozen=True)
 class _State:
     """What a query reads, swapped whole by writers (copy-on-write)."""
 
     segments: tuple[_Segment, ...]
-    doc_ids: npt.NDArray[np.int64]  # row -> document id, ascending
+    doc_ids: npt.NDArray[Any]  # row -> document id, ascending (_compact_ids)
     dead: npt.NDArray[np.bool_]
 
 
@@ -647,7 +667,7 @@ class RelatedIndex:
             segments = _merge_policy((*state.segments, segment), self.max_segments)
             self._state = _State(
                 segments,
-                np.concatenate([state.doc_ids, new_ids]),
+                _compact_ids(np.concatenate([state.doc_ids.astype(np.int64), new_ids])),
                 np.concatenate([state.dead, np.zeros(len(new_ids), np.bool_)]),
             )
 
@@ -655,10 +675,7 @@ class RelatedIndex:
         """Tombstone documents; returns how many were indexed and live."""
         with self._write_lock:
             state = self._state
-            ids = np.asarray(list(doc_ids), np.int64)
-            rows = np.searchsorted(state.doc_ids, ids)
-            ok = rows < len(state.doc_ids)
-            ok[ok] &= state.doc_ids[rows[ok]] == ids[ok]
+            rows, ok = _rows_of(state.doc_ids, np.asarray(list(doc_ids), np.int64))
             rows = rows[ok]
             rows = rows[~state.dead[rows]]
             if len(rows):
@@ -787,18 +804,18 @@ class RelatedIndex:
         segments: tuple[_Segment, ...] = ()
         if len(segment.impacts):
             segments = (segment,)
-        index._state = _State(segments, arrays["doc_ids"], arrays["dead"])
+        index._state = _State(segments, _compact_ids(arrays["doc_ids"]), arrays["dead"])
         return index, header
 
     def document_ids(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """Every document id ever added, ascending, and which of them are removed."""
         state = self._state
-        return state.doc_ids.copy(), state.dead.copy()
+        return state.doc_ids.astype(np.int64), state.dead.copy()
 
     def live_summary(self) -> tuple[int, int]:
         """``(count, sum of ids)`` of the live documents, to compare with the store."""
         state = self._state
-        live = state.doc_ids[~state.dead]
+        live = state.doc_ids[~state.dead].astype(np.int64)
         return len(live), int(live.sum())
 
     # queries ---------------------------------------------------------------------------------
@@ -842,9 +859,9 @@ class RelatedIndex:
             q_terms, q_w = q_terms[q_w > 0], q_w[q_w > 0]
         exclude_row = -1
         if exclude is not None:
-            row = int(np.searchsorted(state.doc_ids, exclude))
-            if row < len(state.doc_ids) and state.doc_ids[row] == exclude:
-                exclude_row = row
+            rows, ok = _rows_of(state.doc_ids, np.array([exclude], np.int64))
+            if ok[0]:
+                exclude_row = int(rows[0])
         n = len(state.doc_ids)
         acc, touched = self._take_buffers(n)
         nt = 0
@@ -853,4 +870,4 @@ class RelatedIndex:
         rows, scores = _top_k(acc, touched, nt, exclude_row, state.dead, k)
         self._give_back(acc, touched)  # top_k has reset every touched accumulator
         found = scores >= 0
-        return state.doc_ids[rows[found]], scores[found]
+        return state.doc_ids[rows[found]].astype(np.int64), scores[found]
