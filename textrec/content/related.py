@@ -178,6 +178,23 @@ def _block_offsets(widths: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64
     return out
 
 
+def _term_slots(
+    present: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
+    """``(terms, ptr)`` of a segment whose terms ``present`` (ascending ids) have ``counts``
+    postings: sparse (``terms`` lists them, ``ptr`` has an entry each) when fewer than half
+    of the term ids up to the last have postings, else dense (``terms`` empty, ``ptr`` has an
+    entry for every term id up to the last)."""
+    if not len(present) or 2 * len(present) >= int(present[-1]) + 1:
+        ptr = np.zeros(int(present[-1]) + 2 if len(present) else 1, np.int64)
+        ptr[present + 1] = counts
+        np.cumsum(ptr, out=ptr)
+        return np.zeros(0, np.uint32), ptr
+    ptr = np.zeros(len(present) + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return present.astype(np.uint32), ptr
+
+
 _DECODE_CHUNK = 1 << 20
 """Postings decoded at a time when a file's rows are checked at load and when segments are
 merged: their scratch arrays, about 100 bytes a posting, stay near 100 MB."""
@@ -212,17 +229,7 @@ class _Segment:
         of the term ids up to the last have postings, else dense."""
         n = len(term_of)
         starts = np.flatnonzero(np.diff(term_of, prepend=-1)) if n else np.zeros(0, np.int64)
-        present = term_of[starts]
-        counts = np.diff(np.append(starts, n))
-        if 2 * len(present) >= (int(present[-1]) + 1 if n else 0):
-            ptr = np.zeros(int(present[-1]) + 2 if n else 1, np.int64)
-            ptr[present + 1] = counts
-            np.cumsum(ptr, out=ptr)
-            terms = np.zeros(0, np.uint32)
-        else:
-            ptr = np.zeros(len(present) + 1, np.int64)
-            np.cumsum(counts, out=ptr[1:])
-            terms = present.astype(np.uint32)
+        terms, ptr = _term_slots(term_of[starts], np.diff(np.append(starts, n)))
         widths, packed, offsets = _pack_gaps(_row_gaps(ptr, rows))
         return cls(terms, _compact_ptr(ptr), widths, packed, impacts, offsets)
 
@@ -269,10 +276,11 @@ class _Segment:
         i = int(np.searchsorted(self.terms, t))
         return i if i < len(self.terms) and int(self.terms[i]) == t else -1
 
-    def term_of(self) -> npt.NDArray[np.int64]:
-        """The term id of every posting."""
-        lens = np.diff(self.ptr).astype(np.int64)
-        ids = self.terms.astype(np.int64) if len(self.terms) else np.arange(len(lens))
+    def term_of(self, first: int = 0, last: int | None = None) -> npt.NDArray[np.int64]:
+        """The term id of every posting of slots ``first:last`` (all by default)."""
+        last = len(self.ptr) - 1 if last is None else last
+        lens = np.diff(self.ptr[first : last + 1]).astype(np.int64)
+        ids = self.terms[first:last].astype(np.int64) if len(self.terms) else np.arange(first, last)
         return np.repeat(ids, lens)
 
     def gaps(self, lo: int, hi: int) -> npt.NDArray[np.int64]:
@@ -381,9 +389,7 @@ class _Segment:
             for seg in segments:
                 a, b = seg.slots(lo, hi)
                 if b > a:
-                    lens = np.diff(seg.ptr[a : b + 1]).astype(np.int64)
-                    ids = seg.terms[a:b].astype(np.int64) if len(seg.terms) else np.arange(a, b)
-                    terms.append(np.repeat(ids, lens))
+                    terms.append(seg.term_of(a, b))
                     rows.append(seg.rows(a, b))
                     codes.append(seg.impacts[int(seg.ptr[a]) : int(seg.ptr[b])])
             if terms:
@@ -393,13 +399,7 @@ class _Segment:
                 impacts[p0:p1] = np.concatenate(codes)[order]
             lo = hi
         present = np.flatnonzero(counts)
-        if 2 * len(present) >= (int(present[-1]) + 1 if len(present) else 0):
-            ptr = cum[: int(present[-1]) + 2] if len(present) else np.zeros(1, np.int64)
-            terms_out = np.zeros(0, np.uint32)
-        else:
-            ptr = np.zeros(len(present) + 1, np.int64)
-            np.cumsum(counts[present], out=ptr[1:])
-            terms_out = present.astype(np.uint32)
+        terms_out, ptr = _term_slots(present, counts[present])
         widths, packed, offsets = _pack_gaps(gaps)
         level = max(s.level for s in segments) + 1
         return cls(terms_out, _compact_ptr(ptr), widths, packed, impacts, offsets, level)
