@@ -533,6 +533,15 @@ def _compact_ids(ids: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
     return ids.astype(np.uint32 if fits else np.int64, copy=False)
 
 
+def _append_ids(ids: npt.NDArray[Any], new: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    """``ids`` and then ``new`` (both ascending), in ``ids``'s type while ``new`` fits it:
+    one copy of the array an append."""
+    info = np.iinfo(ids.dtype)
+    if len(new) and int(new[0]) >= info.min and int(new[-1]) <= info.max:
+        return np.concatenate([ids, new.astype(ids.dtype)])
+    return _compact_ids(np.concatenate([ids.astype(np.int64), new]))
+
+
 def _rows_of(
     doc_ids: npt.NDArray[Any], ids: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -591,7 +600,7 @@ class RelatedIndex:
         self.ranking: dict[str, object] = dict(ranking or {})
         self._lut = (IMPACT_LUT.astype(np.float64) * self.max_impact).astype(np.float32)
         self._lexicon = Lexicon(vocabulary)
-        self._state = _State((), np.zeros(0, np.int64), np.zeros(0, np.bool_))
+        self._state = _State((), np.zeros(0, np.uint32), np.zeros(0, np.bool_))
         self._origin = self._state  # what a frozen() copy was made from
         self._write_lock = threading.Lock()
         self._scratch = threading.local()
@@ -667,7 +676,7 @@ class RelatedIndex:
             segments = _merge_policy((*state.segments, segment), self.max_segments)
             self._state = _State(
                 segments,
-                _compact_ids(np.concatenate([state.doc_ids.astype(np.int64), new_ids])),
+                _append_ids(state.doc_ids, new_ids),
                 np.concatenate([state.dead, np.zeros(len(new_ids), np.bool_)]),
             )
 
