@@ -19,10 +19,12 @@
  *     best by score descending then row ascending in best_rows (int64, pre-filled with
  *     2**62) and best_scores (float32, pre-filled with -1).
  *
- * lookup(blob, starts, terms, out) -> None
- *     The term dictionary's search (textrec.content.lexicon): blob (uint8) holds n terms'
- *     UTF-8 bytes, term i at starts[i]:starts[i+1] (uint32 or int64, n + 1 of them),
- *     strictly ascending in byte order; for each str in the list terms, out[j] (int64)
+ * lookup(blob, starts, n, block, terms, out) -> None
+ *     The term dictionary's search (textrec.content.lexicon): blob (uint8) holds n terms,
+ *     strictly ascending in byte order, front-coded in blocks of `block`: block b from byte
+ *     starts[b] (uint32 or int64, one more than the blocks), each term as varint(bytes it
+ *     shares with the term before), varint(length of the rest), the rest (LEB128 varints; a
+ *     block's first term shares nothing). For each str in the list terms, out[j] (int64)
  *     becomes the index of the equal term, or -1.
  *
  * The same arithmetic in the same order as the Python fallback in related.py, so both give
@@ -247,29 +249,104 @@ static int compare_bytes(const uint8_t *a, size_t la, const uint8_t *b, size_t l
     return la < lb ? -1 : la > lb;
 }
 
+/* A LEB128 varint at blob[*pos] before end: 0, or -1 if it runs past end or is too long. */
+static int read_varint(const uint8_t *blob, int64_t *pos, int64_t end, uint64_t *value) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 63; shift += 7) {
+        if (*pos >= end) return -1;
+        uint8_t byte = blob[(*pos)++];
+        v |= (uint64_t)(byte & 0x7F) << shift;
+        if (byte < 0x80) {
+            *value = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The term dictionary's blocks. */
+typedef struct {
+    const uint8_t *blob;
+    int64_t nblob;
+    const uint32_t *s32;
+    const int64_t *s64;
+    Py_ssize_t ssize;
+    int64_t n_blocks, n, block;
+} Dict;
+
+static int64_t block_start(const Dict *d, int64_t b) {
+    return d->ssize == 8 ? d->s64[b] : (int64_t)d->s32[b];
+}
+
+/* The next term's (shared, rest) at *pos, leaving *pos at its rest: 0, or -1 if corrupt. */
+static int term_head(const Dict *d, int64_t *pos, int64_t end, uint64_t *shared, uint64_t *rest) {
+    if (read_varint(d->blob, pos, end, shared) < 0 || read_varint(d->blob, pos, end, rest) < 0 ||
+        *rest > (uint64_t)(end - *pos))
+        return -1;
+    return 0;
+}
+
+/* The id of key, or -1 if absent; -2 if the dictionary is corrupt. No term is rebuilt: m is
+ * how many bytes the term just passed shares with the key (it is below the key), and a
+ * term's shared prefix says how it compares with the key before its rest is read. */
+static int64_t find_term(const Dict *d, const uint8_t *key, size_t nkey) {
+    int64_t lo = 0, hi = d->n_blocks; /* blocks whose first term is <= key: [0, lo) */
+    uint64_t shared, rest;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2, pos = block_start(d, mid), end = block_start(d, mid + 1);
+        if (pos < 0 || end < pos || end > d->nblob) return -2;
+        if (term_head(d, &pos, end, &shared, &rest) < 0 || shared != 0) return -2;
+        int c = compare_bytes(d->blob + pos, (size_t)rest, key, nkey);
+        if (c == 0) return mid * d->block;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0) return -1;
+    int64_t b = lo - 1, pos = block_start(d, b), end = block_start(d, b + 1);
+    int64_t count = d->n - b * d->block;
+    if (count > d->block) count = d->block;
+    uint64_t m = 0, last = 0; /* last: the length of the term before */
+    for (int64_t j = 0; j < count; j++) {
+        if (term_head(d, &pos, end, &shared, &rest) < 0 || shared > last) return -2;
+        last = shared + rest;
+        const uint8_t *r = d->blob + pos;
+        pos += (int64_t)rest;
+        if (j > 0 && shared < m) return -1; /* differs from the key where the last term matched it: above */
+        if (shared > m) continue;           /* agrees with the last term where it was below the key */
+        uint64_t left = (uint64_t)nkey - m, l = 0;
+        while (l < rest && l < left && r[l] == key[m + l]) l++;
+        if (l == rest && l == left) return b * d->block + j;
+        if (l < rest && (l == left || r[l] > key[m + l])) return -1; /* above the key */
+        m += l;                                                       /* below it */
+    }
+    return -1;
+}
+
 static PyObject *lookup(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *o_blob, *o_starts, *terms, *o_out;
-    if (!PyArg_ParseTuple(args, "OOO!O", &o_blob, &o_starts, &PyList_Type, &terms, &o_out))
+    long long n, block;
+    if (!PyArg_ParseTuple(args, "OOLLO!O", &o_blob, &o_starts, &n, &block, &PyList_Type, &terms,
+                          &o_out))
         return NULL;
     Py_buffer bb, sb, ob;
     if (getbuf(o_blob, &bb, 1, 0, "blob") < 0) return NULL;
     if (getbuf(o_starts, &sb, 0, 0, "starts") < 0) goto f1;
     if (getbuf(o_out, &ob, 8, 1, "out") < 0) goto f2;
-    const uint8_t *blob = (const uint8_t *)bb.buf;
-    Py_ssize_t ssize = sb.itemsize, nstarts = sb.len / ssize, nblob = bb.len;
-    const uint32_t *s32 = (const uint32_t *)sb.buf;
-    const int64_t *s64 = (const int64_t *)sb.buf;
+    Dict d = {(const uint8_t *)bb.buf, (int64_t)bb.len, (const uint32_t *)sb.buf,
+              (const int64_t *)sb.buf, sb.itemsize, (int64_t)(sb.len / sb.itemsize) - 1,
+              (int64_t)n, (int64_t)block};
     int64_t *out = (int64_t *)ob.buf;
     Py_ssize_t nk = PyList_GET_SIZE(terms);
-#define START(i) (ssize == 8 ? s64[i] : (int64_t)s32[i])
-    if (nstarts < 1 || ob.len / 8 != nk) {
+    if (d.n_blocks < 0 || ob.len / 8 != nk || block < 1 || n < 0 ||
+        d.n_blocks != (d.n + d.block - 1) / d.block) {
         PyErr_SetString(PyExc_ValueError, "lookup: inconsistent array sizes");
         goto f3;
     }
-    int64_t n = (int64_t)nstarts - 1;
-    if (START(0) != 0 || START(n) != nblob) {
-        PyErr_SetString(PyExc_ValueError, "term dictionary: term offsets do not span the terms");
+    if (block_start(&d, 0) != 0 || block_start(&d, d.n_blocks) != d.nblob) {
+        PyErr_SetString(PyExc_ValueError, "term dictionary: block offsets do not span the terms");
         goto f3;
     }
     for (Py_ssize_t j = 0; j < nk; j++) {
@@ -281,30 +358,15 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
         }
         PyObject *key = PyUnicode_AsEncodedString(term, "utf-8", "surrogatepass");
         if (!key) goto f3;
-        const uint8_t *k = (const uint8_t *)PyBytes_AS_STRING(key);
-        size_t nkey = (size_t)PyBytes_GET_SIZE(key);
-        int64_t lo = 0, hi = n; /* the answer is in [lo, hi) */
-        out[j] = -1;
-        while (lo < hi) {
-            int64_t mid = lo + (hi - lo) / 2, a = START(mid), e = START(mid + 1);
-            if (a < 0 || e < a || e > nblob) {
-                Py_DECREF(key);
-                PyErr_SetString(PyExc_ValueError, "term dictionary: term offsets out of range");
-                goto f3;
-            }
-            int c = compare_bytes(blob + a, (size_t)(e - a), k, nkey);
-            if (c == 0) {
-                out[j] = mid;
-                break;
-            }
-            if (c < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
+        int64_t id = find_term(&d, (const uint8_t *)PyBytes_AS_STRING(key),
+                               (size_t)PyBytes_GET_SIZE(key));
         Py_DECREF(key);
+        if (id == -2) {
+            PyErr_SetString(PyExc_ValueError, "term dictionary: a block is corrupt");
+            goto f3;
+        }
+        out[j] = id;
     }
-#undef START
 f3:
     PyBuffer_Release(&ob);
 f2:
