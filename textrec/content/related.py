@@ -19,7 +19,7 @@ and JASS do with quantised impacts:
   keeps an offset into its postings for every term id, or, when it holds fewer than half of
   them (an append of a few documents), the ids of the terms it holds and their offsets.
 - **Term dictionary**: terms to term ids in a :class:`~textrec.content.lexicon.Lexicon`,
-  one UTF-8 blob searched by bisection (about 10 bytes a term, where a dict of strings took
+  front-coded and searched by bisection (about 5 bytes a term, where a dict of strings took
   about 120).
 - **Query**: the query's weights ``q(t)`` over *all* its terms; for every query term, add
   ``q(t) · LUT[impact]`` into a per-document accumulator over its postings, then take the top
