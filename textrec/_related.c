@@ -1,5 +1,6 @@
 /*
- * textrec._related: the two query kernels of textrec.related.RelatedIndex.
+ * textrec._related: the query kernels of textrec.content.related.RelatedIndex, and the
+ * search of its term dictionary (textrec.content.lexicon).
  *
  * accumulate(q_terms, q_w, terms, ptr, widths, offsets, packed, impacts, lut, acc, touched,
  *            nt) -> nt

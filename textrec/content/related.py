@@ -44,7 +44,7 @@ import json
 import math
 import threading
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -165,10 +165,11 @@ def _pack_gaps(
     return widths.astype(np.uint8), words.view(np.uint8), offsets
 
 
-def _compact_ptr(ptr: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
-    """Per-term offsets as uint32 when every posting's index fits (4 bytes a term instead of
-    8), else int64."""
-    return ptr.astype(np.uint32 if len(ptr) and int(ptr[-1]) < 2**32 else np.int64)
+def _narrow(ascending: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
+    """Ascending integers (per-term offsets, document ids) as uint32 when they all fit (4
+    bytes each instead of 8), else int64."""
+    fits = not len(ascending) or (int(ascending[0]) >= 0 and int(ascending[-1]) < 2**32)
+    return ascending.astype(np.uint32 if fits else np.int64, copy=False)
 
 
 def _block_offsets(widths: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
@@ -200,6 +201,17 @@ _DECODE_CHUNK = 1 << 20
 merged: their scratch arrays, about 100 bytes a posting, stay near 100 MB."""
 
 
+def _chunks(offsets: npt.NDArray[np.integer[Any]]) -> Iterator[tuple[int, int]]:
+    """Ranges ``lo:hi`` of the entries of ``offsets`` (ascending, one more than the entries)
+    holding about :data:`_DECODE_CHUNK` postings each, and at least one entry."""
+    lo, n = 0, len(offsets) - 1
+    while lo < n:
+        hi = int(np.searchsorted(offsets, int(offsets[lo]) + _DECODE_CHUNK, side="right")) - 1
+        hi = min(max(hi, lo + 1), n)
+        yield lo, hi
+        lo = hi
+
+
 @dataclass(frozen=True)
 class _Segment:
     """Term-major postings of a range of rows. A term's *slot*: its id when ``terms`` is
@@ -211,7 +223,7 @@ class _Segment:
     ``offsets[b]`` of ``packed``); ``impacts[p]`` is posting p's impact code."""
 
     terms: npt.NDArray[np.uint32]
-    ptr: npt.NDArray[Any]  # uint32 or int64 (_compact_ptr)
+    ptr: npt.NDArray[Any]  # uint32 or int64 (_narrow)
     widths: npt.NDArray[np.uint8]
     packed: npt.NDArray[np.uint8]
     impacts: npt.NDArray[np.uint8]
@@ -231,7 +243,7 @@ class _Segment:
         starts = np.flatnonzero(np.diff(term_of, prepend=-1)) if n else np.zeros(0, np.int64)
         terms, ptr = _term_slots(term_of[starts], np.diff(np.append(starts, n)))
         widths, packed, offsets = _pack_gaps(_row_gaps(ptr, rows))
-        return cls(terms, _compact_ptr(ptr), widths, packed, impacts, offsets)
+        return cls(terms, _narrow(ptr), widths, packed, impacts, offsets)
 
     @classmethod
     def from_rows(
@@ -267,7 +279,7 @@ class _Segment:
         wrong = [what for what, bad in problems.items() if bad]
         if wrong:
             raise ValueError(f"postings arrays: {wrong[0]}")
-        return cls(terms, _compact_ptr(ptr), widths, packed, impacts, offsets, _WHOLE)
+        return cls(terms, _narrow(ptr), widths, packed, impacts, offsets, _WHOLE)
 
     def slot(self, t: int) -> int:
         """Term id t's slot, or -1 when it has no postings here."""
@@ -305,11 +317,7 @@ class _Segment:
     def term_rows(self, t: int) -> npt.NDArray[np.int64]:
         """Rows of term id t's postings, ascending."""
         s = self.slot(t)
-        if s < 0:
-            return np.zeros(0, np.int64)
-        lo, hi = int(self.ptr[s]), int(self.ptr[s + 1])
-        rows: npt.NDArray[np.int64] = np.cumsum(self.gaps(lo, hi) + 1) - 1
-        return rows
+        return self.rows(s, s + 1) if s >= 0 else np.zeros(0, np.int64)
 
     def rows(self, first: int = 0, last: int | None = None) -> npt.NDArray[np.int64]:
         """Rows of the postings of slots ``first:last`` (all by default), term-major."""
@@ -326,14 +334,11 @@ class _Segment:
 
     def max_row(self) -> int:
         """The largest row of any posting (-1 for none), decoded a few million at a time."""
-        best, s, n = -1, 0, len(self.ptr) - 1
-        while s < n:
-            e = int(np.searchsorted(self.ptr, int(self.ptr[s]) + _DECODE_CHUNK, side="right")) - 1
-            e = min(max(e, s + 1), n)
-            rows = self.rows(s, e)
+        best = -1
+        for first, last in _chunks(self.ptr):
+            rows = self.rows(first, last)
             if len(rows):
                 best = max(best, int(rows.max()))
-            s = e
         return best
 
     @classmethod
@@ -381,10 +386,7 @@ class _Segment:
         total = int(cum[-1])
         gaps = np.zeros(total, np.uint32)
         impacts = np.zeros(total, np.uint8)
-        lo = 0
-        while lo < n_ids:
-            hi = int(np.searchsorted(cum, int(cum[lo]) + _DECODE_CHUNK, side="right")) - 1
-            hi = min(max(hi, lo + 1), n_ids)
+        for lo, hi in _chunks(cum):
             terms, rows, codes = [], [], []
             for seg in segments:
                 a, b = seg.slots(lo, hi)
@@ -397,12 +399,11 @@ class _Segment:
                 p0, p1 = int(cum[lo]), int(cum[hi])
                 gaps[p0:p1] = _row_gaps(cum[lo : hi + 1], np.concatenate(rows)[order])
                 impacts[p0:p1] = np.concatenate(codes)[order]
-            lo = hi
         present = np.flatnonzero(counts)
         terms_out, ptr = _term_slots(present, counts[present])
         widths, packed, offsets = _pack_gaps(gaps)
         level = max(s.level for s in segments) + 1
-        return cls(terms_out, _compact_ptr(ptr), widths, packed, impacts, offsets, level)
+        return cls(terms_out, _narrow(ptr), widths, packed, impacts, offsets, level)
 
     @property
     def nbytes(self) -> int:
@@ -526,20 +527,13 @@ def _top_k(
     return best_r, best_s
 
 
-def _compact_ids(ids: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
-    """Ascending document ids as uint32 when they all fit (4 bytes a document instead of
-    8), else int64."""
-    fits = not len(ids) or (int(ids[0]) >= 0 and int(ids[-1]) < 2**32)
-    return ids.astype(np.uint32 if fits else np.int64, copy=False)
-
-
 def _append_ids(ids: npt.NDArray[Any], new: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
     """``ids`` and then ``new`` (both ascending), in ``ids``'s type while ``new`` fits it:
     one copy of the array an append."""
     info = np.iinfo(ids.dtype)
     if len(new) and int(new[0]) >= info.min and int(new[-1]) <= info.max:
         return np.concatenate([ids, new.astype(ids.dtype)])
-    return _compact_ids(np.concatenate([ids.astype(np.int64), new]))
+    return _narrow(np.concatenate([ids.astype(np.int64), new]))
 
 
 def _rows_of(
@@ -560,7 +554,7 @@ class _State:
     """What a query reads, swapped whole by writers (copy-on-write)."""
 
     segments: tuple[_Segment, ...]
-    doc_ids: npt.NDArray[Any]  # row -> document id, ascending (_compact_ids)
+    doc_ids: npt.NDArray[Any]  # row -> document id, ascending (_narrow)
     dead: npt.NDArray[np.bool_]
 
 
@@ -813,7 +807,7 @@ class RelatedIndex:
         segments: tuple[_Segment, ...] = ()
         if len(segment.impacts):
             segments = (segment,)
-        index._state = _State(segments, _compact_ids(arrays["doc_ids"]), arrays["dead"])
+        index._state = _State(segments, _narrow(arrays["doc_ids"]), arrays["dead"])
         return index, header
 
     def document_ids(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
