@@ -1,10 +1,17 @@
 """Throughput of `textrec ingest` + `textrec build` (in process) on a real corpus.
 
-Usage: python bench/build_throughput.py [CORPUS.jsonl] [--limit N]
+Usage: python bench/build_throughput.py [CORPUS.jsonl] [--limit N] [--copies C]
+                                        [--workers 1,2] [--rounds R]
 
 Prints documents/s and characters/s for each stage, and, as the peer in the same run, for
 KoNLPy's `Mecab.nouns` alone over the same texts (the tokenisation floor the stages stand on).
-Default corpus: ../shared/data/petitions_ko_17cat.jsonl.
+Default corpus: ../shared/data/petitions_ko_17cat.jsonl (``--copies C``: C copies of it under
+new ids, so that starting the worker processes weighs less).
+
+Then the ingest alone with each ``--workers`` count (``textrec ingest -j``), each into a fresh
+store, in ``--rounds`` rounds whose order rotates, so that a neighbour's load slows every count
+alike: the median time of each, and its speed-up over one process in the same run. Every
+count's stored terms are checked equal to one process's.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,12 +35,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", default=str(DEFAULT))
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     with open(args.corpus, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     if args.limit:
         rows = rows[: args.limit]
+    if args.copies > 1:
+        rows = [dict(r, id=f"{r['id']}~{c}") for c in range(args.copies) for r in rows]
     chars = sum(len(r["text"]) + len(r.get("title") or "") for r in rows)
     print(f"corpus {args.corpus}: {len(rows):,} documents, {chars:,} characters")
     python = platform.python_version()
@@ -81,6 +94,43 @@ def main() -> None:
             f"{chars / seconds:11,.0f} chars/s"
         )
     print(f"ratio ingest+build / Mecab.nouns alone: {(t2 - t0) / (t4 - t3):.2f}")
+    ingest_workers(rows, chars, [int(w) for w in args.workers.split(",")], args.rounds)
+
+
+def ingest_workers(
+    rows: list[dict[str, object]], chars: int, counts: list[int], rounds: int
+) -> None:
+    times: dict[int, list[float]] = {w: [] for w in counts}
+    terms: dict[int, list[object]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "in.jsonl")
+        with open(src, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        for round_ in range(rounds):
+            for k in range(len(counts)):
+                workers = counts[(round_ + k) % len(counts)]
+                path = os.path.join(tmp, f"w{workers}-{round_}.db")
+                store = Store(f"sqlite:///{path}")
+                t0 = time.perf_counter()
+                ingest(store, read_records(src), workers=workers)
+                times[workers].append(time.perf_counter() - t0)
+                if workers not in terms:
+                    terms[workers] = [(d.external_id, d.terms) for d in store.iter_documents()]
+                store.close()
+                os.remove(path)
+    same = all(t == terms[counts[0]] for t in terms.values())
+    print(f"ingest by worker processes, {rounds} rounds, median; stored terms equal: {same}")
+    base = statistics.median(times[counts[0]])
+    for w in counts:
+        seconds = statistics.median(times[w])
+        print(
+            f"ingest -j {w:<3} {seconds:7.2f} s  {len(rows) / seconds:9,.0f} docs/s  "
+            f"{chars / seconds:11,.0f} chars/s  speed-up {base / seconds:.2f}x  "
+            f"(runs: {', '.join(f'{t:.2f}' for t in times[w])})"
+        )
+    if not same:
+        raise SystemExit("the stored terms differ between worker counts")
 
 
 if __name__ == "__main__":
