@@ -10,6 +10,9 @@ import multiprocessing
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +164,66 @@ def test_cli_ingest_with_workers(tmp_path: Path, capsys: pytest.CaptureFixture[s
         main(["--db", db, "-q", "ingest", "--workers", "0", path])
     assert exited.value.code == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def _big_input(tmp_path: Path, copies: int = 20) -> str:
+    rows = _sample(644)
+    return _write(
+        tmp_path / "big.jsonl", [dict(r, id=f"{r['id']}~{c}") for c in range(copies) for r in rows]
+    )
+
+
+def _ingest_until_first_commit(db: str, path: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """``textrec -v ingest -j 2`` in a session of its own, returned once a batch is committed,
+    with the pids of its child processes (the workers, and Python's resource tracker)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "textrec", "--db", db, "-v", "ingest", "-j", "2", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "committed 500 document(s)" in line:
+            break
+    else:
+        raise AssertionError(f"no batch was committed: {proc.communicate()}")
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(children) >= 2
+    return proc, children
+
+
+def _gone(pids: list[str], within: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + within
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+    return alive
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_keeps_whole_batches(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'int.db'}"
+    proc, children = _ingest_until_first_commit(db, _big_input(tmp_path))
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err  # neither the ingest nor a worker prints one
+    assert _gone(children) == []
+    stored = Store(db).count_documents()
+    assert stored > 0 and stored % 500 == 0  # whole transactions only
+
+
+@pytest.mark.slow
+def test_workers_do_not_outlive_a_killed_ingest(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'kill.db'}"
+    proc, children = _ingest_until_first_commit(db, _big_input(tmp_path))
+    os.kill(proc.pid, signal.SIGKILL)  # the ingest alone, as an out-of-memory kill does
+    proc.communicate(timeout=60)
+    assert _gone(children) == []
+    stored = Store(db).count_documents()
+    assert stored > 0 and stored % 500 == 0

@@ -31,7 +31,7 @@ from textrec.evaluation.events import MODELS as EVENT_MODELS
 from textrec.evaluation.events import PROTOCOLS
 from textrec.filters import FilterError, Filters
 from textrec.pipeline.build import build, refresh_index_file
-from textrec.pipeline.ingest import ingest
+from textrec.pipeline.ingest import TermWorkerError, ingest
 from textrec.pipeline.records import DEFAULT_MAX_CHARS, Record, RecordError, read_records
 from textrec.pipeline.runners import RUNNERS, JobsError
 from textrec.recommend import (
@@ -1461,6 +1461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         TokenizerUnavailableError,
         JobsError,
         StoreReplacedError,
+        TermWorkerError,
     ) as exc:
         print(f"textrec: error: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -29,7 +33,7 @@ from textrec.content.tfidf import DFSnapshot
 from textrec.pipeline.records import Record, RecordError
 from textrec.store.sql import DuplicateIdError, NewDocument, SnapshotChangedError, Store
 
-__all__ = ["NO_TERMS", "IngestReport", "ingest"]
+__all__ = ["NO_TERMS", "IngestReport", "TermWorkerError", "ingest"]
 
 NO_TERMS = "no terms found in title or text: stored, but it gets no related posts"
 """The warning for a document without terms (emoji, punctuation, or a script Mecab does not
@@ -74,9 +78,24 @@ def _batches(
 _worker_analyzer: Analyzer | None = None
 
 
+class TermWorkerError(RuntimeError):
+    """A term worker process of ``ingest(workers=N)`` stopped (killed, out of memory); the
+    message names the input lines it was reading. The batches committed before are stored."""
+
+
 def _start_worker(scheme: str) -> None:
     global _worker_analyzer
     _worker_analyzer = Analyzer.from_scheme(scheme)
+    # Ctrl-C reaches the whole process group: the ingest stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the ingest was killed (SIGTERM, SIGKILL): do not outlive it
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, name="textrec-orphan-watch", daemon=True).start()
 
 
 def _worker_terms(texts: list[tuple[str, str | None]]) -> list[dict[str, int]]:
@@ -127,13 +146,13 @@ def _received(
     return batch, {id(r): c for r, c in zip(records, counts, strict=True)}
 
 
-def _stopped(records: list[Record], exc: BrokenProcessPool) -> RuntimeError:
+def _stopped(records: list[Record], exc: BrokenProcessPool) -> TermWorkerError:
     where = "the input"
     if records:
         first, last = records[0], records[-1]
         lines = f"{first.line}" if first.line == last.line else f"{first.line}-{last.line}"
         where = f"{first.source}:{lines}"
-    return RuntimeError(
+    return TermWorkerError(
         f"a term worker process stopped while reading {where} ({exc}); the batches committed "
         f"before it are stored (ingest again: ids already stored are reported and skipped)"
     )
