@@ -161,10 +161,12 @@ def ingest_scenario(
     limit: int | None = 300,
     batch_size: int = 20,
     serve_every: int = 5,
+    workers: int = 1,
     log: Callable[[str], None] = lambda _: None,
 ) -> Tally:
     started = time.monotonic()
     tally = Tally("ingest")
+    jobs = ["-j", str(workers)]  # the killed runs' term worker processes
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
     rows = _read_corpus(corpus, limit)
@@ -204,7 +206,7 @@ def ingest_scenario(
         db = f"sqlite:///{db_path}"
         delay = rng.uniform(0.2, duration)
         killed, err = run_and_kill(
-            ["-v", "-q", "--db", db, "ingest", "--batch-size", str(batch_size), str(source)],
+            ["-v", "-q", "--db", db, "ingest", *jobs, "--batch-size", str(batch_size), str(source)],
             delay,
         )
         tally.kills += killed

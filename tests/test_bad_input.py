@@ -153,9 +153,13 @@ def test_the_corpus_has_at_least_30_kinds() -> None:
     assert len({kind for kind, _, _ in BAD}) == len(BAD) >= 30
 
 
-@pytest.mark.parametrize("built_first", [True, False], ids=["after-build", "before-build"])
+@pytest.mark.parametrize(
+    ("built_first", "workers"),
+    [(True, 1), (False, 1), (True, 2)],
+    ids=["after-build", "before-build", "after-build-2-workers"],
+)
 def test_ingest_rejects_each_bad_record_by_line(
-    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], built_first: bool
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], built_first: bool, workers: int
 ) -> None:
     store = Store(db_url)
     first = _good(1)[0]
@@ -165,7 +169,9 @@ def test_ingest_rejects_each_bad_record_by_line(
     path = tmp_path / "bad.jsonl"
     expected, good_ids = write_bad_file(path)
     capsys.readouterr()
-    status = main(["--db", db_url, "-q", "ingest", "--batch-size", "7", str(path)])
+    status = main(
+        ["--db", db_url, "-q", "ingest", "-j", str(workers), "--batch-size", "7", str(path)]
+    )
     err = capsys.readouterr().err
     assert status == 1  # records were rejected
     for line, reason in expected.items():
@@ -227,8 +233,9 @@ def test_empty_and_blank_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "holds no documents: run `textrec ingest FILE` first" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_truncated_gzip_keeps_the_committed_batches(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: int
 ) -> None:
     import gzip
 
@@ -236,7 +243,8 @@ def test_a_truncated_gzip_keeps_the_committed_batches(
     whole = gzip.compress(b"".join(_j(d) + b"\n" for d in _good(40)))
     path = tmp_path / "cut.jsonl.gz"
     path.write_bytes(whole[: len(whole) * 3 // 4])
-    assert main(["--db", db, "-q", "ingest", "--batch-size", "10", str(path)]) == 1
+    args = ["ingest", "-j", str(workers), "--batch-size", "10", str(path)]
+    assert main(["--db", db, "-q", *args]) == 1
     err = capsys.readouterr().err
     assert "cannot read after line" in err and "Traceback" not in err
     n = Store(db).count_documents()

@@ -21,6 +21,14 @@ def test_kill_during_ingest(tmp_path: Path) -> None:
     assert (tally.lost, tally.partial_batches) == (0, 0)
 
 
+def test_kill_during_ingest_with_term_workers(tmp_path: Path) -> None:
+    # The workers hold the killed ingest's stderr: the scenario reads it to its end only once
+    # they have noticed and exited too.
+    tally = ingest_scenario(tmp_path, KILLS, seed=4, limit=200, serve_every=0, workers=2)
+    assert tally.kills == KILLS
+    assert (tally.lost, tally.partial_batches) == (0, 0)
+
+
 def test_kill_during_build(tmp_path: Path) -> None:
     tally = build_scenario(tmp_path, KILLS, seed=2, limit=200, serve_every=KILLS)
     assert tally.kills == KILLS and tally.server_restarts >= 1
