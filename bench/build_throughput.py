@@ -12,6 +12,11 @@ Then the ingest alone with each ``--workers`` count (``textrec ingest -j``), eac
 store, in ``--rounds`` rounds whose order rotates, so that a neighbour's load slows every count
 alike: the median time of each, and its speed-up over one process in the same run. Every
 count's stored terms are checked equal to one process's.
+
+``--upgrade``: then the same for ``textrec build --cores N`` upgrading a store of term scheme
+v1 (every document's terms derived anew from its text, three times: DF pass, fingerprint
+pass, stored terms), each round on a fresh copy of one v1 store; the snapshot ids and stored
+terms are checked equal.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -38,6 +44,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--upgrade", action="store_true")
     args = parser.parse_args()
 
     with open(args.corpus, encoding="utf-8") as f:
@@ -94,7 +101,10 @@ def main() -> None:
             f"{chars / seconds:11,.0f} chars/s"
         )
     print(f"ratio ingest+build / Mecab.nouns alone: {(t2 - t0) / (t4 - t3):.2f}")
-    ingest_workers(rows, chars, [int(w) for w in args.workers.split(",")], args.rounds)
+    counts = [int(w) for w in args.workers.split(",")]
+    ingest_workers(rows, chars, counts, args.rounds)
+    if args.upgrade:
+        upgrade_workers(rows, chars, counts, args.rounds)
 
 
 def ingest_workers(
@@ -131,6 +141,54 @@ def ingest_workers(
         )
     if not same:
         raise SystemExit("the stored terms differ between worker counts")
+
+
+def upgrade_workers(
+    rows: list[dict[str, object]], chars: int, counts: list[int], rounds: int
+) -> None:
+    from textrec import Analyzer
+
+    times: dict[int, list[float]] = {w: [] for w in counts}
+    seen: dict[int, tuple[str, list[object]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "in.jsonl")
+        with open(src, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        v1 = os.path.join(tmp, "v1.db")
+        store = Store(f"sqlite:///{v1}")
+        ingest(store, read_records(src), analyzer=Analyzer(version=1))
+        build(store, analyzer=Analyzer(version=1))
+        store.close()
+        for round_ in range(rounds):
+            for k in range(len(counts)):
+                workers = counts[(round_ + k) % len(counts)]
+                path = os.path.join(tmp, f"up{workers}-{round_}.db")
+                shutil.copy(v1, path)
+                store = Store(f"sqlite:///{path}")
+                t0 = time.perf_counter()
+                report = build(store, workers=workers)
+                times[workers].append(time.perf_counter() - t0)
+                assert report.upgraded_from == "simhash64-v1", report
+                if workers not in seen:
+                    terms = [(d.external_id, d.terms) for d in store.iter_documents()]
+                    seen[workers] = (report.snapshot_id, terms)
+                store.close()
+                for leftover in os.listdir(tmp):
+                    if leftover.startswith(f"up{workers}-{round_}.db"):
+                        os.remove(os.path.join(tmp, leftover))
+    same = all(v == seen[counts[0]] for v in seen.values())
+    print(f"upgrade v1 -> v2 by worker processes, {rounds} rounds, median; equal: {same}")
+    base = statistics.median(times[counts[0]])
+    for w in counts:
+        seconds = statistics.median(times[w])
+        print(
+            f"build --cores {w:<3} {seconds:7.2f} s  {len(rows) / seconds:9,.0f} docs/s  "
+            f"{chars / seconds:11,.0f} chars/s  speed-up {base / seconds:.2f}x  "
+            f"(runs: {', '.join(f'{t:.2f}' for t in times[w])})"
+        )
+    if not same:
+        raise SystemExit("the upgrades differ between worker counts")
 
 
 if __name__ == "__main__":

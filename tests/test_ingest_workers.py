@@ -117,7 +117,7 @@ def test_workers_need_a_scheme_that_names_its_analyzer(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
     path = _write(tmp_path / "a.jsonl", _sample(3))
     custom = Analyzer(tokenizer=str.split, scheme="my-split-v1")
-    with pytest.raises(ValueError, match="'my-split-v1' is not one: ingest with workers=1"):
+    with pytest.raises(ValueError, match="'my-split-v1' is not one: use workers=1"):
         ingest(store, read_records(path), analyzer=custom, workers=2)
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
         ingest(store, read_records(path), workers=0)

@@ -171,3 +171,32 @@ def test_a_runner_build_upgrades_too(tmp_path: Path) -> None:
     assert in_process.snapshot_id == report.snapshot_id and in_process.upgraded_from is None
     assert check(store, sample=1000).ok
     assert Recommender(url).similar("en-1", k=1)[0].id == "mixed-1"
+
+
+def test_an_upgrade_by_term_workers_equals_one_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``build(workers=2)`` (``textrec build --cores 2``) derives the terms of an upgrade in
+    two processes: the same DF snapshot, fingerprints and stored terms as one process."""
+    import textrec.pipeline.build
+
+    monkeypatch.setattr(textrec.pipeline.build, "WORKERS_FROM", 10)  # a small store here
+    results = []
+    for workers in (1, 2):
+        url = f"sqlite:///{tmp_path / f'w{workers}.db'}"
+        folder = tmp_path / f"w{workers}"
+        folder.mkdir()
+        store = _v1_store(url, folder)
+        report = build(store, workers=workers)
+        assert report.upgraded_from == "simhash64-v1"
+        current = store.current_snapshot_id()
+        assert current is not None
+        ids, fps, scheme = store.fingerprints(current)
+        names = {d.id: d.external_id for d in store.iter_documents()}
+        terms = {d.external_id: d.terms for d in store.iter_documents()}
+        fingerprints = {names[int(i)]: int(fp) for i, fp in zip(ids, fps, strict=True)}
+        results.append((current, scheme, fingerprints, terms))
+        assert not store.ids_without_terms()
+    assert results[1] == results[0]
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        build(Store(f"sqlite:///{tmp_path / 'w1.db'}"), workers=0)

@@ -185,6 +185,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             upgrade=not args.keep_scheme,
             related_terms=args.related_terms,
+            workers=args.cores,
         )
     else:
         from textrec.pipeline.runners import build_with_runner, fingerprint_new_with_runner
@@ -1074,7 +1075,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cores",
         type=_positive_int,
         default=2,
-        help="processes for the local runner and the Spark local master (default: 2)",
+        help="processes for the local runner and the Spark local master, and, in a scheme "
+        "upgrade, processes that derive the terms anew from the stored texts (default: 2)",
     )
     p.add_argument(
         "--append",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,6 +35,7 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.hamming import HammingIndex
 from textrec.content.scheme import analyzer_for, upgraded_scheme
 from textrec.content.tfidf import DFSnapshot
+from textrec.pipeline.workers import check_workers, extract
 from textrec.store.sql import Store
 
 __all__ = [
@@ -93,14 +94,60 @@ class Passes(Protocol):
 
 
 def _counts_of(
-    store: Store, analyzer: Analyzer, desc: str, progress: bool, *, from_text: bool = False
+    store: Store,
+    analyzer: Analyzer,
+    desc: str,
+    progress: bool,
+    *,
+    from_text: bool = False,
+    workers: int = 1,
 ) -> Iterator[tuple[int, dict[str, int]]]:
     """``(id, term counts)`` of every stored document, in id order: the stored counts, or
-    with ``from_text`` (an upgrade) derived anew from the stored title and text."""
+    with ``from_text`` (an upgrade) derived anew from the stored title and text, by
+    ``workers`` processes when more than one."""
     with tqdm(total=store.count_documents(), desc=desc, unit="doc", disable=not progress) as bar:
-        for doc_id, terms, title, text in store.iter_terms(texts=from_text):
+        rows = store.iter_terms(texts=from_text)
+        if from_text:
+            chunks = _chunked((i, title, text) for i, _, title, text in rows)
+            pool = _workers_for(store, workers)
+            for ids, counts in extract(chunks, analyzer, pool, _documents, _AGAIN):
+                yield from zip(ids, counts, strict=True)
+                bar.update(len(ids))
+            return
+        for doc_id, terms, title, text in rows:
             yield doc_id, terms if terms is not None else analyzer.term_counts(text or "", title)
             bar.update(1)
+
+
+_AGAIN = "the build stopped; run it again (the store answers under its current scheme meanwhile)"
+
+WORKERS_FROM = 2000
+"""Term workers start for this many stored documents or more: starting one takes about a
+second, what MeCab takes for a thousand petitions."""
+
+
+def _workers_for(store: Store, workers: int) -> int:
+    return workers if workers > 1 and store.count_documents() >= WORKERS_FROM else 1
+
+
+def _chunked(
+    docs: Iterable[tuple[int, str | None, str | None]], size: int = 500
+) -> Iterator[tuple[list[int], list[tuple[str, str | None]]]]:
+    """``(ids, [(text, title)])`` of ``size`` documents at a time."""
+    ids: list[int] = []
+    texts: list[tuple[str, str | None]] = []
+    for doc_id, title, text in docs:
+        ids.append(doc_id)
+        texts.append((text or "", title))
+        if len(ids) >= size:
+            yield ids, texts
+            ids, texts = [], []
+    if ids:
+        yield ids, texts
+
+
+def _documents(ids: list[int]) -> str:
+    return f"the stored documents of internal ids {ids[0]} to {ids[-1]}"
 
 
 def fingerprint_in_process(
@@ -113,9 +160,10 @@ def fingerprint_in_process(
     batch_size: int = 5000,
     desc: str = "fingerprints",
     from_text: bool = False,
+    workers: int = 1,
 ) -> int:
     """Fingerprint the stored documents ``todo`` under ``snapshot``, in batches (their terms
-    derived from their text with ``from_text``)."""
+    derived from their text with ``from_text``, by ``workers`` processes)."""
     written = 0
     ids: list[int] = []
     counts: list[dict[str, int]] = []
@@ -129,7 +177,9 @@ def fingerprint_in_process(
 
     if not todo:
         return 0
-    for doc_id, terms in _counts_of(store, analyzer, desc, progress, from_text=from_text):
+    for doc_id, terms in _counts_of(
+        store, analyzer, desc, progress, from_text=from_text, workers=workers
+    ):
         if doc_id in todo:
             ids.append(doc_id)
             counts.append(terms)
@@ -139,13 +189,16 @@ def fingerprint_in_process(
 
 
 class InProcessPasses:
-    """Both passes in this process, reading the term counts stored with each document."""
+    """Both passes in this process, reading the term counts stored with each document.
+
+    ``workers``: processes that derive terms anew from the stored texts in an upgrade."""
 
     name = "inprocess"
 
-    def __init__(self, *, progress: bool = False, batch_size: int = 5000) -> None:
+    def __init__(self, *, progress: bool = False, batch_size: int = 5000, workers: int = 1) -> None:
         self.progress = progress
         self.batch_size = batch_size
+        self.workers = workers
         self.bad_records: dict[str, int] = {}
         self.rederive = False
 
@@ -158,7 +211,12 @@ class InProcessPasses:
         df: Counter[str] = Counter()
         n = 0
         for _, terms in _counts_of(
-            store, analyzer, "document frequency", self.progress, from_text=self.rederive
+            store,
+            analyzer,
+            "document frequency",
+            self.progress,
+            from_text=self.rederive,
+            workers=self.workers,
         ):
             df.update(terms.keys())
             n += 1
@@ -175,6 +233,7 @@ class InProcessPasses:
             progress=self.progress,
             batch_size=self.batch_size,
             from_text=self.rederive,
+            workers=self.workers,
         )
 
 
@@ -186,8 +245,12 @@ def run_build(
     index_path: str | None = None,
     upgrade: bool = True,
     related_terms: int | None = None,
+    workers: int = 1,
 ) -> BuildReport:
     """The build sequence of the module docstring, with ``passes`` for steps 2 and 3.
+
+    ``workers``: processes that derive the terms to store after an upgrade (and those of
+    ``passes`` in process: :class:`InProcessPasses`).
 
     ``related_terms``: how many terms of each document the related-posts index keeps from
     this build on (the store remembers it; default: as before, at first 512, which serves
@@ -207,6 +270,7 @@ def run_build(
         raise ValueError(f"related_terms must be a whole number >= 1, got {related_terms!r}")
     stored = store.scheme()
     analyzer, upgrading = _build_analyzer(store, stored, analyzer, upgrade)
+    check_workers(analyzer if upgrading else None, workers)  # workers only derive terms anew
     if store.count_documents() == 0:
         raise ValueError(f"{store.url} holds no documents: run `textrec ingest FILE` first.")
     if upgrading:
@@ -229,7 +293,7 @@ def run_build(
         log.info("fingerprinting %d document(s) ingested during the build", len(late))
         done += fingerprint_in_process(store, analyzer, snapshot, late, desc="late fingerprints")
     if upgrading:
-        store_terms(store, analyzer)
+        store_terms(store, analyzer, workers=workers)
     log.info(
         "DF snapshot %s (%s): %d documents, %d terms",
         snapshot.id,
@@ -260,15 +324,24 @@ def _build_analyzer(
     return analyzer_for(stored, analyzer, where=store.url), False
 
 
-def store_terms(store: Store, analyzer: Analyzer, *, batch_size: int = 2000) -> int:
+def store_terms(
+    store: Store, analyzer: Analyzer, *, batch_size: int = 2000, workers: int = 1
+) -> int:
     """Derive and store the term counts of the documents whose terms are not stored (all of
-    them right after an upgrade), in batches; returns how many were written."""
-    written = 0
+    them right after an upgrade), in batches, by ``workers`` processes when more than one;
+    returns how many were written."""
     ids = store.ids_without_terms()
-    for start in range(0, len(ids), batch_size):
-        docs = store.get_documents(ids[start : start + batch_size])
-        items = [(i, analyzer.term_counts(d.text, d.title)) for i, d in docs.items()]
-        written += store.put_terms(analyzer.scheme, items)
+
+    def chunks() -> Iterator[tuple[list[int], list[tuple[str, str | None]]]]:
+        for start in range(0, len(ids), batch_size):
+            docs = store.get_documents(ids[start : start + batch_size])
+            keys = list(docs)
+            yield keys, [(docs[i].text, docs[i].title) for i in keys]
+
+    written = 0
+    pool = _workers_for(store, workers)
+    for keys, counts in extract(chunks(), analyzer, pool, _documents, _AGAIN):
+        written += store.put_terms(analyzer.scheme, zip(keys, counts, strict=True))
     return written
 
 
@@ -281,14 +354,17 @@ def build(
     batch_size: int = 5000,
     upgrade: bool = True,
     related_terms: int | None = None,
+    workers: int = 1,
 ) -> BuildReport:
     """Compute the DF snapshot of all stored documents in process, fingerprint them, make it
     current and write the index files (:func:`run_build` with :class:`InProcessPasses`).
+    ``workers``: processes that derive every document's terms anew in an upgrade of
+    :data:`WORKERS_FROM` documents or more (the other builds read the stored terms).
 
     Idempotent: when the corpus has not changed, the snapshot id is the same and only
     documents without a fingerprint under it are fingerprinted.
     """
-    passes = InProcessPasses(progress=progress, batch_size=batch_size)
+    passes = InProcessPasses(progress=progress, batch_size=batch_size, workers=workers)
     return run_build(
         store,
         passes,
@@ -296,6 +372,7 @@ def build(
         index_path=index_path,
         upgrade=upgrade,
         related_terms=related_terms,
+        workers=workers,
     )
 
 

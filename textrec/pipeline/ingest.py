@@ -14,15 +14,7 @@ input order: the same terms, stored in the same transactions, only sooner.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 
 from tqdm import tqdm
@@ -31,6 +23,7 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
 from textrec.content.tfidf import DFSnapshot
 from textrec.pipeline.records import Record, RecordError
+from textrec.pipeline.workers import TermWorkerError, check_workers, terms_ahead
 from textrec.store.sql import DuplicateIdError, NewDocument, SnapshotChangedError, Store
 
 __all__ = ["NO_TERMS", "IngestReport", "TermWorkerError", "ingest"]
@@ -75,36 +68,16 @@ def _batches(
         yield batch
 
 
-_worker_analyzer: Analyzer | None = None
-
-
-class TermWorkerError(RuntimeError):
-    """A term worker process of ``ingest(workers=N)`` stopped (killed, out of memory); the
-    message names the input lines it was reading. The batches committed before are stored."""
-
-
-def _start_worker(scheme: str) -> None:
-    global _worker_analyzer
-    _worker_analyzer = Analyzer.from_scheme(scheme)
-    # Ctrl-C reaches the whole process group: the ingest stops the workers itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-
-    def orphaned() -> None:  # the ingest was killed (SIGTERM, SIGKILL): do not outlive it
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=orphaned, name="textrec-orphan-watch", daemon=True).start()
-
-
-def _worker_terms(texts: list[tuple[str, str | None]]) -> list[dict[str, int]]:
-    assert _worker_analyzer is not None
-    return [_worker_analyzer.term_counts(text, title) for text, title in texts]
-
-
 Terms = dict[int, dict[str, int]]
 """Term counts extracted ahead, by ``id()`` of the batch's records."""
+
+
+def _lines(records: list[Record]) -> str:
+    if not records:
+        return "the input"
+    first, last = records[0], records[-1]
+    lines = f"{first.line}" if first.line == last.line else f"{first.line}-{last.line}"
+    return f"{first.source}:{lines}"
 
 
 def _terms_ahead(
@@ -112,50 +85,19 @@ def _terms_ahead(
 ) -> Iterator[tuple[list[Record | RecordError], Terms]]:
     """Each batch with its records' term counts under ``scheme``, extracted by ``workers``
     processes a few batches ahead of the one returned; in input order."""
-    # spawn: a forked child would inherit the writer's open connections and threads.
-    context = multiprocessing.get_context("spawn")
-    pending: deque[tuple[list[Record | RecordError], list[Record], Future[list[dict[str, int]]]]]
-    pending = deque()
-    with ProcessPoolExecutor(workers, context, _start_worker, (scheme,)) as pool:
-        try:
-            for batch in batches:
-                records = [r for r in batch if isinstance(r, Record)]
-                try:
-                    job = pool.submit(_worker_terms, [(r.text, r.title) for r in records])
-                except BrokenProcessPool as exc:  # the batches ahead may have their terms
-                    while pending:
-                        yield _received(*pending.popleft())
-                    raise _stopped(records, exc) from exc
-                pending.append((batch, records, job))
-                if len(pending) > 2 * workers:
-                    yield _received(*pending.popleft())
-            while pending:
-                yield _received(*pending.popleft())
-        finally:
-            for _, _, job in pending:
-                job.cancel()
-
-
-def _received(
-    batch: list[Record | RecordError], records: list[Record], job: Future[list[dict[str, int]]]
-) -> tuple[list[Record | RecordError], Terms]:
-    try:
-        counts = job.result()
-    except BrokenProcessPool as exc:
-        raise _stopped(records, exc) from exc
-    return batch, {id(r): c for r, c in zip(records, counts, strict=True)}
-
-
-def _stopped(records: list[Record], exc: BrokenProcessPool) -> TermWorkerError:
-    where = "the input"
-    if records:
-        first, last = records[0], records[-1]
-        lines = f"{first.line}" if first.line == last.line else f"{first.line}-{last.line}"
-        where = f"{first.source}:{lines}"
-    return TermWorkerError(
-        f"a term worker process stopped while reading {where} ({exc}); the batches committed "
-        f"before it are stored (ingest again: ids already stored are reported and skipped)"
+    chunks = (
+        ((batch, records), [(r.text, r.title) for r in records])
+        for batch in batches
+        for records in ([r for r in batch if isinstance(r, Record)],)
     )
+    after = (
+        "the batches committed before it are stored (ingest again: ids already stored are "
+        "reported and skipped)"
+    )
+    for (batch, records), counts in terms_ahead(
+        chunks, scheme, workers, lambda payload: _lines(payload[1]), after
+    ):
+        yield batch, {id(r): c for r, c in zip(records, counts, strict=True)}
 
 
 def ingest(
@@ -191,20 +133,9 @@ def ingest(
     with ``spawn``, so a script that calls this needs the usual
     ``if __name__ == "__main__":`` guard.
     """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers!r}")
     explicit = analyzer is not None
     analyzer = analyzer_for(store.scheme(), analyzer, where=store.url)
-    if workers > 1:
-        try:
-            rebuilt = Analyzer.from_scheme(analyzer.scheme)
-        except ValueError:
-            rebuilt = None
-        if rebuilt is None or rebuilt.scheme != analyzer.scheme:
-            raise ValueError(
-                f"workers={workers} needs an analyzer that its scheme name rebuilds in another "
-                f"process; {analyzer.scheme!r} is not one: ingest with workers=1"
-            )
+    check_workers(analyzer, workers)
     report = IngestReport()
     seen: set[str] = set()
     # ``under_snapshot=(DFSnapshot, scheme)``: fingerprint under this one instead of reading

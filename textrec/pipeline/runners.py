@@ -390,6 +390,7 @@ def build_with_runner(
         index_path=index_path,
         upgrade=upgrade,
         related_terms=related_terms,
+        workers=cores,  # the terms stored after an upgrade are derived on this machine
     )
     return JobsReport(**vars(report), runner=runner, bad_records=passes.bad_records)
 
