@@ -23,7 +23,7 @@ from textrec.content.analyzer import Analyzer
 from textrec.content.scheme import analyzer_for
 from textrec.content.tfidf import DFSnapshot
 from textrec.pipeline.records import Record, RecordError
-from textrec.pipeline.workers import TermWorkerError, check_workers, terms_ahead
+from textrec.pipeline.workers import TermWorkerError, Texts, check_workers, terms_ahead
 from textrec.store.sql import DuplicateIdError, NewDocument, SnapshotChangedError, Store
 
 __all__ = ["NO_TERMS", "IngestReport", "TermWorkerError", "ingest"]
@@ -85,17 +85,18 @@ def _terms_ahead(
 ) -> Iterator[tuple[list[Record | RecordError], Terms]]:
     """Each batch with its records' term counts under ``scheme``, extracted by ``workers``
     processes a few batches ahead of the one returned; in input order."""
-    chunks = (
-        ((batch, records), [(r.text, r.title) for r in records])
-        for batch in batches
-        for records in ([r for r in batch if isinstance(r, Record)],)
-    )
+
+    def chunks() -> Iterator[tuple[tuple[list[Record | RecordError], list[Record]], Texts]]:
+        for batch in batches:
+            records = [r for r in batch if isinstance(r, Record)]
+            yield (batch, records), [(r.text, r.title) for r in records]
+
     after = (
         "the batches committed before it are stored (ingest again: ids already stored are "
         "reported and skipped)"
     )
     for (batch, records), counts in terms_ahead(
-        chunks, scheme, workers, lambda payload: _lines(payload[1]), after
+        chunks(), scheme, workers, lambda payload: _lines(payload[1]), after
     ):
         yield batch, {id(r): c for r, c in zip(records, counts, strict=True)}
 
