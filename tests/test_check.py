@@ -129,6 +129,40 @@ def test_missing_related_index_file_is_a_warning(
     assert "related-posts index file" in capsys.readouterr().err
 
 
+def _set_related_format(path: Path, fmt: str) -> None:
+    import json
+
+    import numpy as np
+
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["format"] = fmt
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_a_related_file_of_an_earlier_format_is_a_warning(
+    built: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What upgrading textrec leaves: the server rebuilds it at start-up, the build rewrites
+    it; not damage. A format no textrec wrote is still a problem."""
+    path = Path(built.removeprefix("sqlite:///") + ".index.related")
+    _set_related_format(path, "textrec-related/3")
+    assert main(["--db", built, "check"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path} is of an earlier textrec's format ('textrec-related/3'" in err
+    assert "until `textrec build` writes it again" in err
+    _set_related_format(path, "textrec-related/99")
+    assert main(["--db", built, "check"]) == 1
+    err = capsys.readouterr().err
+    assert "problem: " in err and "'textrec-related/99' is not 'textrec-related/4'" in err
+    assert main(["--db", built, "-q", "build"]) == 0
+    assert main(["--db", built, "check"]) == 0
+    assert "related-posts" not in capsys.readouterr().err
+
+
 def test_leftover_temporary_files_are_a_warning(
     built: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

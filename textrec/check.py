@@ -11,7 +11,8 @@ Every problem found is named; an empty list means the store is consistent:
 - the index file (when there is one) is intact (checksum); one whose scheme, snapshot or
   contents no longer match the store is reported as a warning, since it is then not used;
 - so is the related-posts index file beside it (``<index>.related``): unreadable is a
-  problem, stale or missing a warning (it is then rebuilt from the store at start-up);
+  problem; stale, missing or of an earlier textrec's format a warning (it is then rebuilt
+  from the store at start-up);
 - and the readers' file (``<index>.readers``) likewise: unreadable is a problem, behind, of
   another store, stale or missing a warning (it is then caught up or rebuilt at start-up).
 """
@@ -29,7 +30,7 @@ from textrec.artifacts import Freshness, freshness
 from textrec.artifacts.indexes import default_index_path, related_key, related_path, related_terms
 from textrec.content.analyzer import Analyzer
 from textrec.content.hamming import HammingIndex
-from textrec.content.related import RelatedIndex
+from textrec.content.related import EarlierFormatError, RelatedIndex
 from textrec.content.scheme import analyzer_for
 from textrec.content.simhash import fingerprint_hex
 from textrec.content.tfidf import DFSnapshot, DFSnapshotError
@@ -350,6 +351,12 @@ def _check_related(
         return
     try:
         related, header = RelatedIndex.load(path)
+    except EarlierFormatError as exc:  # expected after upgrading textrec: not damage
+        report.warnings.append(
+            f"{exc}: it is built from the store at each start-up until `textrec build` "
+            f"writes it again"
+        )
+        return
     except (OSError, ValueError, EOFError) as exc:
         report.problems.append(_unreadable("related-posts index file", path, exc))
         return

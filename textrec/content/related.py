@@ -55,7 +55,13 @@ import scipy.sparse as sp
 from textrec.artifacts.atomic import atomic_write
 from textrec.content.lexicon import Lexicon
 
-__all__ = ["DEFAULT_TOP_TERMS", "IMPACT_LUT", "RelatedIndex", "quantize_impacts"]
+__all__ = [
+    "DEFAULT_TOP_TERMS",
+    "IMPACT_LUT",
+    "EarlierFormatError",
+    "RelatedIndex",
+    "quantize_impacts",
+]
 
 DEFAULT_TOP_TERMS = 512
 """Terms kept per document at most: the score sums many small contributions of a long
@@ -63,6 +69,19 @@ document's terms, so pruning harder loses recall of the exact score (measured in
 ``bench/README.md``: 64 terms recalled 0.45 of the exact top 10 on petitions, 384 terms 0.94)."""
 
 _FILE_FORMAT = "textrec-related/4"
+
+
+class EarlierFormatError(ValueError):
+    """A related-posts index file that an earlier textrec wrote: not corrupt, only of a format
+    this version does not read; it is rebuilt from the store (``textrec build`` rewrites it)."""
+
+
+def _earlier_format(found: object) -> bool:
+    prefix, _, version = str(found).rpartition("/")
+    current = int(_FILE_FORMAT.rpartition("/")[2])
+    return prefix == "textrec-related" and version.isdigit() and int(version) < current
+
+
 _POSTINGS = ("terms", "ptr", "widths", "packed", "impacts")
 _QMIN = 1e-4
 _LOGMIN = math.log(_QMIN)
@@ -786,13 +805,21 @@ class RelatedIndex:
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(bytes(z["header"]).decode())
-                if header.get("format") != _FILE_FORMAT:
-                    raise ValueError(f"format {header.get('format')!r} is not {_FILE_FORMAT!r}")
+                found = header.get("format")
+                if found != _FILE_FORMAT:
+                    if _earlier_format(found):
+                        raise EarlierFormatError(
+                            f"{path} is of an earlier textrec's format ({found!r}; this "
+                            f"version reads {_FILE_FORMAT!r})"
+                        )
+                    raise ValueError(f"format {found!r} is not {_FILE_FORMAT!r}")
                 vocab = json.loads(bytes(z["vocabulary"]).decode("utf-8"))
                 arrays = {k: z[k] for k in ("doc_ids", "dead", *_POSTINGS)}
                 segment = _Segment.from_arrays(arrays)
                 if segment.max_row() >= len(arrays["doc_ids"]):
                     raise ValueError("a posting's row is beyond the documents")
+        except EarlierFormatError:
+            raise
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable textrec related-posts index ({exc})") from exc
         try:
