@@ -107,6 +107,20 @@ def main() -> None:
         upgrade_workers(rows, chars, counts, args.rounds)
 
 
+def _speed_ups(
+    label: str, docs: int, chars: int, counts: list[int], times: dict[int, list[float]]
+) -> None:
+    """Each worker count's median time, rates and speed-up over the first count."""
+    base = statistics.median(times[counts[0]])
+    for w in counts:
+        seconds = statistics.median(times[w])
+        print(
+            f"{label} {w:<3} {seconds:7.2f} s  {docs / seconds:9,.0f} docs/s  "
+            f"{chars / seconds:11,.0f} chars/s  speed-up {base / seconds:.2f}x  "
+            f"(runs: {', '.join(f'{t:.2f}' for t in times[w])})"
+        )
+
+
 def ingest_workers(
     rows: list[dict[str, object]], chars: int, counts: list[int], rounds: int
 ) -> None:
@@ -131,14 +145,7 @@ def ingest_workers(
                 os.remove(path)
     same = all(t == terms[counts[0]] for t in terms.values())
     print(f"ingest by worker processes, {rounds} rounds, median; stored terms equal: {same}")
-    base = statistics.median(times[counts[0]])
-    for w in counts:
-        seconds = statistics.median(times[w])
-        print(
-            f"ingest -j {w:<3} {seconds:7.2f} s  {len(rows) / seconds:9,.0f} docs/s  "
-            f"{chars / seconds:11,.0f} chars/s  speed-up {base / seconds:.2f}x  "
-            f"(runs: {', '.join(f'{t:.2f}' for t in times[w])})"
-        )
+    _speed_ups("ingest -j", len(rows), chars, counts, times)
     if not same:
         raise SystemExit("the stored terms differ between worker counts")
 
@@ -179,14 +186,7 @@ def upgrade_workers(
                         os.remove(os.path.join(tmp, leftover))
     same = all(v == seen[counts[0]] for v in seen.values())
     print(f"upgrade v1 -> v2 by worker processes, {rounds} rounds, median; equal: {same}")
-    base = statistics.median(times[counts[0]])
-    for w in counts:
-        seconds = statistics.median(times[w])
-        print(
-            f"build --cores {w:<3} {seconds:7.2f} s  {len(rows) / seconds:9,.0f} docs/s  "
-            f"{chars / seconds:11,.0f} chars/s  speed-up {base / seconds:.2f}x  "
-            f"(runs: {', '.join(f'{t:.2f}' for t in times[w])})"
-        )
+    _speed_ups("build --cores", len(rows), chars, counts, times)
     if not same:
         raise SystemExit("the upgrades differ between worker counts")
 
