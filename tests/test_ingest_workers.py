@@ -4,6 +4,7 @@ Mecab and SQLite; a worker that dies is reported with where the input stood."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import multiprocessing
@@ -196,6 +197,32 @@ def _ingest_until_first_commit(db: str, path: str) -> tuple[subprocess.Popen[str
     return proc, children
 
 
+def _clean_up(proc: subprocess.Popen[str]) -> None:
+    """Whatever a failed assertion left: the ingest's whole session, and its pipes."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    proc.wait(timeout=30)
+
+
+def _described(pids: list[str]) -> str:
+    """What each process left is: its command line, state, parent and wait channel."""
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = Path(f"/proc/{pid}/status").read_text()
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        state, ppid = fields.get("State", "").strip(), fields.get("PPid", "").strip()
+        out.append(f"{pid} [{state}, parent {ppid}, waiting in {wchan}]: {cmd[:200]}")
+    return "; ".join(out)
+
+
 def _gone(pids: list[str], within: float = 30.0) -> list[str]:
     deadline = time.monotonic() + within
     alive = pids
@@ -209,11 +236,15 @@ def _gone(pids: list[str], within: float = 30.0) -> list[str]:
 def test_ctrl_c_stops_the_workers_and_keeps_whole_batches(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'int.db'}"
     proc, children = _ingest_until_first_commit(db, _big_input(tmp_path))
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert "Traceback" not in err  # neither the ingest nor a worker prints one
-    assert _gone(children) == []
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert "Traceback" not in err  # neither the ingest nor a worker prints one
+        alive = _gone(children)
+        assert alive == [], _described(alive)
+    finally:
+        _clean_up(proc)
     stored = Store(db).count_documents()
     assert stored > 0 and stored % 500 == 0  # whole transactions only
 
@@ -222,8 +253,15 @@ def test_ctrl_c_stops_the_workers_and_keeps_whole_batches(tmp_path: Path) -> Non
 def test_workers_do_not_outlive_a_killed_ingest(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'kill.db'}"
     proc, children = _ingest_until_first_commit(db, _big_input(tmp_path))
-    os.kill(proc.pid, signal.SIGKILL)  # the ingest alone, as an out-of-memory kill does
-    proc.communicate(timeout=60)
-    assert _gone(children) == []
+    try:
+        os.kill(proc.pid, signal.SIGKILL)  # the ingest alone, as an out-of-memory kill does
+        proc.wait(timeout=60)
+        # The workers and Python's resource tracker hold its stderr: read to the end once
+        # they are all gone.
+        alive = _gone(children)
+        assert alive == [], _described(alive)
+        proc.communicate(timeout=60)
+    finally:
+        _clean_up(proc)
     stored = Store(db).count_documents()
     assert stored > 0 and stored % 500 == 0

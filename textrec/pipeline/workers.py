@@ -59,18 +59,18 @@ def check_workers(analyzer: Analyzer | None, workers: int) -> None:
 _analyzer: Analyzer | None = None
 
 
-def _start(scheme: str) -> None:
-    global _analyzer
-    _analyzer = Analyzer.from_scheme(scheme)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-
+def _start(scheme: str, parent: int) -> None:
+    # ``parent`` comes from the parent: one that died while this worker was starting (a
+    # worker may start seconds after the others) would otherwise never be missed.
     def orphaned() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
         os._exit(1)
 
     threading.Thread(target=orphaned, name="textrec-orphan-watch", daemon=True).start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _analyzer
+    _analyzer = Analyzer.from_scheme(scheme)
 
 
 def _extract(texts: Texts) -> Counts:
@@ -99,7 +99,7 @@ def terms_ahead(
             raise _stopped(where(payload), exc, after) from exc
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _start, (scheme,)) as pool:
+    with ProcessPoolExecutor(workers, context, _start, (scheme, os.getpid())) as pool:
         try:
             for payload, texts in chunks:
                 try:
