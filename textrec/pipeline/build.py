@@ -105,11 +105,12 @@ def _counts_of(
     """``(id, term counts)`` of every stored document, in id order: the stored counts, or
     with ``from_text`` (an upgrade) derived anew from the stored title and text, by
     ``workers`` processes when more than one."""
-    with tqdm(total=store.count_documents(), desc=desc, unit="doc", disable=not progress) as bar:
+    total = store.count_documents()
+    with tqdm(total=total, desc=desc, unit="doc", disable=not progress) as bar:
         rows = store.iter_terms(texts=from_text)
         if from_text:
             chunks = _chunked((i, title, text) for i, _, title, text in rows)
-            pool = _workers_for(store, workers)
+            pool = _workers_for(total, workers)
             for ids, counts in extract(chunks, analyzer, pool, _documents, _AGAIN):
                 yield from zip(ids, counts, strict=True)
                 bar.update(len(ids))
@@ -126,8 +127,8 @@ WORKERS_FROM = 2000
 second, what MeCab takes for a thousand petitions."""
 
 
-def _workers_for(store: Store, workers: int) -> int:
-    return workers if workers > 1 and store.count_documents() >= WORKERS_FROM else 1
+def _workers_for(documents: int, workers: int) -> int:
+    return workers if workers > 1 and documents >= WORKERS_FROM else 1
 
 
 def _chunked(
@@ -331,16 +332,14 @@ def store_terms(
     them right after an upgrade), in batches, by ``workers`` processes when more than one;
     returns how many were written."""
     ids = store.ids_without_terms()
-
-    def chunks() -> Iterator[tuple[list[int], list[tuple[str, str | None]]]]:
-        for start in range(0, len(ids), batch_size):
-            docs = store.get_documents(ids[start : start + batch_size])
-            keys = list(docs)
-            yield keys, [(docs[i].text, docs[i].title) for i in keys]
-
+    docs = (
+        (i, d.title, d.text)
+        for start in range(0, len(ids), batch_size)
+        for i, d in store.get_documents(ids[start : start + batch_size]).items()
+    )
     written = 0
-    pool = _workers_for(store, workers)
-    for keys, counts in extract(chunks(), analyzer, pool, _documents, _AGAIN):
+    pool = _workers_for(store.count_documents(), workers)
+    for keys, counts in extract(_chunked(docs, batch_size), analyzer, pool, _documents, _AGAIN):
         written += store.put_terms(analyzer.scheme, zip(keys, counts, strict=True))
     return written
 

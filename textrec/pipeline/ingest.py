@@ -82,7 +82,7 @@ def _lines(records: list[Record]) -> str:
 
 def _terms_ahead(
     batches: Iterator[list[Record | RecordError]], scheme: str, workers: int
-) -> Iterator[tuple[list[Record | RecordError], Terms]]:
+) -> Generator[tuple[list[Record | RecordError], Terms], None, None]:
     """Each batch with its records' term counts under ``scheme``, extracted by ``workers``
     processes a few batches ahead of the one returned; in input order."""
 
@@ -144,7 +144,7 @@ def ingest(
     # uses, which also keeps appended fingerprints comparable with its index.
     current = under_snapshot if under_snapshot is not None else store.current_snapshot()
     bar = tqdm(desc="ingest", unit="doc", disable=not progress, leave=False)
-    batches: Iterator[tuple[list[Record | RecordError], Terms]]
+    batches: Generator[tuple[list[Record | RecordError], Terms], None, None]
     batches = ((b, {}) for b in _batches(records, batch_size))
     ahead = analyzer.scheme
     if workers > 1:
@@ -260,8 +260,7 @@ def ingest(
                         on_stored(ids, fps, [d.terms or {} for d in docs])
             bar.update(len(batch))
     finally:
-        if isinstance(batches, Generator):  # stop the workers now, not when collected
-            batches.close()
+        batches.close()  # stops the workers now, not when the generator is collected
     bar.close()
     report.rejected.sort(key=lambda e: (e.source, e.line))
     stored = set(report.stored)

@@ -83,7 +83,7 @@ def terms_ahead(
     scheme: str,
     workers: int,
     where: Callable[[P], str],
-    after: str = "what was committed before it is stored",
+    after: str,
 ) -> Iterator[tuple[P, Counts]]:
     """``(payload, term counts of its texts under scheme)`` for each ``(payload, texts)`` of
     ``chunks``, in order, extracted by ``workers`` processes up to ``2 × workers`` chunks
@@ -127,7 +127,7 @@ def extract(
     analyzer: Analyzer,
     workers: int,
     where: Callable[[P], str],
-    after: str = "what was committed before it is stored",
+    after: str,
 ) -> Iterator[tuple[P, Counts]]:
     """:func:`terms_ahead` with ``workers`` > 1; in this process, one chunk at a time, with 1."""
     if workers > 1:
