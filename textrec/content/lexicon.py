@@ -77,10 +77,11 @@ def _front_code(terms: Sequence[bytes]) -> tuple[bytes, npt.NDArray[Any]]:
 
 
 class _Blocks:
-    """The Python reading of a front-coded blob (what ``lookup`` does in C)."""
+    """The Python reading of a front-coded blob (what ``lookup`` does in C), in place: a
+    lookup does not copy the dictionary."""
 
     def __init__(self, blob: npt.NDArray[np.uint8], starts: npt.NDArray[Any], n: int) -> None:
-        self._blob, self._starts, self._n = blob.tobytes(), starts.tolist(), n
+        self._blob, self._starts, self._n = blob.data, starts, n
 
     def _varint(self, pos: int) -> tuple[int, int]:
         value = shift = 0
@@ -94,7 +95,7 @@ class _Blocks:
 
     def block(self, b: int) -> Iterator[bytes]:
         """The terms of block b, in order."""
-        pos, end = self._starts[b], self._starts[b + 1]
+        pos, end = int(self._starts[b]), int(self._starts[b + 1])
         term = b""
         for _ in range(min(BLOCK, self._n - b * BLOCK)):
             if pos >= end:
