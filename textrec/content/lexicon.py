@@ -42,6 +42,13 @@ def _encode(term: str) -> bytes:
     return term.encode("utf-8", "surrogatepass")
 
 
+def narrow(ascending: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
+    """Ascending integers (block offsets here; the related-posts index's per-term offsets
+    and document ids) as uint32 when they all fit (4 bytes each instead of 8), else int64."""
+    fits = not len(ascending) or (int(ascending[0]) >= 0 and int(ascending[-1]) < 2**32)
+    return ascending.astype(np.uint32 if fits else np.int64, copy=False)
+
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while value >= 0x80:
@@ -73,7 +80,7 @@ def _front_code(terms: Sequence[bytes]) -> tuple[bytes, npt.NDArray[Any]]:
             blob += _varint(p) + _varint(len(term) - p) + term[p:]
             prev = term
     starts[-1] = len(blob)
-    return bytes(blob), starts.astype(np.uint32 if len(blob) < 2**32 else np.int64)
+    return bytes(blob), narrow(starts)
 
 
 class _Blocks:

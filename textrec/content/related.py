@@ -53,7 +53,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from textrec.artifacts.atomic import atomic_write
-from textrec.content.lexicon import Lexicon
+from textrec.content.lexicon import Lexicon, narrow
 
 __all__ = [
     "DEFAULT_TOP_TERMS",
@@ -184,13 +184,6 @@ def _pack_gaps(
     return widths.astype(np.uint8), words.view(np.uint8), offsets
 
 
-def _narrow(ascending: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
-    """Ascending integers (per-term offsets, document ids) as uint32 when they all fit (4
-    bytes each instead of 8), else int64."""
-    fits = not len(ascending) or (int(ascending[0]) >= 0 and int(ascending[-1]) < 2**32)
-    return ascending.astype(np.uint32 if fits else np.int64, copy=False)
-
-
 def _block_offsets(widths: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
     """Byte offset of each block in the packed gaps (a block of width w takes 16·w bytes)."""
     out = np.zeros(len(widths) + 1, np.int64)
@@ -242,7 +235,7 @@ class _Segment:
     ``offsets[b]`` of ``packed``); ``impacts[p]`` is posting p's impact code."""
 
     terms: npt.NDArray[np.uint32]
-    ptr: npt.NDArray[Any]  # uint32 or int64 (_narrow)
+    ptr: npt.NDArray[Any]  # uint32 or int64 (narrow)
     widths: npt.NDArray[np.uint8]
     packed: npt.NDArray[np.uint8]
     impacts: npt.NDArray[np.uint8]
@@ -262,7 +255,7 @@ class _Segment:
         starts = np.flatnonzero(np.diff(term_of, prepend=-1)) if n else np.zeros(0, np.int64)
         terms, ptr = _term_slots(term_of[starts], np.diff(np.append(starts, n)))
         widths, packed, offsets = _pack_gaps(_row_gaps(ptr, rows))
-        return cls(terms, _narrow(ptr), widths, packed, impacts, offsets)
+        return cls(terms, narrow(ptr), widths, packed, impacts, offsets)
 
     @classmethod
     def from_rows(
@@ -298,7 +291,7 @@ class _Segment:
         wrong = [what for what, bad in problems.items() if bad]
         if wrong:
             raise ValueError(f"postings arrays: {wrong[0]}")
-        return cls(terms, _narrow(ptr), widths, packed, impacts, offsets, _WHOLE)
+        return cls(terms, narrow(ptr), widths, packed, impacts, offsets, _WHOLE)
 
     def slot(self, t: int) -> int:
         """Term id t's slot, or -1 when it has no postings here."""
@@ -422,7 +415,7 @@ class _Segment:
         terms_out, ptr = _term_slots(present, counts[present])
         widths, packed, offsets = _pack_gaps(gaps)
         level = max(s.level for s in segments) + 1
-        return cls(terms_out, _narrow(ptr), widths, packed, impacts, offsets, level)
+        return cls(terms_out, narrow(ptr), widths, packed, impacts, offsets, level)
 
     @property
     def nbytes(self) -> int:
@@ -552,7 +545,7 @@ def _append_ids(ids: npt.NDArray[Any], new: npt.NDArray[np.int64]) -> npt.NDArra
     info = np.iinfo(ids.dtype)
     if len(new) and int(new[0]) >= info.min and int(new[-1]) <= info.max:
         return np.concatenate([ids, new.astype(ids.dtype)])
-    return _narrow(np.concatenate([ids.astype(np.int64), new]))
+    return narrow(np.concatenate([ids.astype(np.int64), new]))
 
 
 def _rows_of(
@@ -573,7 +566,7 @@ class _State:
     """What a query reads, swapped whole by writers (copy-on-write)."""
 
     segments: tuple[_Segment, ...]
-    doc_ids: npt.NDArray[Any]  # row -> document id, ascending (_narrow)
+    doc_ids: npt.NDArray[Any]  # row -> document id, ascending (narrow)
     dead: npt.NDArray[np.bool_]
 
 
@@ -834,7 +827,7 @@ class RelatedIndex:
         segments: tuple[_Segment, ...] = ()
         if len(segment.impacts):
             segments = (segment,)
-        index._state = _State(segments, _narrow(arrays["doc_ids"]), arrays["dead"])
+        index._state = _State(segments, narrow(arrays["doc_ids"]), arrays["dead"])
         return index, header
 
     def document_ids(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
